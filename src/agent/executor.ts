@@ -1,0 +1,155 @@
+/**
+ * Applies planned actions. One action at a time per component (a component never has two
+ * operations racing), a bounded number in parallel across components, and a component that is
+ * busy or failing never holds up the others. Every action lands in the events log; failures
+ * feed the exponential backoff that the planner honours.
+ */
+import type { Logger } from 'pino';
+import { keyString } from '../errors.js';
+import type { RuntimeKind } from '../manifest/schema.js';
+import type { Registry } from '../registry/index.js';
+import type { Runtime } from '../runtime/types.js';
+import { nextAttemptAt, type BackoffPolicy } from './backoff.js';
+import { labelsFor } from './identity.js';
+import type { Action } from './planner.js';
+
+export interface ExecutorOptions {
+  registry: Registry;
+  runtimes: Map<RuntimeKind, Runtime>;
+  agentId: string;
+  backoff: BackoffPolicy;
+  stopGraceSeconds: number;
+  parallelism: number;
+  log: Logger;
+  /** Called after each action finished, so the loop can verify the result. */
+  onSettled?: () => void;
+}
+
+export interface ActionOutcome {
+  action: Action;
+  ok: boolean;
+  message: string;
+}
+
+/** The serialisation unit: a component, or for unlabelled orphans, the workload itself. */
+const unitOf = (a: Action): string => (a.key ? keyString(a.key) : `workload:${a.workload}`);
+
+export class Executor {
+  private readonly inflight = new Map<string, Promise<ActionOutcome>>();
+  private readonly waiting: Array<() => void> = [];
+  private running = 0;
+
+  constructor(private readonly o: ExecutorOptions) {}
+
+  /** Components with an action under way: the loop does not plan for them until it is done. */
+  busyUnits(): Set<string> {
+    return new Set(this.inflight.keys());
+  }
+
+  isBusy(a: Action): boolean {
+    return this.inflight.has(unitOf(a));
+  }
+
+  /** Starts the actions whose component is idle; returns their promises. Never throws. */
+  dispatch(actions: Action[]): Promise<ActionOutcome>[] {
+    const started: Promise<ActionOutcome>[] = [];
+    for (const a of actions) {
+      const unit = unitOf(a);
+      if (this.inflight.has(unit)) continue; // one action at a time per component
+      const p = this.withSlot(() => this.apply(a)).finally(() => {
+        this.inflight.delete(unit);
+        this.o.onSettled?.();
+      });
+      this.inflight.set(unit, p);
+      started.push(p);
+    }
+    return started;
+  }
+
+  /** Resolves once every dispatched action has finished. */
+  async drain(): Promise<void> {
+    while (this.inflight.size > 0) await Promise.allSettled([...this.inflight.values()]);
+  }
+
+  private async withSlot<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.running >= this.o.parallelism) await new Promise<void>((r) => this.waiting.push(r));
+    this.running++;
+    try {
+      return await fn();
+    } finally {
+      this.running--;
+      this.waiting.shift()?.();
+    }
+  }
+
+  private runtime(kind: RuntimeKind): Runtime {
+    const r = this.o.runtimes.get(kind);
+    if (!r) throw new Error(`no ${kind} runtime configured`);
+    return r;
+  }
+
+  private async apply(a: Action): Promise<ActionOutcome> {
+    const { registry, log } = this.o;
+    const ev = { service: a.key?.service ?? null, component: a.key?.component ?? null, workload: a.workload, action: a.type, reason: a.reason };
+    const alog = log.child({ workload: a.workload, action: a.type });
+    try {
+      const message = await this.perform(a);
+      registry.events.append({ ...ev, outcome: a.type === 'adopt' ? 'info' : 'ok', message });
+      alog.info({ reason: a.reason }, `${a.type} ${a.workload}: ${message}`);
+      return { action: a, ok: true, message };
+    } catch (err) {
+      const message = (err as Error).message;
+      registry.events.append({ ...ev, outcome: 'error', message });
+      if (a.type === 'start' || a.type === 'restart' || a.type === 'replace') this.recordFailure(a, message);
+      alog.warn({ reason: a.reason, err: message }, `${a.type} ${a.workload} failed`);
+      return { action: a, ok: false, message };
+    }
+  }
+
+  private failuresOf(workload: string): number {
+    return this.o.registry.instances.all().find((i) => i.workload === workload)?.failures ?? 0;
+  }
+
+  private recordFailure(a: Action & { key: { service: string; component: string } }, message: string): void {
+    const failures = this.failuresOf(a.workload) + 1;
+    const next = nextAttemptAt(new Date(), failures, this.o.backoff);
+    this.o.registry.instances.recordFailure(a.workload, { ...a.key, runtime: a.runtime }, failures, next.toISOString(), message);
+  }
+
+  private async perform(a: Action): Promise<string> {
+    const { registry } = this.o;
+    switch (a.type) {
+      case 'adopt':
+        registry.instances.recordAdopted({ workload: a.workload, ...a.key, runtime: a.runtime, handle: a.handle, specHash: a.specHash, startedAt: a.startedAt ?? null });
+        return `adopted ${a.handle.slice(0, 12)}`;
+      case 'remove': {
+        const rt = this.runtime(a.runtime);
+        await rt.stop(a.workload, this.o.stopGraceSeconds);
+        await rt.remove(a.workload);
+        registry.instances.forget(a.workload);
+        return 'stopped and removed';
+      }
+      case 'replace': {
+        const rt = this.runtime(a.runtime);
+        await rt.stop(a.workload, this.o.stopGraceSeconds);
+        await rt.remove(a.workload);
+        return this.start(a, false, 'replaced');
+      }
+      case 'restart': {
+        // The workload exited: that is a failure of the component, and a crash loop must back off.
+        // The restart happens now; the next one waits for the backoff.
+        const failures = this.failuresOf(a.workload) + 1;
+        registry.instances.recordFailure(a.workload, { ...a.key, runtime: a.runtime }, failures, nextAttemptAt(new Date(), failures, this.o.backoff).toISOString(), a.reason);
+        return this.start(a, true, 'restarted');
+      }
+      case 'start':
+        return this.start(a, false, 'started');
+    }
+  }
+
+  private async start(a: Extract<Action, { spec: unknown }>, restarted: boolean, verb: string): Promise<string> {
+    const o = await this.runtime(a.runtime).start({ name: a.workload, key: a.key, specHash: a.specHash, labels: labelsFor(this.o.agentId, a.key, a.specHash), spec: a.spec });
+    this.o.registry.instances.recordStarted({ workload: a.workload, ...a.key, runtime: a.runtime, handle: o.id, specHash: a.specHash, restarted });
+    return `${verb} ${o.id.slice(0, 12)}`;
+  }
+}

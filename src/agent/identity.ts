@@ -1,0 +1,63 @@
+/**
+ * How a component is named and recognised in the outside world. Pure functions.
+ * - workload name: `service-component`, valid for podman names, QEMU -name and file names.
+ * - labels: which agent owns a workload, which component it is, which spec it was started from.
+ * - spec hash: sha256 over the canonical JSON of the fields that shape the running workload.
+ */
+import { createHash } from 'node:crypto';
+import type { ComponentKey } from '../errors.js';
+import type { ComponentSpec } from '../manifest/schema.js';
+
+export const LABEL_AGENT = 'io.mcp-agent.agent';
+export const LABEL_COMPONENT = 'io.mcp-agent.component';
+export const LABEL_SPEC_HASH = 'io.mcp-agent.spec-hash';
+
+export function workloadName(key: ComponentKey): string {
+  return `${key.service}-${key.component}`;
+}
+
+/** `svc/comp` as stored in labels. Returns undefined for anything that is not such a pair. */
+export function parseComponentLabel(value: string | undefined): ComponentKey | undefined {
+  if (!value) return undefined;
+  const m = /^([a-z0-9][a-z0-9-]*)\/([a-z0-9][a-z0-9-]*)$/.exec(value);
+  return m ? { service: m[1]!, component: m[2]! } : undefined;
+}
+
+/** JSON with object keys sorted at every level, so equal specs always serialise equally. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value ?? null);
+}
+
+/**
+ * The fields whose change means the workload must be replaced. The restart policy is left out:
+ * changing it changes what the agent does next, not what runs.
+ */
+export function specHash(spec: ComponentSpec): string {
+  const shaping = {
+    runtime: spec.runtime,
+    image: spec.image,
+    cmd: spec.cmd,
+    env: spec.env,
+    memory: spec.memory,
+    vcpus: spec.vcpus,
+    network: spec.network,
+    ports: spec.ports,
+    volumes: spec.volumes,
+  };
+  return createHash('sha256').update(canonicalJson(shaping)).digest('hex');
+}
+
+export function labelsFor(agentId: string, key: ComponentKey, hash: string): Record<string, string> {
+  return {
+    [LABEL_AGENT]: agentId,
+    [LABEL_COMPONENT]: `${key.service}/${key.component}`,
+    [LABEL_SPEC_HASH]: hash,
+  };
+}

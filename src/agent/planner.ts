@@ -1,0 +1,213 @@
+/**
+ * The planner: a pure function from (desired, observed, agent records, now) to a per-component
+ * assessment (what drifted and why) and the actions that would repair it. Level-triggered: it
+ * looks only at the state now, never at what happened, so running it twice plans the same thing.
+ * `agent status` shows the assessments; `agent plan` the actions; `agent run` executes them.
+ */
+import { keyString, type ComponentKey } from '../errors.js';
+import type { ComponentSpec, RuntimeKind } from '../manifest/schema.js';
+import type { DesiredState, InstanceRecord } from '../registry/index.js';
+import type { Observed } from '../runtime/types.js';
+import { specHash, workloadName } from './identity.js';
+
+export type Drift =
+  | 'in-sync' // matches the registry
+  | 'missing' // desired running, not there
+  | 'stopped' // there, not running, and the restart policy wants it running
+  | 'exited' // there, not running, and the restart policy says leave it
+  | 'spec-changed' // running from another spec
+  | 'orphan' // ours, but no (active) component wants it
+  | 'unknown' // its runtime could not list: never treated as missing
+  | 'invalid' // the registry row is not a valid component
+  | 'pending'; // in a transitional state (stopping, paused...)
+
+/** What the reconcile would do. Reasons are for humans and land in the events log. */
+export type Action =
+  | { type: 'start'; key: ComponentKey; workload: string; runtime: RuntimeKind; spec: ComponentSpec; specHash: string; reason: string }
+  | { type: 'restart'; key: ComponentKey; workload: string; runtime: RuntimeKind; spec: ComponentSpec; specHash: string; reason: string }
+  | { type: 'replace'; key: ComponentKey; workload: string; runtime: RuntimeKind; spec: ComponentSpec; specHash: string; reason: string }
+  | { type: 'remove'; key: ComponentKey | undefined; workload: string; runtime: RuntimeKind; reason: string }
+  | { type: 'adopt'; key: ComponentKey; workload: string; runtime: RuntimeKind; handle: string; specHash: string; startedAt: string | undefined; reason: string };
+
+export type ActionType = Action['type'];
+
+export interface Assessment {
+  key: ComponentKey;
+  workload: string;
+  runtime: RuntimeKind | undefined;
+  desired: 'running' | 'absent';
+  /** The observed state, 'absent', or 'unknown' when the runtime could not list. */
+  observed: string;
+  drift: Drift;
+  reason: string;
+  action: Action | undefined;
+  /** Set when an action is due but held back by the backoff. */
+  backoffUntil: string | undefined;
+  address: string | undefined;
+  handle: string | undefined;
+}
+
+export type RuntimeListing = { ok: true; items: Observed[] } | { ok: false; error: string };
+
+export interface PlanInput {
+  desired: DesiredState;
+  observed: Partial<Record<RuntimeKind, RuntimeListing>>;
+  instances: InstanceRecord[];
+  now: Date;
+  /** A workload running this long in sync has its failure count reset. */
+  stableAfterMs: number;
+}
+
+export interface PlanResult {
+  assessments: Assessment[];
+  actions: Action[];
+  /** Workloads whose failure counter can be cleared: stable and in sync. */
+  settled: string[];
+}
+
+const RUNTIME_ORDER: RuntimeKind[] = ['container', 'unikernel'];
+
+function shortTime(iso: string): string {
+  return iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z');
+}
+
+/** Whether a stopped workload should run again under its restart policy. */
+function wantsRestart(spec: ComponentSpec, o: Observed): boolean {
+  if (o.state === 'created') return true;
+  if (spec.restart === 'always') return true;
+  if (spec.restart === 'on-failure') return o.exitCode !== 0;
+  return false;
+}
+
+function describeExit(o: Observed): string {
+  return o.state === 'created' ? 'created but never started' : `exited (code ${o.exitCode ?? '?'})`;
+}
+
+export function plan(input: PlanInput): PlanResult {
+  const { desired, observed, now } = input;
+  const assessments: Assessment[] = [];
+  const settled: string[] = [];
+  const instances = new Map(input.instances.map((i) => [i.workload, i]));
+  const activeServices = new Map(desired.services.map((s) => [s.name, s.active]));
+
+  // Observed workloads by component key, per runtime. Claimed ones are removed as we go;
+  // whatever is left at the end is an orphan.
+  const unclaimed = new Map<string, Observed[]>();
+  for (const rt of RUNTIME_ORDER) {
+    const listing = observed[rt];
+    if (!listing?.ok) continue;
+    for (const o of listing.items) {
+      const k = o.key ? keyString(o.key) : `?${o.name}`;
+      const list = unclaimed.get(k) ?? [];
+      list.push(o);
+      unclaimed.set(k, list);
+    }
+  }
+
+  /** Desired keys whose observed workloads must not be called orphans (invalid row, unknown runtime). */
+  const protectedKeys = new Set<string>();
+
+  for (const dc of desired.components) {
+    const key: ComponentKey = { service: dc.service, component: dc.component };
+    const ks = keyString(key);
+    const workload = workloadName(key);
+    const base = { key, workload, backoffUntil: undefined, address: undefined, handle: undefined };
+
+    if (!dc.valid) {
+      protectedKeys.add(ks);
+      const o = unclaimed.get(ks)?.[0];
+      assessments.push({ ...base, runtime: o?.runtime, desired: 'running', observed: o?.state ?? 'absent', drift: 'invalid', reason: `registry row is invalid: ${dc.error}`, action: undefined, handle: o?.id });
+      continue;
+    }
+    const spec = dc.spec;
+    const hash = specHash(spec);
+    const listing = observed[spec.runtime];
+    const active = activeServices.get(dc.service) ?? false;
+
+    if (!listing || !listing.ok) {
+      protectedKeys.add(ks);
+      const why = listing ? listing.error : `no ${spec.runtime} runtime is configured`;
+      assessments.push({ ...base, runtime: spec.runtime, desired: active ? 'running' : 'absent', observed: 'unknown', drift: 'unknown', reason: `${spec.runtime} runtime cannot list workloads: ${why}`, action: undefined });
+      continue;
+    }
+
+    // This component's workloads across all runtimes: the one of its runtime and name is the
+    // instance; any other (other runtime, other name) is extra and goes.
+    const mine = unclaimed.get(ks) ?? [];
+    unclaimed.delete(ks);
+    const current = mine.find((o) => o.runtime === spec.runtime && o.name === workload);
+    for (const extra of mine) {
+      if (extra === current) continue;
+      const why = extra.runtime !== spec.runtime ? `runtime changed to ${spec.runtime}` : `duplicate of ${workload}`;
+      assessments.push({ ...base, workload: extra.name, runtime: extra.runtime, desired: 'absent', observed: extra.state, drift: 'orphan', reason: why, handle: extra.id, action: { type: 'remove', key, workload: extra.name, runtime: extra.runtime, reason: why } });
+    }
+
+    const rec = instances.get(workload);
+    const common = { ...base, runtime: spec.runtime, address: current?.address, handle: current?.id };
+
+    if (!active) {
+      if (current) {
+        const reason = 'service is inactive';
+        assessments.push({ ...common, desired: 'absent', observed: current.state, drift: 'orphan', reason, action: { type: 'remove', key, workload, runtime: spec.runtime, reason } });
+      } else {
+        assessments.push({ ...common, desired: 'absent', observed: 'absent', drift: 'in-sync', reason: 'service is inactive', action: undefined });
+      }
+      continue;
+    }
+
+    let drift: Drift;
+    let reason: string;
+    let action: Action | undefined;
+    const startLike = { key, workload, runtime: spec.runtime, spec, specHash: hash };
+    if (!current) {
+      drift = 'missing';
+      reason = 'not running (missing)';
+      action = { type: 'start', ...startLike, reason: 'missing' };
+    } else if (current.specHash !== hash) {
+      drift = 'spec-changed';
+      reason = `spec changed (running ${current.specHash?.slice(0, 12) ?? 'unlabelled'}, desired ${hash.slice(0, 12)})`;
+      action = { type: 'replace', ...startLike, reason: 'spec changed' };
+    } else if (current.state === 'running') {
+      drift = 'in-sync';
+      reason = '';
+      if (!rec || rec.handle !== current.id) {
+        action = { type: 'adopt', key, workload, runtime: spec.runtime, handle: current.id, specHash: hash, startedAt: current.startedAt, reason: 'running, not yet recorded by this agent' };
+      } else if (rec.failures > 0 && current.startedAt && now.getTime() - Date.parse(current.startedAt) >= input.stableAfterMs) {
+        settled.push(workload);
+      }
+    } else if (current.state === 'exited' || current.state === 'created') {
+      if (wantsRestart(spec, current)) {
+        drift = 'stopped';
+        reason = describeExit(current);
+        action = { type: 'restart', ...startLike, reason: `${describeExit(current)}, restart policy ${spec.restart}` };
+      } else {
+        drift = 'exited';
+        reason = `${describeExit(current)}; restart policy ${spec.restart} leaves it stopped`;
+      }
+    } else {
+      drift = 'pending';
+      reason = `workload is ${current.state}`;
+    }
+
+    let backoffUntil: string | undefined;
+    if (action && action.type !== 'adopt' && rec?.nextAttemptAt && Date.parse(rec.nextAttemptAt) > now.getTime()) {
+      backoffUntil = rec.nextAttemptAt;
+      reason += `${reason ? '; ' : ''}failed ${rec.failures}x, backing off until ${shortTime(rec.nextAttemptAt)}${rec.lastError ? ` (last error: ${rec.lastError})` : ''}`;
+      action = undefined;
+    }
+    assessments.push({ ...common, desired: 'running', observed: current?.state ?? 'absent', drift, reason, action, backoffUntil });
+  }
+
+  for (const [ks, list] of unclaimed) {
+    for (const o of list) {
+      if (protectedKeys.has(ks)) continue;
+      const key = o.key ?? { service: '?', component: o.name };
+      const reason = o.key ? 'orphan: no such component in the registry' : 'orphan: carries this agent\'s label but no readable component label';
+      assessments.push({ key, workload: o.name, runtime: o.runtime, desired: 'absent', observed: o.state, drift: 'orphan', reason, action: { type: 'remove', key: o.key, workload: o.name, runtime: o.runtime, reason }, backoffUntil: undefined, address: o.address, handle: o.id });
+    }
+  }
+
+  assessments.sort((a, b) => keyString(a.key).localeCompare(keyString(b.key)) || a.workload.localeCompare(b.workload));
+  const actions = assessments.flatMap((a) => (a.action ? [a.action] : []));
+  return { assessments, actions, settled };
+}

@@ -1,0 +1,72 @@
+/**
+ * One reconcile pass: read desired state, observe every runtime, plan, dispatch the actions of
+ * idle components. Level-triggered: each pass starts from what is true now.
+ */
+import type { Logger } from 'pino';
+import type { AgentConfig } from '../config/config.js';
+import { keyString } from '../errors.js';
+import type { RuntimeKind } from '../manifest/schema.js';
+import type { Registry } from '../registry/index.js';
+import type { Runtime } from '../runtime/types.js';
+import { Executor, type ActionOutcome } from './executor.js';
+import { observeAll } from './observe.js';
+import { plan, type PlanResult, type RuntimeListing } from './planner.js';
+
+export interface ReconcilerOptions {
+  registry: Registry;
+  runtimes: Map<RuntimeKind, Runtime>;
+  config: AgentConfig;
+  log: Logger;
+  onActionSettled?: () => void;
+}
+
+/** Reads everything the planner needs and plans. Changes nothing. */
+export async function assess(
+  registry: Registry,
+  runtimes: Map<RuntimeKind, Runtime>,
+  config: AgentConfig,
+  now = new Date(),
+): Promise<PlanResult & { listings: Partial<Record<RuntimeKind, RuntimeListing>> }> {
+  const observed = await observeAll(runtimes);
+  const result = plan({
+    desired: registry.desired.read(),
+    observed,
+    instances: registry.instances.all(),
+    now,
+    stableAfterMs: config.stable_after_seconds * 1000,
+  });
+  return { ...result, listings: observed };
+}
+
+export class Reconciler {
+  readonly executor: Executor;
+
+  constructor(private readonly o: ReconcilerOptions) {
+    this.executor = new Executor({
+      registry: o.registry,
+      runtimes: o.runtimes,
+      agentId: o.registry.meta.agentId(),
+      backoff: { baseMs: o.config.backoff.base_ms, maxMs: o.config.backoff.max_ms },
+      stopGraceSeconds: o.config.stop_grace_seconds,
+      parallelism: o.config.parallelism,
+      log: o.log,
+      onSettled: o.onActionSettled,
+    });
+  }
+
+  /** Plans and dispatches; resolves when the actions are dispatched (not finished). */
+  async pass(): Promise<{ result: PlanResult; dispatched: Promise<ActionOutcome>[] }> {
+    const { registry, runtimes, config, log } = this.o;
+    const now = new Date();
+    const result = await assess(registry, runtimes, config, now);
+    for (const w of result.settled) registry.instances.clearFailures(w);
+    // A component with an action under way is left alone: its state is in flux.
+    const busy = this.executor.busyUnits();
+    const actions = result.actions.filter((a) => !(a.key && busy.has(keyString(a.key))));
+    const dispatched = this.executor.dispatch(actions);
+    registry.meta.beat(process.pid, now);
+    const drifted = result.assessments.filter((a) => a.drift !== 'in-sync').length;
+    log.debug({ components: result.assessments.length, drifted, actions: actions.length }, 'reconcile pass');
+    return { result, dispatched };
+  }
+}

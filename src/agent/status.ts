@@ -1,0 +1,98 @@
+/**
+ * The operator's drift view: one row per component (and per orphan workload), computed live from
+ * the registry and the runtimes, so it tells the truth whether or not the agent is running.
+ */
+import { readFileSync } from 'node:fs';
+import type { AgentConfig } from '../config/config.js';
+import { keyString } from '../errors.js';
+import type { RuntimeKind } from '../manifest/schema.js';
+import type { Registry } from '../registry/index.js';
+import type { Runtime } from '../runtime/types.js';
+import type { Drift } from './planner.js';
+import { assess } from './reconciler.js';
+
+export interface StatusRow {
+  service: string;
+  component: string;
+  workload: string;
+  runtime: RuntimeKind | null;
+  desired: 'running' | 'absent';
+  observed: string;
+  drift: Drift;
+  reason: string;
+  /** What the next reconcile would do about it, if anything. */
+  next_action: string | null;
+  backoff_until: string | null;
+  address: string | null;
+  handle: string | null;
+  restarts: number;
+  last_event: { at: string; action: string; outcome: string; message: string } | null;
+}
+
+export interface AgentLiveness {
+  running: boolean;
+  pid: number | null;
+  last_pass_at: string | null;
+}
+
+export interface StatusReport {
+  registry: string;
+  agent: AgentLiveness;
+  runtimes: Partial<Record<RuntimeKind, { ok: boolean; error: string | null }>>;
+  summary: Record<string, number>;
+  components: StatusRow[];
+}
+
+/** The heartbeat's pid is alive and still an agent (not a reused pid). */
+function agentAlive(pid: number): boolean {
+  try {
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state !== 'Z' && /agent|cli/.test(cmdline) && cmdline.includes('run');
+  } catch {
+    return false;
+  }
+}
+
+export async function buildStatus(registry: Registry, runtimes: Map<RuntimeKind, Runtime>, config: AgentConfig): Promise<StatusReport> {
+  const result = await assess(registry, runtimes, config);
+  const instances = new Map(registry.instances.all().map((i) => [i.workload, i]));
+  const lastEvents = registry.events.latestPerComponent();
+  const hb = registry.meta.heartbeat();
+
+  const runtimeHealth: StatusReport['runtimes'] = {};
+  const listings = result.listings;
+  for (const [kind, l] of Object.entries(listings) as Array<[RuntimeKind, (typeof listings)[RuntimeKind]]>) {
+    if (l) runtimeHealth[kind] = { ok: l.ok, error: l.ok ? null : l.error };
+  }
+
+  const components: StatusRow[] = result.assessments.map((a) => {
+    const ev = lastEvents.get(keyString(a.key));
+    return {
+      service: a.key.service,
+      component: a.key.component,
+      workload: a.workload,
+      runtime: a.runtime ?? null,
+      desired: a.desired,
+      observed: a.observed,
+      drift: a.drift,
+      reason: a.reason,
+      next_action: a.action ? `${a.action.type} (${a.action.reason})` : null,
+      backoff_until: a.backoffUntil ?? null,
+      address: a.address ?? null,
+      handle: a.handle ? a.handle.slice(0, 12) : null,
+      restarts: instances.get(a.workload)?.restarts ?? 0,
+      last_event: ev ? { at: ev.at, action: ev.action, outcome: ev.outcome, message: ev.message } : null,
+    };
+  });
+  const summary: Record<string, number> = {};
+  for (const c of components) summary[c.drift] = (summary[c.drift] ?? 0) + 1;
+  return {
+    registry: registry.path,
+    agent: { running: hb ? agentAlive(hb.pid) : false, pid: hb?.pid ?? null, last_pass_at: hb?.at ?? null },
+    runtimes: runtimeHealth,
+    summary,
+    components,
+  };
+}

@@ -1,0 +1,176 @@
+/**
+ * The `agent` command line: thin. Parses, loads settings, calls the agent, prints a table or
+ * JSON. Every AgentError becomes a one-paragraph message on stderr and its own exit code.
+ */
+import { readFileSync, statSync } from 'node:fs';
+import { Command, CommanderError, Option } from 'commander';
+import { AgentLoop } from '../agent/loop.js';
+import { buildRuntimes } from '../agent/runtimes.js';
+import { assess } from '../agent/reconciler.js';
+import { buildStatus } from '../agent/status.js';
+import { loadConfig, LOG_LEVELS, type AgentConfig } from '../config/config.js';
+import { AgentError, NotFoundError, ValidationError } from '../errors.js';
+import { createLogger } from '../log.js';
+import { loadManifestDir, loadManifestFile, loadManifestText, type ManifestFormat } from '../manifest/load.js';
+import type { ServiceSpec } from '../manifest/schema.js';
+import { Registry } from '../registry/index.js';
+import { actionJson, formatEvents, formatPlan, formatStatus } from './format.js';
+
+interface GlobalOpts {
+  db?: string;
+  config?: string;
+  logLevel?: string;
+}
+
+function settings(cmd: Command): AgentConfig {
+  const g = cmd.optsWithGlobals<GlobalOpts>();
+  return loadConfig({ configPath: g.config, env: process.env, flags: { db: g.db, logLevel: g.logLevel }, cwd: process.cwd() });
+}
+
+function withRegistry<T>(cfg: AgentConfig, fn: (r: Registry) => Promise<T> | T): Promise<T> {
+  const registry = Registry.open(cfg.db);
+  return Promise.resolve()
+    .then(() => fn(registry))
+    .finally(() => registry.close());
+}
+
+const print = (s: string): void => void process.stdout.write(s.endsWith('\n') ? s : `${s}\n`);
+
+function readManifests(file: string, format: ManifestFormat | undefined): ServiceSpec[] {
+  if (file === '-') return [loadManifestText(readFileSync(0, 'utf8'), format ?? 'toml', 'manifest from stdin')];
+  let isDir = false;
+  try {
+    isDir = statSync(file).isDirectory();
+  } catch (err) {
+    throw new ValidationError(file, [{ field: '(file)', rule: `cannot be read: ${(err as Error).message}` }]);
+  }
+  return isDir ? loadManifestDir(file) : [loadManifestFile(file)];
+}
+
+function program(): Command {
+  const p = new Command('agent')
+    .description('Node agent: keeps this node\'s containers and VMs converged with its SQLite registry.')
+    .option('--db <path>', 'registry file (default from config, else ./var/agent.db; env AGENT_DB)')
+    .option('--config <path>', 'settings file, TOML/YAML/JSON (env AGENT_CONFIG; default /etc/mcp-agent/agent.toml if present)')
+    .addOption(new Option('--log-level <level>', 'log level (env AGENT_LOG_LEVEL)').choices(LOG_LEVELS))
+    .showHelpAfterError()
+    .exitOverride();
+
+  p.command('run')
+    .description('reconcile until SIGTERM/SIGINT (workloads keep running after the agent stops)')
+    .option('--once', 'one reconcile pass: plan, apply, wait for the actions, exit (1 if any failed)')
+    .action(async (opts: { once?: boolean }, cmd: Command) => {
+      const cfg = settings(cmd);
+      const log = createLogger(cfg.log_level);
+      const registry = Registry.open(cfg.db);
+      const loop = new AgentLoop({ registry, runtimes: buildRuntimes(cfg, registry.meta.agentId()), config: cfg, log });
+      if (opts.once) {
+        try {
+          const r = await loop.once();
+          log.info(r, 'reconcile pass done');
+          if (r.failed > 0) process.exitCode = 1;
+        } finally {
+          registry.close();
+        }
+        return;
+      }
+      await new Promise<void>((resolve) => {
+        const shutdown = (signal: string): void => {
+          log.info({ signal }, 'stopping');
+          void loop.stop().finally(() => {
+            registry.close();
+            resolve();
+          });
+        };
+        process.once('SIGTERM', () => shutdown('SIGTERM'));
+        process.once('SIGINT', () => shutdown('SIGINT'));
+        loop.start();
+      });
+    });
+
+  p.command('apply')
+    .description('validate manifests and write them to the registry in one transaction')
+    .requiredOption('-f, --file <path>', 'a manifest (.toml, .yaml, .yml, .json), a directory of them, or - for stdin')
+    .option('--prune', 'with a directory: delete every service not defined in it')
+    .addOption(new Option('--format <format>', 'format of stdin').choices(['toml', 'yaml', 'json']))
+    .action(async (opts: { file: string; prune?: boolean; format?: ManifestFormat }, cmd: Command) => {
+      const cfg = settings(cmd);
+      if (opts.prune && (opts.file === '-' || !statSync(opts.file, { throwIfNoEntry: false })?.isDirectory())) {
+        throw new ValidationError('apply --prune', [{ field: '--file', rule: 'must be a directory with --prune (the whole desired state)' }]);
+      }
+      const specs = readManifests(opts.file, opts.format); // validated before the registry is opened
+      await withRegistry(cfg, (r) => {
+        const res = r.desired.apply(specs, { prune: opts.prune ?? false });
+        for (const s of specs) print(`service ${s.name} ${res.created.includes(s.name) ? 'created' : 'updated'} (${s.components.length} component${s.components.length === 1 ? '' : 's'})`);
+        for (const d of res.deleted) print(`service ${d} deleted (pruned)`);
+      });
+    });
+
+  p.command('delete')
+    .description('delete a service and its components from the registry (the agent then stops them)')
+    .argument('<service>', 'service name')
+    .action(async (service: string, _opts: unknown, cmd: Command) => {
+      const cfg = settings(cmd);
+      await withRegistry(cfg, (r) => {
+        if (!r.desired.delete(service)) throw new NotFoundError(`no service named '${service}' in ${cfg.db}`);
+        print(`service ${service} deleted`);
+      });
+    });
+
+  p.command('plan')
+    .description('what the next reconcile would do, and why; changes nothing')
+    .option('--json', 'print JSON')
+    .action(async (opts: { json?: boolean }, cmd: Command) => {
+      const cfg = settings(cmd);
+      await withRegistry(cfg, async (r) => {
+        const res = await assess(r, buildRuntimes(cfg, r.meta.agentId()), cfg);
+        print(opts.json ? JSON.stringify({ actions: res.actions.map(actionJson) }, null, 2) : formatPlan(res.actions));
+      });
+    });
+
+  p.command('status')
+    .description('drift per component: desired vs observed, reason, address, restarts, last event')
+    .option('--json', 'print JSON')
+    .action(async (opts: { json?: boolean }, cmd: Command) => {
+      const cfg = settings(cmd);
+      await withRegistry(cfg, async (r) => {
+        const report = await buildStatus(r, buildRuntimes(cfg, r.meta.agentId()), cfg);
+        print(opts.json ? JSON.stringify(report, null, 2) : formatStatus(report));
+      });
+    });
+
+  p.command('events')
+    .description('the newest entries of the events log')
+    .option('-n, --limit <n>', 'how many', '20')
+    .option('--service <name>', 'only this service')
+    .option('--json', 'print JSON')
+    .action(async (opts: { limit: string; service?: string; json?: boolean }, cmd: Command) => {
+      const cfg = settings(cmd);
+      const limit = Number(opts.limit);
+      if (!Number.isInteger(limit) || limit < 1 || limit > 100_000) throw new ValidationError('events', [{ field: '--limit', rule: 'must be a whole number from 1 to 100000' }]);
+      await withRegistry(cfg, (r) => {
+        const events = r.events.recent(limit, { service: opts.service });
+        print(opts.json ? JSON.stringify(events, null, 2) : formatEvents(events));
+      });
+    });
+
+  return p;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  try {
+    await program().parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // --help and --version are "errors" with exit code 0; usage errors were printed already.
+      return err.exitCode === 0 ? 0 : 2;
+    }
+    if (err instanceof AgentError) {
+      process.stderr.write(`agent: ${err.message}\n`);
+      return err.exitCode;
+    }
+    process.stderr.write(`agent: unexpected error: ${(err as Error).stack ?? String(err)}\n`);
+    return 1;
+  }
+}

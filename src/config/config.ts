@@ -1,0 +1,99 @@
+/**
+ * Agent settings: built-in defaults < config file < environment < command-line flags.
+ * The file (TOML, YAML or JSON) is validated with zod; unknown keys are errors, so a typo never
+ * silently falls back to a default.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { validateCronExpression } from 'cron';
+import { z } from 'zod';
+import { ValidationError } from '../errors.js';
+import { formatOf, issuesOf, parseText } from '../manifest/load.js';
+
+export const DEFAULT_CONFIG_PATH = '/etc/mcp-agent/agent.toml';
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+
+const cron = z.string().refine((s) => validateCronExpression(s).valid, { message: 'must be a cron expression (6 fields with seconds, or 5 without)' });
+
+export const ConfigSchema = z.strictObject({
+  /** Registry file; relative paths are relative to the config file (or the working directory). */
+  db: z.string().min(1, 'must not be empty').default('./var/agent.db'),
+  /** Full resync schedule, on top of registry changes and runtime events. */
+  resync: cron.default('*/30 * * * * *'),
+  /** How often the registry is checked for commits by another connection (PRAGMA data_version). */
+  registry_poll_ms: z.number().int().min(20, 'must be at least 20').max(1000, 'must be at most 1000 (a master\'s push is noticed within a second)').default(200),
+  /** Actions applied at once across components. */
+  parallelism: z.number().int().min(1, 'must be at least 1').max(64, 'must be at most 64').default(4),
+  stop_grace_seconds: z.number().int().min(0, 'must be at least 0').max(600, 'must be at most 600').default(10),
+  /** A workload running this long in sync has its failure count (and backoff) reset. */
+  stable_after_seconds: z.number().int().min(0).max(86_400).default(30),
+  backoff: z
+    .strictObject({
+      base_ms: z.number().int().min(10, 'must be at least 10').max(3_600_000).default(1000),
+      max_ms: z.number().int().min(10, 'must be at least 10').max(86_400_000).default(300_000),
+    })
+    .default({ base_ms: 1000, max_ms: 300_000 }),
+  log_level: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
+  podman: z
+    .strictObject({
+      binary: z.string().min(1).default('podman'),
+      /** crun fails on these machines (cgroups hybrid mode); runc works. */
+      oci_runtime: z.string().regex(/^[a-z0-9._-]+$/, 'must be an OCI runtime name').default('runc'),
+      /** root lacks CAP_SYS_RESOURCE here: the default ulimits are too high for it. */
+      ulimits: z.array(z.string().regex(/^[a-z]+=-?\d+(:-?\d+)?$/, 'must look like nofile=20000:20000')).default(['nofile=20000:20000', 'nproc=32768:32768']),
+      /** Optional CONTAINERS_CONF for podman. */
+      containers_conf: z.string().optional(),
+    })
+    .default({ binary: 'podman', oci_runtime: 'runc', ulimits: ['nofile=20000:20000', 'nproc=32768:32768'] }),
+});
+export type AgentConfig = z.output<typeof ConfigSchema>;
+
+export interface ConfigSources {
+  /** --config, or $AGENT_CONFIG; else DEFAULT_CONFIG_PATH when it exists. */
+  configPath?: string | undefined;
+  env: NodeJS.ProcessEnv;
+  flags: { db?: string | undefined; logLevel?: string | undefined };
+  cwd: string;
+}
+
+export function loadConfig(src: ConfigSources): AgentConfig & { configFile: string | undefined } {
+  const explicit = src.configPath ?? src.env.AGENT_CONFIG;
+  const file = explicit ?? (existsSync(DEFAULT_CONFIG_PATH) ? DEFAULT_CONFIG_PATH : undefined);
+  let raw: Record<string, unknown> = {};
+  let baseDir = src.cwd;
+  if (file) {
+    const format = formatOf(file);
+    if (!format) throw new ValidationError(`config ${file}`, [{ field: '(file)', rule: 'must end in .toml, .yaml, .yml or .json' }]);
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new ValidationError(`config ${file}`, [{ field: '(file)', rule: `cannot be read: ${(err as Error).message}` }]);
+    }
+    const doc = parseText(text, format, `config ${file}`);
+    if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) {
+      throw new ValidationError(`config ${file}`, [{ field: '(document)', rule: 'must be a table of settings' }]);
+    }
+    raw = doc as Record<string, unknown>;
+    baseDir = dirname(resolve(src.cwd, file));
+  }
+  // Environment, then flags, override the file. Paths given there are relative to the cwd.
+  const overrides: Record<string, unknown> = {};
+  let dbFromOverride = false;
+  if (src.env.AGENT_DB) (overrides.db = src.env.AGENT_DB), (dbFromOverride = true);
+  if (src.env.AGENT_LOG_LEVEL) overrides.log_level = src.env.AGENT_LOG_LEVEL;
+  if (src.env.AGENT_RESYNC) overrides.resync = src.env.AGENT_RESYNC;
+  if (src.flags.db) (overrides.db = src.flags.db), (dbFromOverride = true);
+  if (src.flags.logLevel) overrides.log_level = src.flags.logLevel;
+  const merged: Record<string, unknown> = { ...raw, ...overrides };
+  if (src.env.AGENT_PODMAN) merged.podman = { ...((raw.podman as object | undefined) ?? {}), binary: src.env.AGENT_PODMAN };
+
+  const parsed = ConfigSchema.safeParse(merged);
+  if (!parsed.success) throw new ValidationError(file ? `config ${file} (with environment and flags)` : 'settings from environment and flags', issuesOf(parsed.error));
+  const cfg = parsed.data;
+  if (cfg.backoff.max_ms < cfg.backoff.base_ms) {
+    throw new ValidationError('config', [{ field: 'backoff.max_ms', rule: 'must be at least backoff.base_ms' }]);
+  }
+  const dbBase = dbFromOverride ? src.cwd : baseDir;
+  return { ...cfg, db: isAbsolute(cfg.db) ? cfg.db : resolve(dbBase, cfg.db), configFile: file };
+}

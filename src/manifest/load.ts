@@ -1,0 +1,138 @@
+/**
+ * Reads manifests (TOML, YAML or JSON, chosen by file extension) and turns them into validated,
+ * normalised service specs. Pure apart from reading the files; nothing here touches the registry.
+ */
+import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { basename, extname, join } from 'node:path';
+import { parse as parseToml } from 'smol-toml';
+import { parse as parseYaml } from 'yaml';
+import type { z } from 'zod';
+import { ValidationError, type FieldIssue } from '../errors.js';
+import { ComponentSpecSchema, ServiceManifestSchema, type ComponentSpec, type ServiceSpec } from './schema.js';
+
+export type ManifestFormat = 'toml' | 'yaml' | 'json';
+
+const EXTENSIONS: Record<string, ManifestFormat> = { '.toml': 'toml', '.yaml': 'yaml', '.yml': 'yaml', '.json': 'json' };
+
+export function formatOf(path: string): ManifestFormat | undefined {
+  return EXTENSIONS[extname(path).toLowerCase()];
+}
+
+/** `components[1].env.FOO` from zod's path array. */
+export function fieldPath(path: ReadonlyArray<PropertyKey>): string {
+  let out = '';
+  for (const p of path) {
+    if (typeof p === 'number') out += `[${p}]`;
+    else out += out ? `.${String(p)}` : String(p);
+  }
+  return out || '(document)';
+}
+
+export function issuesOf(error: z.ZodError, prefix: ReadonlyArray<PropertyKey> = []): FieldIssue[] {
+  return error.issues.map((i) => {
+    // Unknown keys are reported on the parent object: name the key itself, it is what was mistyped.
+    if (i.code === 'unrecognized_keys') {
+      return { field: fieldPath([...prefix, ...i.path, ...i.keys]), rule: 'is not a known field' };
+    }
+    return { field: fieldPath([...prefix, ...i.path]), rule: i.message };
+  });
+}
+
+export function parseText(text: string, format: ManifestFormat, source: string): unknown {
+  try {
+    if (format === 'json') return JSON.parse(text);
+    if (format === 'yaml') return parseYaml(text, { prettyErrors: true });
+    return parseToml(text);
+  } catch (err) {
+    const msg = (err instanceof Error ? err.message : String(err)).split('\n')[0] ?? 'unreadable';
+    throw new ValidationError(source, [{ field: '(document)', rule: `is not valid ${format.toUpperCase()}: ${msg}` }]);
+  }
+}
+
+/** Validates one parsed manifest document and resolves defaults into a ServiceSpec. */
+export function toServiceSpec(doc: unknown, source: string): ServiceSpec {
+  const parsed = ServiceManifestSchema.safeParse(doc);
+  if (!parsed.success) throw new ValidationError(source, issuesOf(parsed.error));
+  const m = parsed.data;
+  const issues: FieldIssue[] = [];
+  const seen = new Map<string, number>();
+  const components: ComponentSpec[] = [];
+  m.components.forEach((c, i) => {
+    const first = seen.get(c.name);
+    if (first !== undefined) {
+      issues.push({ field: `components[${i}].name`, rule: `duplicates components[${first}].name '${c.name}': component names must be unique in a service` });
+      return;
+    }
+    seen.set(c.name, i);
+    const runtime = c.runtime ?? m.runtime;
+    if (!runtime) {
+      issues.push({ field: `components[${i}].runtime`, rule: 'is required when the service sets no runtime' });
+      return;
+    }
+    const network = c.network ?? (runtime === 'container' ? 'none' : 'auto');
+    const spec = ComponentSpecSchema.safeParse({ ...c, service: m.name, runtime, network });
+    if (!spec.success) issues.push(...issuesOf(spec.error, ['components', i]));
+    else components.push(spec.data);
+  });
+  if (issues.length > 0) throw new ValidationError(source, issues);
+  return { name: m.name, active: m.active, comment: m.comment, components };
+}
+
+export function loadManifestText(text: string, format: ManifestFormat, source: string): ServiceSpec {
+  return toServiceSpec(parseText(text, format, source), source);
+}
+
+export function loadManifestFile(path: string): ServiceSpec {
+  const format = formatOf(path);
+  if (!format) {
+    throw new ValidationError(path, [{ field: '(file)', rule: 'must end in .toml, .yaml, .yml or .json' }]);
+  }
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ValidationError(path, [{ field: '(file)', rule: `cannot be read: ${(err as Error).message}` }]);
+  }
+  return loadManifestText(text, format, path);
+}
+
+/**
+ * Every manifest in a directory (not recursive), for `apply --prune`. All-or-nothing: any invalid
+ * file, or two files defining the same service, fails the whole set.
+ */
+export function loadManifestDir(dir: string): ServiceSpec[] {
+  let names: string[];
+  try {
+    names = readdirSync(dir).filter((n) => formatOf(n) !== undefined).sort();
+  } catch (err) {
+    throw new ValidationError(dir, [{ field: '(directory)', rule: `cannot be read: ${(err as Error).message}` }]);
+  }
+  const specs: ServiceSpec[] = [];
+  const bySource = new Map<string, string>();
+  const problems: ValidationError[] = [];
+  for (const n of names) {
+    const path = join(dir, n);
+    if (!statSync(path).isFile()) continue;
+    try {
+      const spec = loadManifestFile(path);
+      const other = bySource.get(spec.name);
+      if (other) {
+        problems.push(new ValidationError(path, [{ field: 'name', rule: `service '${spec.name}' is already defined in ${basename(other)}` }]));
+        continue;
+      }
+      bySource.set(spec.name, path);
+      specs.push(spec);
+    } catch (err) {
+      if (err instanceof ValidationError) problems.push(err);
+      else throw err;
+    }
+  }
+  if (problems.length === 1) throw problems[0]!;
+  if (problems.length > 1) {
+    throw new ValidationError(
+      `manifest directory ${dir}`,
+      problems.flatMap((p) => p.issues.map((i) => ({ field: `${basename(p.source)}: ${i.field}`, rule: i.rule }))),
+    );
+  }
+  return specs;
+}

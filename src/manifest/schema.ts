@@ -1,0 +1,130 @@
+/**
+ * The desired-state model at the edge: zod schemas for service manifests (what `agent apply`
+ * takes) and for the normalised component spec (what the registry stores and the planner uses).
+ * Every rule here is phrased so that an error message names the rule.
+ */
+import { z } from 'zod';
+
+export const NAME_PATTERN = /^[a-z0-9][a-z0-9-]*$/;
+export const NAME_MAX = 30;
+
+export const RUNTIMES = ['container', 'unikernel'] as const;
+export type RuntimeKind = (typeof RUNTIMES)[number];
+
+export const RESTART_POLICIES = ['always', 'on-failure', 'never'] as const;
+export type RestartPolicy = (typeof RESTART_POLICIES)[number];
+
+export const NETWORK_MODES = ['none', 'auto', 'bridge', 'slirp'] as const;
+
+const name = z
+  .string({ error: 'must be a string' })
+  .min(1, 'must not be empty')
+  .max(NAME_MAX, `must be at most ${NAME_MAX} characters`)
+  .regex(NAME_PATTERN, `must match ${NAME_PATTERN.source} (lowercase letters, digits and '-', not starting with '-')`)
+  .refine((s) => !s.endsWith('-') && !s.includes('--'), { message: "must not end with '-' or contain '--'" });
+
+/** Container image references: no whitespace, no leading '-' (it would read as a podman flag). */
+const imageRef = z
+  .string({ error: 'must be a string' })
+  .min(1, 'must not be empty')
+  .max(512, 'must be at most 512 characters')
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._\/:@+-]*$/, 'must be an image reference (letters, digits and ._/:@+-, not starting with a symbol)');
+
+const absolutePath = z
+  .string({ error: 'must be a string' })
+  .min(1, 'must not be empty')
+  .max(4096, 'must be at most 4096 characters')
+  .refine((p) => p.startsWith('/'), { message: 'must be an absolute path' })
+  .refine((p) => !p.split('/').includes('..'), { message: "must not contain '..'" })
+  .refine((p) => !/[:,\0]/.test(p), { message: "must not contain ':', ',' or NUL" });
+
+const port = z
+  .number({ error: 'must be a number' })
+  .int('must be an integer')
+  .min(1, 'must be between 1 and 65535')
+  .max(65535, 'must be between 1 and 65535');
+
+export const PortSchema = z.strictObject({
+  guest: port,
+  host: port.optional(),
+  protocol: z.enum(['tcp', 'udp'], { error: "must be 'tcp' or 'udp'" }).default('tcp'),
+});
+
+export const VolumeSchema = z.strictObject({
+  source: absolutePath,
+  target: absolutePath,
+  read_only: z.boolean({ error: 'must be true or false' }).default(false),
+});
+
+const envKey = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** Limits: generous for a real node, but they catch typos like 512000 vcpus or -1 memory. */
+export const MEMORY_MIB = { min: 16, max: 1024 * 1024 } as const;
+export const VCPUS = { min: 1, max: 256 } as const;
+
+const componentFields = {
+  name,
+  image: imageRef,
+  cmd: z.array(z.string({ error: 'must be a string' }).refine((s) => !s.includes('\0'), 'must not contain NUL'), { error: 'must be an array of strings' }).max(256, 'must have at most 256 arguments').default([]),
+  env: z
+    .record(
+      z.string().regex(envKey, `keys must match ${envKey.source}`),
+      z.string({ error: 'values must be strings' }).refine((s) => !s.includes('\0'), 'values must not contain NUL'),
+      { error: 'must be a table of strings' },
+    )
+    .default({}),
+  memory: z
+    .number({ error: 'must be a number of MiB' })
+    .int('must be a whole number of MiB')
+    .min(MEMORY_MIB.min, `must be at least ${MEMORY_MIB.min} MiB`)
+    .max(MEMORY_MIB.max, `must be at most ${MEMORY_MIB.max} MiB`)
+    .optional(),
+  vcpus: z
+    .number({ error: 'must be a number' })
+    .int('must be a whole number')
+    .min(VCPUS.min, `must be at least ${VCPUS.min}`)
+    .max(VCPUS.max, `must be at most ${VCPUS.max}`)
+    .optional(),
+  network: z.enum(NETWORK_MODES, { error: `must be one of ${NETWORK_MODES.join(', ')}` }).optional(),
+  ports: z.array(PortSchema, { error: 'must be an array' }).max(64, 'must have at most 64 entries').default([]),
+  volumes: z.array(VolumeSchema, { error: 'must be an array' }).max(64, 'must have at most 64 entries').default([]),
+  restart: z.enum(RESTART_POLICIES, { error: `must be one of ${RESTART_POLICIES.join(', ')}` }).default('always'),
+};
+
+const runtime = z.enum(RUNTIMES, { error: `must be one of ${RUNTIMES.join(', ')}` });
+
+export const ComponentManifestSchema = z.strictObject({ ...componentFields, runtime: runtime.optional() });
+
+export const ServiceManifestSchema = z.strictObject({
+  name,
+  active: z.boolean({ error: 'must be true or false' }).default(true),
+  comment: z.string({ error: 'must be a string' }).max(1000, 'must be at most 1000 characters').default(''),
+  runtime: runtime.optional(),
+  components: z.array(ComponentManifestSchema, { error: 'must be an array of components' }).min(1, 'must have at least one component').max(100, 'must have at most 100 components'),
+});
+export type ServiceManifestInput = z.input<typeof ServiceManifestSchema>;
+
+/**
+ * A component as the registry stores it and the planner compares it: runtime resolved,
+ * defaults filled in. The registry parses every row it reads with this schema, because a master
+ * may write the registry directly with any SQLite client.
+ */
+export const ComponentSpecSchema = z
+  .strictObject({ ...componentFields, service: name, runtime, network: z.enum(NETWORK_MODES, { error: `must be one of ${NETWORK_MODES.join(', ')}` }) })
+  .superRefine((c, ctx) => {
+    if (c.runtime === 'container') {
+      if (c.network !== 'none') ctx.addIssue({ code: 'custom', path: ['network'], message: "containers support only 'none' (they run with --network none)" });
+      if (c.ports.length > 0) ctx.addIssue({ code: 'custom', path: ['ports'], message: 'containers run with --network none: ports cannot be published' });
+    } else {
+      if (c.memory === undefined) ctx.addIssue({ code: 'custom', path: ['memory'], message: 'is required for unikernel components (MiB)' });
+      if (c.volumes.length > 0) ctx.addIssue({ code: 'custom', path: ['volumes'], message: 'are not supported for unikernel components' });
+    }
+  });
+export type ComponentSpec = z.output<typeof ComponentSpecSchema>;
+
+export interface ServiceSpec {
+  name: string;
+  active: boolean;
+  comment: string;
+  components: ComponentSpec[];
+}

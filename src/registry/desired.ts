@@ -1,0 +1,155 @@
+/**
+ * Desired state: services and components. Writes are whole transactions; reads validate every
+ * row, because a master may have written it with any SQLite client.
+ */
+import { ValidationError } from '../errors.js';
+import { ComponentSpecSchema, type ComponentSpec, type ServiceSpec } from '../manifest/schema.js';
+import { issuesOf } from '../manifest/load.js';
+import type { Db } from './open.js';
+
+export interface DesiredService {
+  name: string;
+  active: boolean;
+  comment: string;
+  updatedAt: string;
+}
+
+/** A component row as read: either a valid spec, or the reason it is not one. */
+export type DesiredComponent =
+  | { service: string; component: string; valid: true; spec: ComponentSpec }
+  | { service: string; component: string; valid: false; error: string };
+
+export interface DesiredState {
+  services: DesiredService[];
+  components: DesiredComponent[];
+}
+
+interface ComponentRow {
+  service: string;
+  name: string;
+  runtime: string;
+  image: string;
+  cmd: string;
+  env: string;
+  memory_mib: number | null;
+  vcpus: number | null;
+  network: string;
+  ports: string;
+  volumes: string;
+  restart: string;
+}
+
+function rowToSpec(row: ComponentRow): DesiredComponent {
+  const base = { service: row.service, component: row.name };
+  let candidate: unknown;
+  try {
+    candidate = {
+      service: row.service,
+      name: row.name,
+      runtime: row.runtime,
+      image: row.image,
+      cmd: JSON.parse(row.cmd),
+      env: JSON.parse(row.env),
+      memory: row.memory_mib ?? undefined,
+      vcpus: row.vcpus ?? undefined,
+      network: row.network,
+      ports: JSON.parse(row.ports),
+      volumes: JSON.parse(row.volumes),
+      restart: row.restart,
+    };
+  } catch (err) {
+    return { ...base, valid: false, error: `unreadable JSON column: ${(err as Error).message}` };
+  }
+  const parsed = ComponentSpecSchema.safeParse(candidate);
+  if (!parsed.success) {
+    return { ...base, valid: false, error: issuesOf(parsed.error).map((i) => `${i.field}: ${i.rule}`).join('; ') };
+  }
+  return { ...base, valid: true, spec: parsed.data };
+}
+
+export class DesiredRepo {
+  constructor(private readonly db: Db) {}
+
+  read(): DesiredState {
+    const services = (
+      this.db.prepare('SELECT name, active, comment, updated_at FROM services ORDER BY name').all() as Array<{
+        name: string;
+        active: number;
+        comment: string;
+        updated_at: string;
+      }>
+    ).map((r) => ({ name: r.name, active: r.active === 1, comment: r.comment, updatedAt: r.updated_at }));
+    const rows = this.db
+      .prepare(
+        'SELECT service, name, runtime, image, cmd, env, memory_mib, vcpus, network, ports, volumes, restart FROM components ORDER BY service, name',
+      )
+      .all() as ComponentRow[];
+    return { services, components: rows.map(rowToSpec) };
+  }
+
+  /** Creates or replaces services with their components, in one transaction. */
+  apply(specs: ServiceSpec[], opts: { prune?: boolean } = {}): { created: string[]; updated: string[]; deleted: string[] } {
+    const result = { created: [] as string[], updated: [] as string[], deleted: [] as string[] };
+    const existing = new Set((this.db.prepare('SELECT name FROM services').all() as Array<{ name: string }>).map((r) => r.name));
+    const upsertService = this.db.prepare(
+      `INSERT INTO services (name, active, comment, updated_at) VALUES (@name, @active, @comment, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+       ON CONFLICT (name) DO UPDATE SET active = excluded.active, comment = excluded.comment, updated_at = excluded.updated_at`,
+    );
+    const deleteComponents = this.db.prepare('DELETE FROM components WHERE service = ?');
+    const insertComponent = this.db.prepare(
+      `INSERT INTO components (service, name, runtime, image, cmd, env, memory_mib, vcpus, network, ports, volumes, restart)
+       VALUES (@service, @name, @runtime, @image, @cmd, @env, @memory, @vcpus, @network, @ports, @volumes, @restart)`,
+    );
+    const findWorkload = this.db.prepare('SELECT service, name FROM components WHERE workload = ?');
+    const deleteService = this.db.prepare('DELETE FROM services WHERE name = ?');
+
+    const tx = this.db.transaction(() => {
+      for (const s of specs) {
+        upsertService.run({ name: s.name, active: s.active ? 1 : 0, comment: s.comment });
+        deleteComponents.run(s.name);
+        s.components.forEach((c, i) => {
+          const clash = findWorkload.get(`${s.name}-${c.name}`) as { service: string; name: string } | undefined;
+          if (clash) {
+            throw new ValidationError(`service ${s.name}`, [
+              {
+                field: `components[${i}].name`,
+                rule: `workload name '${s.name}-${c.name}' is already used by ${clash.service}/${clash.name}; workload names (service-component) must be unique`,
+              },
+            ]);
+          }
+          insertComponent.run({
+            service: s.name,
+            name: c.name,
+            runtime: c.runtime,
+            image: c.image,
+            cmd: JSON.stringify(c.cmd),
+            env: JSON.stringify(c.env),
+            memory: c.memory ?? null,
+            vcpus: c.vcpus ?? null,
+            network: c.network,
+            ports: JSON.stringify(c.ports),
+            volumes: JSON.stringify(c.volumes),
+            restart: c.restart,
+          });
+        });
+        (existing.has(s.name) ? result.updated : result.created).push(s.name);
+      }
+      if (opts.prune) {
+        const keep = new Set(specs.map((s) => s.name));
+        for (const name of existing) {
+          if (!keep.has(name)) {
+            deleteService.run(name);
+            result.deleted.push(name);
+          }
+        }
+      }
+    });
+    tx.immediate();
+    return result;
+  }
+
+  /** Returns false when there was no such service. */
+  delete(name: string): boolean {
+    return this.db.prepare('DELETE FROM services WHERE name = ?').run(name).changes > 0;
+  }
+}

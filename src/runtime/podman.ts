@@ -1,0 +1,178 @@
+/**
+ * Containers under podman, through execa with argument arrays (never a shell).
+ * Quirks of this tool on these machines (see HOST-FACTS): crun fails here, so `--runtime runc`;
+ * root lacks CAP_SYS_RESOURCE, so lower ulimits; `--init` so `podman stop` does not wait for a
+ * PID 1 that ignores SIGTERM; `--network none` so nothing touches the main network namespace;
+ * `--pull never` because no image registry is reachable and a pull would only hang.
+ */
+import { execa, type ExecaError } from 'execa';
+import { z } from 'zod';
+import { RuntimeError } from '../errors.js';
+import { LABEL_AGENT, LABEL_COMPONENT, LABEL_SPEC_HASH, parseComponentLabel } from '../agent/identity.js';
+import { watchPodmanEvents } from './podman-events.js';
+import type { Capabilities, Observed, Runtime, RuntimeEvent, WorkloadSpec, WorkloadState } from './types.js';
+
+export interface PodmanOptions {
+  /** Path or name of the podman binary. */
+  binary: string;
+  /** OCI runtime passed as `--runtime`. */
+  ociRuntime: string;
+  /** `--ulimit` values, e.g. `nofile=20000:20000`. */
+  ulimits: string[];
+  /** Marks this agent's containers; also the filter for list and events. */
+  agentId: string;
+  /** Extra environment for podman (e.g. CONTAINERS_CONF). */
+  env?: Record<string, string>;
+}
+
+const PsEntrySchema = z.object({
+  Id: z.string(),
+  Names: z.array(z.string()).default([]),
+  State: z.string(),
+  Labels: z.record(z.string(), z.string()).nullish(),
+  ExitCode: z.number().optional(),
+  StartedAt: z.number().optional(),
+  Exited: z.boolean().optional(),
+});
+const PsOutputSchema = z.array(PsEntrySchema);
+
+function stateOf(podmanState: string): WorkloadState {
+  switch (podmanState) {
+    case 'running':
+      return 'running';
+    case 'exited':
+    case 'stopped':
+    case 'dead':
+      return 'exited';
+    case 'created':
+    case 'configured':
+    case 'initialized':
+      return 'created';
+    case 'paused':
+      return 'paused';
+    case 'stopping':
+      return 'stopping';
+    default:
+      return 'unknown';
+  }
+}
+
+/** The last meaningful line of podman's stderr: it prefixes with "Error: ". */
+function podmanMessage(err: unknown): string {
+  const e = err as Partial<ExecaError> & { code?: string };
+  if (e.code === 'ENOENT') return 'podman is not installed (or not at the configured path)';
+  const stderr = typeof e.stderr === 'string' ? e.stderr.trim() : '';
+  const line = stderr.split('\n').filter(Boolean).pop();
+  return line ?? e.shortMessage ?? String(err);
+}
+
+export class PodmanRuntime implements Runtime {
+  readonly kind = 'container' as const;
+
+  constructor(private readonly opts: PodmanOptions) {}
+
+  private async podman(args: string[], operation: string, workload?: string): Promise<string> {
+    try {
+      const r = await execa(this.opts.binary, args, { env: this.opts.env, stdin: 'ignore', timeout: 120_000 });
+      return r.stdout;
+    } catch (err) {
+      throw new RuntimeError('podman', operation, workload, podmanMessage(err), { cause: err });
+    }
+  }
+
+  async probe(): Promise<Capabilities> {
+    try {
+      const v = await this.podman(['version', '--format', '{{.Client.Version}}'], 'probe');
+      return { available: true, detail: `podman ${v.trim()}, runtime ${this.opts.ociRuntime}` };
+    } catch (err) {
+      return { available: false, detail: (err as Error).message };
+    }
+  }
+
+  async list(): Promise<Observed[]> {
+    const out = await this.podman(['ps', '-a', '--format', 'json', '--filter', `label=${LABEL_AGENT}=${this.opts.agentId}`], 'list');
+    let raw: unknown;
+    try {
+      raw = JSON.parse(out || '[]');
+    } catch {
+      throw new RuntimeError('podman', 'list', undefined, 'podman ps printed something that is not JSON');
+    }
+    const parsed = PsOutputSchema.safeParse(raw);
+    if (!parsed.success) throw new RuntimeError('podman', 'list', undefined, `unexpected podman ps output: ${parsed.error.message}`);
+    return parsed.data.map((c) => this.toObserved(c));
+  }
+
+  private toObserved(c: z.infer<typeof PsEntrySchema>): Observed {
+    const labels = c.Labels ?? {};
+    return {
+      runtime: 'container',
+      name: c.Names[0] ?? c.Id.slice(0, 12),
+      id: c.Id,
+      key: parseComponentLabel(labels[LABEL_COMPONENT]),
+      specHash: labels[LABEL_SPEC_HASH],
+      state: stateOf(c.State),
+      exitCode: c.ExitCode,
+      startedAt: c.StartedAt && c.StartedAt > 0 ? new Date(c.StartedAt * 1000).toISOString() : undefined,
+      address: undefined,
+    };
+  }
+
+  private async find(name: string): Promise<Observed | undefined> {
+    return (await this.list()).find((o) => o.name === name);
+  }
+
+  runArgs(w: WorkloadSpec): string[] {
+    const s = w.spec;
+    const args = ['run', '--detach', '--name', w.name, '--runtime', this.opts.ociRuntime, '--init', '--network', 'none', '--pull', 'never', '--restart', 'no'];
+    for (const u of this.opts.ulimits) args.push('--ulimit', u);
+    for (const [k, v] of Object.entries(w.labels)) args.push('--label', `${k}=${v}`);
+    if (s.memory !== undefined) args.push('--memory', `${s.memory}m`);
+    if (s.vcpus !== undefined) args.push('--cpus', String(s.vcpus));
+    for (const [k, v] of Object.entries(s.env)) args.push('--env', `${k}=${v}`);
+    for (const v of s.volumes) args.push('--volume', `${v.source}:${v.target}${v.read_only ? ':ro' : ''}`);
+    args.push(s.image, ...s.cmd);
+    return args;
+  }
+
+  async start(w: WorkloadSpec): Promise<Observed> {
+    const existing = await this.find(w.name);
+    if (existing) {
+      if (existing.specHash === w.specHash && existing.state === 'running') return existing;
+      if (existing.specHash === w.specHash && (existing.state === 'exited' || existing.state === 'created')) {
+        await this.podman(['start', w.name], 'start', w.name);
+        return (await this.find(w.name)) ?? existing;
+      }
+      await this.remove(w.name);
+    }
+    try {
+      await this.podman(this.runArgs(w), 'run', w.name);
+    } catch (err) {
+      // A container that failed after creation must not stay behind half-started.
+      await this.podman(['rm', '--force', '--ignore', w.name], 'rm', w.name).catch(() => undefined);
+      if (err instanceof RuntimeError && /already in use/.test(err.message)) {
+        throw new RuntimeError('podman', 'run', w.name, `the name ${w.name} is taken by a container this agent does not manage`);
+      }
+      throw err;
+    }
+    const started = await this.find(w.name);
+    if (!started) throw new RuntimeError('podman', 'run', w.name, 'container vanished right after it was started');
+    return started;
+  }
+
+  async stop(name: string, graceSeconds: number): Promise<void> {
+    await this.podman(['stop', '--ignore', '--time', String(Math.max(0, Math.round(graceSeconds))), name], 'stop', name);
+  }
+
+  async remove(name: string): Promise<void> {
+    await this.podman(['rm', '--force', '--ignore', '--time', '0', name], 'rm', name);
+  }
+
+  watch(onEvent: (e: RuntimeEvent) => void): () => void {
+    return watchPodmanEvents({
+      binary: this.opts.binary,
+      env: this.opts.env,
+      filter: `label=${LABEL_AGENT}=${this.opts.agentId}`,
+      onEvent,
+    });
+  }
+}

@@ -1,0 +1,67 @@
+/**
+ * The runtime interface: what the agent needs from any way of running a workload. Shaped after
+ * Nomad's driver interface. Adapters own their tool's quirks and never open the registry.
+ */
+import type { ComponentKey } from '../errors.js';
+import type { ComponentSpec, RuntimeKind } from '../manifest/schema.js';
+
+export type WorkloadState = 'running' | 'exited' | 'created' | 'paused' | 'stopping' | 'unknown';
+
+/** One workload as the runtime sees it right now. */
+export interface Observed {
+  runtime: RuntimeKind;
+  /** Workload name (podman name, QEMU -name). */
+  name: string;
+  /** Runtime handle: container id, QEMU pid. */
+  id: string;
+  /** From the workload's labels; undefined when the labels are unreadable. */
+  key: ComponentKey | undefined;
+  specHash: string | undefined;
+  state: WorkloadState;
+  exitCode: number | undefined;
+  /** ISO time the workload last started, when the runtime knows it. */
+  startedAt: string | undefined;
+  /** Where an operator reaches it (IP, 127.0.0.1:PORT); undefined when it has no network. */
+  address: string | undefined;
+}
+
+/** Everything a runtime needs to start one workload; leases are already taken by the agent. */
+export interface WorkloadSpec {
+  name: string;
+  key: ComponentKey;
+  specHash: string;
+  labels: Record<string, string>;
+  spec: ComponentSpec;
+}
+
+export interface Capabilities {
+  available: boolean;
+  /** Why not, when unavailable; tool versions and features when available. */
+  detail: string;
+}
+
+/** A runtime event that should wake the reconcile loop (a workload died, started, vanished). */
+export interface RuntimeEvent {
+  runtime: RuntimeKind;
+  workload: string;
+  status: string;
+  exitCode: number | undefined;
+}
+
+export interface Runtime {
+  readonly kind: RuntimeKind;
+  probe(): Promise<Capabilities>;
+  /** Every workload carrying this agent's labels, running or not. Throws when it cannot tell. */
+  list(): Promise<Observed[]>;
+  /**
+   * Idempotent: a running workload of that name and spec hash is adopted as it is; a stopped one
+   * with the same hash is started again; anything else of ours by that name is replaced.
+   */
+  start(w: WorkloadSpec): Promise<Observed>;
+  /** Graceful first, forced after `graceSeconds`. A workload already gone is not an error. */
+  stop(name: string, graceSeconds: number): Promise<void>;
+  /** Frees everything the workload holds. A workload already gone is not an error. */
+  remove(name: string): Promise<void>;
+  /** Calls `onEvent` for workload events until the returned function is called. */
+  watch(onEvent: (e: RuntimeEvent) => void): () => void;
+}
