@@ -62,7 +62,8 @@ CREATE TABLE instances (
   failures        INTEGER NOT NULL DEFAULT 0,   -- consecutive failures, drives the backoff
   last_failure_at TEXT,
   next_attempt_at TEXT,                -- backoff: no action before this time
-  last_error      TEXT
+  last_error      TEXT,
+  failed_spec_hash TEXT                -- the spec that failed: a new spec is tried at once
 ) STRICT;
 
 -- Append-only log of what the agent did and why.

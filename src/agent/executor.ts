@@ -106,14 +106,11 @@ export class Executor {
     }
   }
 
-  private failuresOf(workload: string): number {
-    return this.o.registry.instances.all().find((i) => i.workload === workload)?.failures ?? 0;
-  }
-
-  private recordFailure(a: Action & { key: { service: string; component: string } }, message: string): void {
-    const failures = this.failuresOf(a.workload) + 1;
+  /** Counts one more failure of this spec of the component and sets when it may be tried again. */
+  private recordFailure(a: Extract<Action, { spec: unknown }>, message: string): void {
+    const failures = this.o.registry.instances.failuresFor(a.workload, a.specHash) + 1;
     const next = nextAttemptAt(new Date(), failures, this.o.backoff);
-    this.o.registry.instances.recordFailure(a.workload, { ...a.key, runtime: a.runtime }, failures, next.toISOString(), message);
+    this.o.registry.instances.recordFailure(a.workload, { ...a.key, runtime: a.runtime }, { failures, nextAttemptAt: next.toISOString(), error: message, specHash: a.specHash });
   }
 
   private async perform(a: Action): Promise<string> {
@@ -138,8 +135,7 @@ export class Executor {
       case 'restart': {
         // The workload exited: that is a failure of the component, and a crash loop must back off.
         // The restart happens now; the next one waits for the backoff.
-        const failures = this.failuresOf(a.workload) + 1;
-        registry.instances.recordFailure(a.workload, { ...a.key, runtime: a.runtime }, failures, nextAttemptAt(new Date(), failures, this.o.backoff).toISOString(), a.reason);
+        this.recordFailure(a, a.reason);
         return this.start(a, true, 'restarted');
       }
       case 'start':

@@ -122,7 +122,10 @@ export function plan(input: PlanInput): PlanResult {
     const spec = dc.spec;
     const hash = specHash(spec);
     const listing = observed[spec.runtime];
+    // A component row without its service row (a master deleted the service with foreign keys
+    // off) wants nothing running, like an inactive service.
     const active = activeServices.get(dc.service) ?? false;
+    const absentWhy = activeServices.has(dc.service) ? 'service is inactive' : 'its service row is missing';
 
     if (!listing || !listing.ok) {
       protectedKeys.add(ks);
@@ -147,10 +150,10 @@ export function plan(input: PlanInput): PlanResult {
 
     if (!active) {
       if (current) {
-        const reason = 'service is inactive';
+        const reason = absentWhy;
         assessments.push({ ...common, desired: 'absent', observed: current.state, drift: 'orphan', reason, action: { type: 'remove', key, workload, runtime: spec.runtime, reason } });
       } else {
-        assessments.push({ ...common, desired: 'absent', observed: 'absent', drift: 'in-sync', reason: 'service is inactive', action: undefined });
+        assessments.push({ ...common, desired: 'absent', observed: 'absent', drift: 'in-sync', reason: absentWhy, action: undefined });
       }
       continue;
     }
@@ -190,9 +193,11 @@ export function plan(input: PlanInput): PlanResult {
     }
 
     let backoffUntil: string | undefined;
-    if (action && action.type !== 'adopt' && rec?.nextAttemptAt && Date.parse(rec.nextAttemptAt) > now.getTime()) {
-      backoffUntil = rec.nextAttemptAt;
-      reason += `${reason ? '; ' : ''}failed ${rec.failures}x, backing off until ${shortTime(rec.nextAttemptAt)}${rec.lastError ? ` (last error: ${rec.lastError})` : ''}`;
+    // The backoff holds back only the spec that failed: an operator's fix is tried at once.
+    const until = rec?.nextAttemptAt;
+    if (action && action.type !== 'adopt' && rec && until && Date.parse(until) > now.getTime() && (rec.failedSpecHash ?? hash) === hash) {
+      backoffUntil = until;
+      reason += `${reason ? '; ' : ''}failed ${rec.failures}x, backing off until ${shortTime(until)}${rec.lastError ? ` (last error: ${rec.lastError})` : ''}`;
       action = undefined;
     }
     assessments.push({ ...common, desired: 'running', observed: current?.state ?? 'absent', drift, reason, action, backoffUntil });

@@ -75,15 +75,20 @@ function program(): Command {
         return;
       }
       await new Promise<void>((resolve) => {
+        // Listeners stay installed (not `once`): execa's signal-exit re-raises a signal that has no
+        // other listener left, which would kill the agent half-way through its clean stop.
+        let stopping = false;
         const shutdown = (signal: string): void => {
+          if (stopping) return;
+          stopping = true;
           log.info({ signal }, 'stopping');
           void loop.stop().finally(() => {
             registry.close();
             resolve();
           });
         };
-        process.once('SIGTERM', () => shutdown('SIGTERM'));
-        process.once('SIGINT', () => shutdown('SIGINT'));
+        process.on('SIGTERM', () => shutdown('SIGTERM'));
+        process.on('SIGINT', () => shutdown('SIGINT'));
         loop.start();
       });
     });

@@ -66,7 +66,7 @@ export function loadConfig(src: ConfigSources): AgentConfig & { configFile: stri
     if (!format) throw new ValidationError(`config ${file}`, [{ field: '(file)', rule: 'must end in .toml, .yaml, .yml or .json' }]);
     let text: string;
     try {
-      text = readFileSync(file, 'utf8');
+      text = readFileSync(resolve(src.cwd, file), 'utf8');
     } catch (err) {
       throw new ValidationError(`config ${file}`, [{ field: '(file)', rule: `cannot be read: ${(err as Error).message}` }]);
     }

@@ -34,6 +34,10 @@ export function issuesOf(error: z.ZodError, prefix: ReadonlyArray<PropertyKey> =
     if (i.code === 'unrecognized_keys') {
       return { field: fieldPath([...prefix, ...i.path, ...i.keys]), rule: 'is not a known field' };
     }
+    // A record key that breaks its rule: the key's own rule is the useful message, not the record's.
+    if (i.code === 'invalid_key' && i.issues[0]) {
+      return { field: fieldPath([...prefix, ...i.path]), rule: i.issues[0].message };
+    }
     return { field: fieldPath([...prefix, ...i.path]), rule: i.message };
   });
 }
@@ -112,8 +116,8 @@ export function loadManifestDir(dir: string): ServiceSpec[] {
   const problems: ValidationError[] = [];
   for (const n of names) {
     const path = join(dir, n);
-    if (!statSync(path).isFile()) continue;
     try {
+      if (!statSync(path).isFile()) continue;
       const spec = loadManifestFile(path);
       const other = bySource.get(spec.name);
       if (other) {
@@ -124,7 +128,7 @@ export function loadManifestDir(dir: string): ServiceSpec[] {
       specs.push(spec);
     } catch (err) {
       if (err instanceof ValidationError) problems.push(err);
-      else throw err;
+      else problems.push(new ValidationError(path, [{ field: '(file)', rule: `cannot be read: ${(err as Error).message}` }]));
     }
   }
   if (problems.length === 1) throw problems[0]!;

@@ -14,6 +14,7 @@ export interface InstanceRecord {
   lastFailureAt: string | null;
   nextAttemptAt: string | null;
   lastError: string | null;
+  failedSpecHash: string | null;
 }
 
 interface Row {
@@ -29,6 +30,7 @@ interface Row {
   last_failure_at: string | null;
   next_attempt_at: string | null;
   last_error: string | null;
+  failed_spec_hash: string | null;
 }
 
 const fromRow = (r: Row): InstanceRecord => ({
@@ -44,6 +46,7 @@ const fromRow = (r: Row): InstanceRecord => ({
   lastFailureAt: r.last_failure_at,
   nextAttemptAt: r.next_attempt_at,
   lastError: r.last_error,
+  failedSpecHash: r.failed_spec_hash,
 });
 
 export class InstancesRepo {
@@ -78,15 +81,25 @@ export class InstancesRepo {
       .run(i);
   }
 
-  recordFailure(workload: string, key: { service: string; component: string; runtime: string }, failures: number, nextAttemptAt: string, error: string): void {
+  recordFailure(
+    workload: string,
+    key: { service: string; component: string; runtime: string },
+    f: { failures: number; nextAttemptAt: string; error: string; specHash: string },
+  ): void {
     this.db
       .prepare(
-        `INSERT INTO instances (workload, service, component, runtime, failures, last_failure_at, next_attempt_at, last_error)
-         VALUES (@workload, @service, @component, @runtime, @failures, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), @nextAttemptAt, @error)
+        `INSERT INTO instances (workload, service, component, runtime, failures, last_failure_at, next_attempt_at, last_error, failed_spec_hash)
+         VALUES (@workload, @service, @component, @runtime, @failures, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), @nextAttemptAt, @error, @specHash)
          ON CONFLICT (workload) DO UPDATE SET failures = excluded.failures, last_failure_at = excluded.last_failure_at,
-           next_attempt_at = excluded.next_attempt_at, last_error = excluded.last_error`,
+           next_attempt_at = excluded.next_attempt_at, last_error = excluded.last_error, failed_spec_hash = excluded.failed_spec_hash`,
       )
-      .run({ workload, ...key, failures, nextAttemptAt, error });
+      .run({ workload, ...key, ...f });
+  }
+
+  /** Failures are counted per spec: a component whose spec changed starts from zero. */
+  failuresFor(workload: string, specHash: string): number {
+    const r = this.db.prepare('SELECT failures, failed_spec_hash FROM instances WHERE workload = ?').get(workload) as { failures: number; failed_spec_hash: string | null } | undefined;
+    return r && r.failed_spec_hash === specHash ? r.failures : 0;
   }
 
   clearFailures(workload: string): void {

@@ -90,7 +90,14 @@ export class PodmanRuntime implements Runtime {
   }
 
   async list(): Promise<Observed[]> {
-    const out = await this.podman(['ps', '-a', '--format', 'json', '--filter', `label=${LABEL_AGENT}=${this.opts.agentId}`], 'list');
+    return this.ps([]);
+  }
+
+  /** `podman ps -a` of this agent's containers, with extra filters (ANDed by podman). */
+  private async ps(filters: string[]): Promise<Observed[]> {
+    const args = ['ps', '-a', '--format', 'json', '--filter', `label=${LABEL_AGENT}=${this.opts.agentId}`];
+    for (const f of filters) args.push('--filter', f);
+    const out = await this.podman(args, 'list');
     let raw: unknown;
     try {
       raw = JSON.parse(out || '[]');
@@ -117,8 +124,10 @@ export class PodmanRuntime implements Runtime {
     };
   }
 
+  /** One container by exact name: a filtered ps, so starting n containers costs O(n), not O(n^2). */
   private async find(name: string): Promise<Observed | undefined> {
-    return (await this.list()).find((o) => o.name === name);
+    const escaped = name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    return (await this.ps([`name=^${escaped}$`])).find((o) => o.name === name);
   }
 
   runArgs(w: WorkloadSpec): string[] {

@@ -1,0 +1,182 @@
+// Helpers for end-to-end tests: run the real CLI (bin/agent.js over dist/), talk to real podman,
+// and clean up every container a test's registry owns, even when the test fails.
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { randomBytes } from 'node:crypto';
+import Database from 'better-sqlite3';
+import { execa, type ResultPromise } from 'execa';
+
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export const BIN = join(ROOT, 'bin/agent.js');
+export const IMAGE = 'localhost/agent-busybox:latest';
+export const PODMAN_FLAGS = ['--runtime', 'runc', '--ulimit', 'nofile=20000:20000', '--ulimit', 'nproc=32768:32768', '--network', 'none', '--init'];
+
+if (!existsSync(join(ROOT, 'dist/cli/main.js'))) {
+  throw new Error('dist/ is missing: run scripts/test (or npm run build) before the end-to-end tests');
+}
+
+export interface CliResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** A scratch node: its own directory, registry and agent id; unique service names. */
+export class TestNode {
+  readonly dir = mkdtempSync(join(tmpdir(), 'agent-e2e-'));
+  readonly db = join(this.dir, 'agent.db');
+  private readonly agents: ResultPromise[] = [];
+
+  constructor(readonly env: Record<string, string> = {}) {}
+
+  /** A service name unique to this run, so parallel or leftover runs never collide in podman. */
+  static serviceName(prefix = 't'): string {
+    return `${prefix}${randomBytes(4).toString('hex')}`;
+  }
+
+  async cli(args: string[], opts: { input?: string; env?: Record<string, string> } = {}): Promise<CliResult> {
+    const r = await execa('node', [BIN, '--db', this.db, ...args], {
+      reject: false,
+      input: opts.input,
+      stdin: opts.input === undefined ? 'ignore' : undefined,
+      env: { AGENT_LOG_LEVEL: 'warn', ...this.env, ...opts.env },
+      timeout: 180_000,
+    });
+    return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
+  }
+
+  /** Runs the CLI and fails with its output when the exit code is not 0. */
+  async ok(args: string[], opts: { input?: string; env?: Record<string, string> } = {}): Promise<string> {
+    const r = await this.cli(args, opts);
+    if (r.exitCode !== 0) throw new Error(`agent ${args.join(' ')} exited ${r.exitCode}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
+    return r.stdout;
+  }
+
+  async status(): Promise<StatusJson> {
+    return JSON.parse(await this.ok(['status', '--json'])) as StatusJson;
+  }
+
+  async apply(manifest: string, name = 'svc.toml'): Promise<string> {
+    const file = join(this.dir, name);
+    writeFileSync(file, manifest);
+    return this.ok(['apply', '-f', file]);
+  }
+
+  /** Starts `agent run` in the background (its logs go to a file in the node's dir). */
+  startAgent(env: Record<string, string> = {}): ResultPromise {
+    const p = execa('node', [BIN, '--db', this.db, 'run'], {
+      reject: false,
+      env: { AGENT_LOG_LEVEL: 'debug', ...this.env, ...env },
+      stdin: 'ignore',
+      stdout: { file: join(this.dir, 'agent.out') },
+      stderr: { file: join(this.dir, 'agent.log') },
+    });
+    this.agents.push(p);
+    return p;
+  }
+
+  agentId(): string {
+    const db = new Database(this.db, { readonly: true });
+    try {
+      return (db.prepare("SELECT value FROM meta WHERE key = 'agent_id'").get() as { value: string }).value;
+    } finally {
+      db.close();
+    }
+  }
+
+  /** This node's containers as podman sees them. */
+  async containers(): Promise<PodmanContainer[]> {
+    return podmanPs(this.agentId());
+  }
+
+  /** Kills agents still running, removes this node's containers and its directory. */
+  async cleanup(): Promise<void> {
+    for (const a of this.agents) {
+      if (a.exitCode === null && a.signalCode === null && a.pid) {
+        try {
+          process.kill(a.pid, 'SIGKILL');
+        } catch {
+          /* already gone */
+        }
+      }
+      await a.catch(() => undefined);
+    }
+    if (existsSync(this.db)) {
+      const ids = (await execa('podman', ['ps', '-a', '-q', '--filter', `label=io.mcp-agent.agent=${this.agentId()}`])).stdout.split('\n').filter(Boolean);
+      if (ids.length > 0) await execa('podman', ['rm', '--force', '--time', '0', ...ids], { reject: false });
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+export interface PodmanContainer {
+  Id: string;
+  Names: string[];
+  State: string;
+  Labels: Record<string, string> | null;
+  ExitCode: number;
+}
+
+export async function podmanPs(agentId: string): Promise<PodmanContainer[]> {
+  const r = await execa('podman', ['ps', '-a', '--format', 'json', '--filter', `label=io.mcp-agent.agent=${agentId}`]);
+  return JSON.parse(r.stdout || '[]') as PodmanContainer[];
+}
+
+export interface StatusRowJson {
+  service: string;
+  component: string;
+  workload: string;
+  runtime: string | null;
+  desired: string;
+  observed: string;
+  drift: string;
+  reason: string;
+  next_action: string | null;
+  backoff_until: string | null;
+  handle: string | null;
+  restarts: number;
+  last_event: { action: string; outcome: string; message: string } | null;
+}
+
+export interface StatusJson {
+  agent: { running: boolean; pid: number | null };
+  runtimes: Record<string, { ok: boolean; error: string | null }>;
+  summary: Record<string, number>;
+  components: StatusRowJson[];
+}
+
+export function row(s: StatusJson, service: string, component: string): StatusRowJson {
+  const r = s.components.find((c) => c.service === service && c.component === component);
+  if (!r) throw new Error(`no status row for ${service}/${component}: ${JSON.stringify(s.components)}`);
+  return r;
+}
+
+/** Polls `fn` until it returns a truthy value or the deadline passes (then throws with `what`). */
+export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 20_000, everyMs = 100): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/** A container service manifest with the given components (name -> cmd). */
+export function containerService(name: string, components: Record<string, string[]>, extra: Record<string, string> = {}): string {
+  let out = `name = "${name}"\nruntime = "container"\n`;
+  for (const [comp, cmd] of Object.entries(components)) {
+    out += `\n[[components]]\nname = "${comp}"\nimage = "${IMAGE}"\ncmd = ${JSON.stringify(cmd)}\n`;
+    if (extra[comp]) out += `${extra[comp]}\n`;
+  }
+  return out;
+}
+
+export const SLEEP = ['sleep', '2147483647'];

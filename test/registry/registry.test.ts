@@ -1,0 +1,223 @@
+// The registry against real SQLite files: migrations, file mode, refusals, transactions,
+// change detection across connections, validation of rows a master wrote directly.
+import { strict as assert } from 'node:assert';
+import { mkdtempSync, rmSync, statSync, writeFileSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import Database from 'better-sqlite3';
+import { RegistryError, ValidationError } from '../../src/errors.js';
+import { loadManifestText } from '../../src/manifest/load.js';
+import { Registry } from '../../src/registry/index.js';
+import { readMigrations } from '../../src/registry/open.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'agent-registry-test-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+let n = 0;
+const freshPath = (): string => join(dir, `r${++n}`, 'agent.db');
+
+const svc = (name: string, comps: string[], extra = ''): ReturnType<typeof loadManifestText> =>
+  loadManifestText(
+    `name = "${name}"\nruntime = "container"\n${extra}\n` + comps.map((c) => `[[components]]\nname = "${c}"\nimage = "localhost/x:1"\ncmd = ["sleep", "9"]\n`).join('\n'),
+    'toml',
+    'test',
+  );
+
+describe('registry file', () => {
+  it('creates the file 0600, in WAL mode, at the latest schema version', () => {
+    const path = freshPath();
+    const r = Registry.open(path);
+    r.close();
+    assert.equal(statSync(path).mode & 0o777, 0o600);
+    const db = new Database(path, { readonly: true });
+    assert.equal(db.pragma('user_version', { simple: true }), readMigrations().length);
+    assert.equal(db.pragma('journal_mode', { simple: true }), 'wal');
+    const tables = (db.prepare("SELECT name FROM sqlite_schema WHERE type='table' AND name NOT LIKE 'sqlite_%' ORDER BY name").all() as Array<{ name: string }>).map((t) => t.name);
+    assert.deepEqual(tables, ['components', 'events', 'instances', 'leases', 'meta', 'services']);
+    db.close();
+  });
+
+  it('gives each registry its own agent id, kept across reopen', () => {
+    const a = Registry.open(freshPath());
+    const p = freshPath();
+    const b = Registry.open(p);
+    const idB = b.meta.agentId();
+    assert.match(a.meta.agentId(), /^[0-9a-f]{16}$/);
+    assert.notEqual(a.meta.agentId(), idB);
+    a.close();
+    b.close();
+    const again = Registry.open(p);
+    assert.equal(again.meta.agentId(), idB);
+    again.close();
+  });
+
+  it('refuses a file that is not SQLite, and leaves it unchanged', () => {
+    const path = freshPath();
+    Registry.open(path).close();
+    const junk = join(dir, 'junk.db');
+    writeFileSync(junk, 'this is not a database, just text '.repeat(200));
+    const before = readFileSync(junk);
+    assert.throws(() => Registry.open(junk), (e: unknown) => e instanceof RegistryError && /not an agent registry/.test(e.message));
+    assert.deepEqual(readFileSync(junk), before);
+  });
+
+  it("refuses someone else's SQLite database", () => {
+    const other = join(dir, 'other.db');
+    const db = new Database(other);
+    db.exec('CREATE TABLE customers (id INTEGER)');
+    db.close();
+    assert.throws(() => Registry.open(other), (e: unknown) => e instanceof RegistryError && /has tables but no schema version/.test(e.message));
+    const check = new Database(other, { readonly: true });
+    const meta = check.prepare("SELECT count(*) AS n FROM sqlite_schema WHERE name = 'meta'").get() as { n: number };
+    assert.equal(meta.n, 0, 'no agent table may be added to a foreign database');
+    check.close();
+  });
+
+  it('refuses a registry from a newer agent without touching it', () => {
+    const path = freshPath();
+    Registry.open(path).close();
+    const db = new Database(path);
+    db.pragma('user_version = 99');
+    db.close();
+    assert.throws(() => Registry.open(path), (e: unknown) => e instanceof RegistryError && /schema version 99, newer than this agent supports/.test(e.message));
+    const check = new Database(path, { readonly: true });
+    assert.equal(check.pragma('user_version', { simple: true }), 99);
+    check.close();
+  });
+});
+
+describe('desired state', () => {
+  it('round-trips a service with defaults resolved', () => {
+    const r = Registry.open(freshPath());
+    r.desired.apply([svc('web', ['api', 'worker'], 'comment = "hello"')]);
+    const d = r.desired.read();
+    assert.deepEqual(d.services.map((s) => [s.name, s.active, s.comment]), [['web', true, 'hello']]);
+    assert.equal(d.components.length, 2);
+    const api = d.components[0]!;
+    assert.ok(api.valid);
+    assert.equal(api.spec.restart, 'always');
+    assert.equal(api.spec.network, 'none');
+    assert.deepEqual(api.spec.cmd, ['sleep', '9']);
+    r.close();
+  });
+
+  it('replaces the component set of a service on re-apply', () => {
+    const r = Registry.open(freshPath());
+    r.desired.apply([svc('web', ['a', 'b'])]);
+    const res = r.desired.apply([svc('web', ['b', 'c'])]);
+    assert.deepEqual(res, { created: [], updated: ['web'], deleted: [] });
+    assert.deepEqual(r.desired.read().components.map((c) => c.component), ['b', 'c']);
+    r.close();
+  });
+
+  it('prune makes the registry hold exactly the given services', () => {
+    const r = Registry.open(freshPath());
+    r.desired.apply([svc('one', ['a']), svc('two', ['a'])]);
+    const res = r.desired.apply([svc('two', ['a']), svc('three', ['a'])], { prune: true });
+    assert.deepEqual(res, { created: ['three'], updated: ['two'], deleted: ['one'] });
+    assert.deepEqual(r.desired.read().services.map((s) => s.name), ['three', 'two']);
+    r.close();
+  });
+
+  it('deleting a service cascades to its components', () => {
+    const r = Registry.open(freshPath());
+    r.desired.apply([svc('web', ['a', 'b'])]);
+    assert.equal(r.desired.delete('web'), true);
+    assert.equal(r.desired.delete('web'), false);
+    assert.deepEqual(r.desired.read(), { services: [], components: [] });
+    r.close();
+  });
+
+  it('rejects a workload-name clash across services and rolls back the whole apply', () => {
+    const r = Registry.open(freshPath());
+    r.desired.apply([svc('a-b', ['c'])]);
+    assert.throws(
+      () => r.desired.apply([svc('fresh', ['x']), svc('a', ['b-c'])]),
+      (e: unknown) => e instanceof ValidationError && e.issues[0]!.field === 'components[0].name' && /already used by a-b\/c/.test(e.issues[0]!.rule),
+    );
+    // 'fresh' came first in the same apply and must not have been kept.
+    assert.deepEqual(r.desired.read().services.map((s) => s.name), ['a-b']);
+    r.close();
+  });
+
+  it('reports a row a master wrote badly as invalid instead of throwing', () => {
+    const path = freshPath();
+    const r = Registry.open(path);
+    const master = new Database(path);
+    master.exec(`INSERT INTO services (name) VALUES ('raw');
+      INSERT INTO components (service, name, runtime, image, memory_mib) VALUES ('raw', 'good', 'container', 'localhost/x:1', 64);
+      INSERT INTO components (service, name, runtime, image, memory_mib) VALUES ('raw', 'bad', 'container', '-evil', -5);`);
+    master.close();
+    const comps = r.desired.read().components;
+    const good = comps.find((c) => c.component === 'good')!;
+    const bad = comps.find((c) => c.component === 'bad')!;
+    assert.equal(good.valid, true);
+    assert.equal(bad.valid, false);
+    assert.ok(!bad.valid && /image: .*image reference/.test(bad.error) && /memory: must be at least 16 MiB/.test(bad.error), JSON.stringify(bad));
+    r.close();
+  });
+
+  it('the schema itself refuses an unknown runtime or a non-JSON cmd', () => {
+    const path = freshPath();
+    Registry.open(path).close();
+    const master = new Database(path);
+    master.exec("INSERT INTO services (name) VALUES ('raw')");
+    assert.throws(() => master.exec("INSERT INTO components (service, name, runtime, image) VALUES ('raw', 'x', 'vm', 'i')"), /CHECK constraint failed/);
+    assert.throws(() => master.exec("INSERT INTO components (service, name, runtime, image, cmd) VALUES ('raw', 'y', 'container', 'i', 'sleep 1')"), /malformed JSON|CHECK constraint failed/);
+    master.close();
+  });
+});
+
+describe('change detection', () => {
+  it('data_version moves on a commit by another connection, not on our own writes', () => {
+    const path = freshPath();
+    const r = Registry.open(path);
+    const v0 = r.dataVersion();
+    r.desired.apply([svc('own', ['a'])]);
+    r.events.append({ service: 'own', component: 'a', workload: 'own-a', action: 'start', reason: 'test', outcome: 'ok', message: '' });
+    assert.equal(r.dataVersion(), v0, 'own writes must not look like a master push');
+    const master = new Database(path);
+    master.exec("INSERT INTO services (name) VALUES ('pushed')");
+    master.close();
+    assert.notEqual(r.dataVersion(), v0);
+    r.close();
+  });
+});
+
+describe('instances and events', () => {
+  it('counts restarts, records failures and clears them', () => {
+    const r = Registry.open(freshPath());
+    const key = { service: 's', component: 'c', runtime: 'container' };
+    r.instances.recordStarted({ workload: 's-c', ...key, handle: 'id1', specHash: 'h', restarted: false });
+    r.instances.recordStarted({ workload: 's-c', ...key, handle: 'id2', specHash: 'h', restarted: true });
+    r.instances.recordFailure('s-c', key, { failures: 2, nextAttemptAt: '2030-01-01T00:00:00.000Z', error: 'boom', specHash: 'h' });
+    assert.equal(r.instances.failuresFor('s-c', 'h'), 2);
+    assert.equal(r.instances.failuresFor('s-c', 'other'), 0, 'a new spec starts from zero failures');
+    let rec = r.instances.all()[0]!;
+    assert.equal(rec.handle, 'id2');
+    assert.equal(rec.restarts, 1);
+    assert.equal(rec.failures, 2);
+    assert.equal(rec.lastError, 'boom');
+    r.instances.clearFailures('s-c');
+    rec = r.instances.all()[0]!;
+    assert.equal(rec.failures, 0);
+    assert.equal(rec.nextAttemptAt, null);
+    r.instances.forget('s-c');
+    assert.deepEqual(r.instances.all(), []);
+    r.close();
+  });
+
+  it('returns the newest event per component', () => {
+    const r = Registry.open(freshPath());
+    const e = { workload: 's-c', reason: '', message: '' };
+    r.events.append({ ...e, service: 's', component: 'c', action: 'start', outcome: 'ok' });
+    r.events.append({ ...e, service: 's', component: 'c', action: 'restart', outcome: 'error' });
+    r.events.append({ ...e, service: 's', component: 'd', action: 'start', outcome: 'ok' });
+    const latest = r.events.latestPerComponent();
+    assert.equal(latest.get('s/c')?.action, 'restart');
+    assert.equal(latest.get('s/d')?.action, 'start');
+    assert.equal(r.events.recent(10).length, 3);
+    assert.equal(r.events.recent(10, { service: 's', component: 'd' }).length, 1);
+    r.close();
+  });
+});
