@@ -35,7 +35,8 @@ CREATE TABLE components (
   PRIMARY KEY (service, name)
 ) STRICT;
 
--- Resources the agent hands out (IP addresses, host ports): one owner each.
+-- Resources the agent hands out (IP addresses, host ports): one owner each. Used by the VM
+-- runtime (SLIRP host ports, bridge IPs); the PRIMARY KEY makes a double lease impossible.
 CREATE TABLE leases (
   kind      TEXT NOT NULL CHECK (kind IN ('ip', 'host_port')),
   value     TEXT NOT NULL,
@@ -73,7 +74,7 @@ CREATE TABLE events (
   service   TEXT,
   component TEXT,
   workload  TEXT,
-  action    TEXT NOT NULL,   -- start, restart, replace, stop, remove, adopt, observe...
+  action    TEXT NOT NULL,   -- start, restart, replace, remove, adopt
   reason    TEXT NOT NULL DEFAULT '',
   outcome   TEXT NOT NULL CHECK (outcome IN ('ok', 'error', 'info')),
   message   TEXT NOT NULL DEFAULT ''

@@ -116,7 +116,7 @@ export function plan(input: PlanInput): PlanResult {
     if (!dc.valid) {
       protectedKeys.add(ks);
       const o = unclaimed.get(ks)?.[0];
-      assessments.push({ ...base, runtime: o?.runtime, desired: 'running', observed: o?.state ?? 'absent', drift: 'invalid', reason: `registry row is invalid: ${dc.error}`, action: undefined, handle: o?.id });
+      assessments.push({ ...base, runtime: o?.runtime, desired: activeServices.get(dc.service) ? 'running' : 'absent', observed: o?.state ?? 'absent', drift: 'invalid', reason: `registry row is invalid: ${dc.error}`, action: undefined, handle: o?.id });
       continue;
     }
     const spec = dc.spec;

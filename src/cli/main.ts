@@ -97,13 +97,18 @@ function program(): Command {
     .description('validate manifests and write them to the registry in one transaction')
     .requiredOption('-f, --file <path>', 'a manifest (.toml, .yaml, .yml, .json), a directory of them, or - for stdin')
     .option('--prune', 'with a directory: delete every service not defined in it')
+    .option('--allow-empty', 'with --prune: accept a directory with no manifests (deletes every service)')
     .addOption(new Option('--format <format>', 'format of stdin').choices(['toml', 'yaml', 'json']))
-    .action(async (opts: { file: string; prune?: boolean; format?: ManifestFormat }, cmd: Command) => {
+    .action(async (opts: { file: string; prune?: boolean; allowEmpty?: boolean; format?: ManifestFormat }, cmd: Command) => {
       const cfg = settings(cmd);
       if (opts.prune && (opts.file === '-' || !statSync(opts.file, { throwIfNoEntry: false })?.isDirectory())) {
         throw new ValidationError('apply --prune', [{ field: '--file', rule: 'must be a directory with --prune (the whole desired state)' }]);
       }
       const specs = readManifests(opts.file, opts.format); // validated before the registry is opened
+      if (opts.prune && specs.length === 0 && !opts.allowEmpty) {
+        // An empty directory is far more often a mistake (wrong path, failed sync) than intent.
+        throw new ValidationError('apply --prune', [{ field: '--file', rule: `${opts.file} holds no manifests; pass --allow-empty to delete every service` }]);
+      }
       await withRegistry(cfg, (r) => {
         const res = r.desired.apply(specs, { prune: opts.prune ?? false });
         for (const s of specs) print(`service ${s.name} ${res.created.includes(s.name) ? 'created' : 'updated'} (${s.components.length} component${s.components.length === 1 ? '' : 's'})`);

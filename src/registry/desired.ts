@@ -70,7 +70,12 @@ function rowToSpec(row: ComponentRow): DesiredComponent {
 export class DesiredRepo {
   constructor(private readonly db: Db) {}
 
+  /** One consistent snapshot: a master's commit between the two reads cannot tear it. */
   read(): DesiredState {
+    return this.db.transaction(() => this.readUnlocked())();
+  }
+
+  private readUnlocked(): DesiredState {
     const services = (
       this.db.prepare('SELECT name, active, comment, updated_at FROM services ORDER BY name').all() as Array<{
         name: string;
@@ -104,9 +109,19 @@ export class DesiredRepo {
     const deleteService = this.db.prepare('DELETE FROM services WHERE name = ?');
 
     const tx = this.db.transaction(() => {
+      // Deletions first, so the workload-name check below sees the final state whatever the order.
+      if (opts.prune) {
+        const keep = new Set(specs.map((s) => s.name));
+        for (const name of existing) {
+          if (!keep.has(name)) {
+            deleteService.run(name);
+            result.deleted.push(name);
+          }
+        }
+      }
+      for (const s of specs) deleteComponents.run(s.name);
       for (const s of specs) {
         upsertService.run({ name: s.name, active: s.active ? 1 : 0, comment: s.comment });
-        deleteComponents.run(s.name);
         s.components.forEach((c, i) => {
           const clash = findWorkload.get(`${s.name}-${c.name}`) as { service: string; name: string } | undefined;
           if (clash) {
@@ -133,15 +148,6 @@ export class DesiredRepo {
           });
         });
         (existing.has(s.name) ? result.updated : result.created).push(s.name);
-      }
-      if (opts.prune) {
-        const keep = new Set(specs.map((s) => s.name));
-        for (const name of existing) {
-          if (!keep.has(name)) {
-            deleteService.run(name);
-            result.deleted.push(name);
-          }
-        }
       }
     });
     tx.immediate();

@@ -50,11 +50,14 @@ export function openDatabase(path: string, opts: OpenOptions = {}): Db {
   try {
     db.pragma('busy_timeout = 5000');
     db.pragma('foreign_keys = ON');
+    const migrations = readMigrations(opts.migrationsDir);
+    // Refuse a foreign or newer file before anything is written to it (even the WAL switch).
+    checkIsOurs(db, path, migrations.length);
     if (!opts.readonly) {
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = NORMAL');
     }
-    migrate(db, path, readMigrations(opts.migrationsDir));
+    migrate(db, path, migrations);
     if (!opts.readonly) {
       for (const f of [path, `${path}-wal`, `${path}-shm`]) if (existsSync(f)) chmodSync(f, 0o600);
     }
@@ -70,9 +73,8 @@ export function openDatabase(path: string, opts: OpenOptions = {}): Db {
   }
 }
 
-function migrate(db: Db, path: string, migrations: Migration[]): void {
+function checkIsOurs(db: Db, path: string, latest: number): void {
   const current = db.pragma('user_version', { simple: true }) as number;
-  const latest = migrations.length;
   if (current > latest) {
     throw new RegistryError(
       `${path} has registry schema version ${current}, newer than this agent supports (${latest}): upgrade the agent`,
@@ -83,6 +85,10 @@ function migrate(db: Db, path: string, migrations: Migration[]): void {
     const tables = db.prepare("SELECT count(*) AS n FROM sqlite_schema WHERE type = 'table'").get() as { n: number };
     if (tables.n > 0) throw new RegistryError(`${path} is not an agent registry: it has tables but no schema version`);
   }
+}
+
+function migrate(db: Db, path: string, migrations: Migration[]): void {
+  const current = db.pragma('user_version', { simple: true }) as number;
   for (const m of migrations.slice(current)) {
     if (db.readonly) throw new RegistryError(`${path} needs migration ${m.name}; open it read-write once`);
     const run = db.transaction(() => {

@@ -156,11 +156,12 @@ export class PodmanRuntime implements Runtime {
     try {
       await this.podman(this.runArgs(w), 'run', w.name);
     } catch (err) {
-      // A container that failed after creation must not stay behind half-started.
-      await this.podman(['rm', '--force', '--ignore', w.name], 'rm', w.name).catch(() => undefined);
       if (err instanceof RuntimeError && /already in use/.test(err.message)) {
+        // Not ours (find() above sees only our label): never touch it.
         throw new RuntimeError('podman', 'run', w.name, `the name ${w.name} is taken by a container this agent does not manage`);
       }
+      // A container of ours that failed after creation must not stay behind half-started.
+      if (await this.find(w.name).catch(() => undefined)) await this.remove(w.name).catch(() => undefined);
       throw err;
     }
     const started = await this.find(w.name);

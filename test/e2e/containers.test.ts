@@ -113,6 +113,27 @@ describe('container reconcile, end to end', () => {
     assert.equal(stdout.trim(), 'running');
   });
 
+  it('never removes a container it does not manage that holds a wanted name', async (t) => {
+    const node = new TestNode();
+    const svc = TestNode.serviceName();
+    t.after(async () => {
+      await execa('podman', ['rm', '--force', '--time', '0', `${svc}-api`], { reject: false });
+      await node.cleanup();
+    });
+    const foreign = (await execa('podman', ['run', '-d', ...PODMAN_FLAGS, '--name', `${svc}-api`, IMAGE, ...SLEEP])).stdout.trim();
+    await node.apply(containerService(svc, { api: SLEEP }));
+    const r = await node.cli(['run', '--once']);
+    assert.equal(r.exitCode, 1, 'a failed action makes run --once exit 1');
+    const { stdout } = await execa('podman', ['inspect', '--format', '{{.Id}} {{.State.Status}}', `${svc}-api`]);
+    assert.equal(stdout.trim(), `${foreign} running`, 'the foreign container is untouched');
+    const st = await node.status();
+    const api = row(st, svc, 'api');
+    assert.equal(api.drift, 'missing');
+    assert.equal(api.last_event?.outcome, 'error');
+    assert.match(api.last_event?.message ?? '', /taken by a container this agent does not manage/);
+    assert.match(api.reason, /backing off until/);
+  });
+
   it('a crash-looping component backs off exponentially, visible in status, without blocking others', async (t) => {
     const node = new TestNode();
     t.after(() => node.cleanup());

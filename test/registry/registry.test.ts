@@ -140,6 +140,16 @@ describe('desired state', () => {
     r.close();
   });
 
+  it('checks workload-name clashes against the final state, whatever the order of the set', () => {
+    const r = Registry.open(freshPath());
+    r.desired.apply([svc('a', ['b-c'])]);
+    // 'a-b'/'c' clashes with the existing 'a'/'b-c' only if 'a' kept that component: it does not.
+    const res = r.desired.apply([svc('a-b', ['c']), svc('a', ['x'])], { prune: true });
+    assert.deepEqual(res, { created: ['a-b'], updated: ['a'], deleted: [] });
+    assert.deepEqual(r.desired.read().components.map((c) => `${c.service}/${c.component}`), ['a/x', 'a-b/c']);
+    r.close();
+  });
+
   it('reports a row a master wrote badly as invalid instead of throwing', () => {
     const path = freshPath();
     const r = Registry.open(path);
