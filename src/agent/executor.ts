@@ -9,8 +9,10 @@ import { keyString } from '../errors.js';
 import type { RuntimeKind } from '../manifest/schema.js';
 import type { Registry } from '../registry/index.js';
 import type { Runtime } from '../runtime/types.js';
+import type { VmPaths } from '../config/config.js';
+import { placeVm } from './placement.js';
 import { nextAttemptAt, type BackoffPolicy } from './backoff.js';
-import { labelsFor } from './identity.js';
+import { labelsFor, workloadName } from './identity.js';
 import type { Action } from './planner.js';
 
 export interface ExecutorOptions {
@@ -20,6 +22,7 @@ export interface ExecutorOptions {
   backoff: BackoffPolicy;
   stopGraceSeconds: number;
   parallelism: number;
+  vmPaths: VmPaths;
   log: Logger;
   /** Called after each action finished, so the loop can verify the result. */
   onSettled?: () => void;
@@ -124,6 +127,8 @@ export class Executor {
         await rt.stop(a.workload, this.o.stopGraceSeconds);
         await rt.remove(a.workload);
         registry.instances.forget(a.workload);
+        // The component's own workload is gone: its ports (and IP) are free for others.
+        if (a.key && a.workload === workloadName(a.key)) registry.leases.releaseComponent(a.key);
         return 'stopped and removed';
       }
       case 'replace': {
@@ -144,8 +149,18 @@ export class Executor {
   }
 
   private async start(a: Extract<Action, { spec: unknown }>, restarted: boolean, verb: string): Promise<string> {
-    const o = await this.runtime(a.runtime).start({ name: a.workload, key: a.key, specHash: a.specHash, labels: labelsFor(this.o.agentId, a.key, a.specHash), spec: a.spec });
-    this.o.registry.instances.recordStarted({ workload: a.workload, ...a.key, runtime: a.runtime, handle: o.id, specHash: a.specHash, restarted });
-    return `${verb} ${o.id.slice(0, 12)}`;
+    const { registry } = this.o;
+    const rt = this.runtime(a.runtime);
+    const vm = a.runtime === 'unikernel' ? await placeVm(registry, this.o.vmPaths, a.key, a.workload, a.spec) : undefined;
+    let o;
+    try {
+      o = await rt.start({ name: a.workload, key: a.key, specHash: a.specHash, labels: labelsFor(this.o.agentId, a.key, a.specHash), spec: a.spec, vm });
+    } catch (err) {
+      // A VM that never ran keeps no lease: nothing half-started stays behind.
+      if (vm && !(await rt.list().catch(() => [])).some((w) => w.name === a.workload)) registry.leases.releaseComponent(a.key);
+      throw err;
+    }
+    registry.instances.recordStarted({ workload: a.workload, ...a.key, runtime: a.runtime, handle: o.id, specHash: a.specHash, restarted });
+    return `${verb} ${o.id.slice(0, 12)}${o.address ? ` at ${o.address}` : ''}`;
   }
 }

@@ -36,13 +36,18 @@ export function canonicalJson(value: unknown): string {
 }
 
 /**
- * The fields whose change means the workload must be replaced. The restart policy is left out:
- * changing it changes what the agent does next, not what runs.
+ * The fields whose change means the workload must be replaced. Left out: the restart policy (it
+ * changes what the agent does next, not what runs), and for VMs the expected image hash and the
+ * pinned SSH host key (checks on the workload, not its shape). Undefined fields drop out of the
+ * JSON, so adding an optional field keeps every existing hash.
  */
 export function specHash(spec: ComponentSpec): string {
   const shaping = {
     runtime: spec.runtime,
     image: spec.image,
+    kernel: spec.kernel,
+    initrd: spec.initrd,
+    cmdline: spec.cmdline,
     cmd: spec.cmd,
     env: spec.env,
     memory: spec.memory,
@@ -60,4 +65,10 @@ export function labelsFor(agentId: string, key: ComponentKey, hash: string): Rec
     [LABEL_COMPONENT]: `${key.service}/${key.component}`,
     [LABEL_SPEC_HASH]: hash,
   };
+}
+
+/** A deterministic, locally administered MAC for a VM: `52:54:00:` + 3 bytes of sha256(name). */
+export function macFor(name: string): string {
+  const h = createHash('sha256').update(name).digest();
+  return ['52', '54', '00', ...[0, 1, 2].map((i) => h[i]!.toString(16).padStart(2, '0'))].join(':');
 }

@@ -80,7 +80,9 @@ function wantsRestart(spec: ComponentSpec, o: Observed): boolean {
 }
 
 function describeExit(o: Observed): string {
-  return o.state === 'created' ? 'created but never started' : `exited (code ${o.exitCode ?? '?'})`;
+  if (o.state === 'created') return 'created but never started';
+  if (o.runtime === 'unikernel') return 'VM not running (QEMU exited)';
+  return `exited (code ${o.exitCode ?? '?'})`;
 }
 
 export function plan(input: PlanInput): PlanResult {
@@ -189,7 +191,7 @@ export function plan(input: PlanInput): PlanResult {
       }
     } else {
       drift = 'pending';
-      reason = `workload is ${current.state}`;
+      reason = current.state === 'starting' ? 'booting: waiting for SSH to answer' : `workload is ${current.state}`;
     }
 
     let backoffUntil: string | undefined;

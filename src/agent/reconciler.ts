@@ -3,7 +3,7 @@
  * idle components. Level-triggered: each pass starts from what is true now.
  */
 import type { Logger } from 'pino';
-import type { AgentConfig } from '../config/config.js';
+import { vmPaths, type AgentConfig } from '../config/config.js';
 import { keyString } from '../errors.js';
 import type { RuntimeKind } from '../manifest/schema.js';
 import type { Registry } from '../registry/index.js';
@@ -49,9 +49,26 @@ export class Reconciler {
       backoff: { baseMs: o.config.backoff.base_ms, maxMs: o.config.backoff.max_ms },
       stopGraceSeconds: o.config.stop_grace_seconds,
       parallelism: o.config.parallelism,
+      vmPaths: vmPaths(o.config),
       log: o.log,
       onSettled: o.onActionSettled,
     });
+  }
+
+  /**
+   * Leases of components that are neither desired nor running anywhere are given back (an agent
+   * that crashed between a start and its bookkeeping leaves no lease without a VM). Skipped when a
+   * runtime could not list: then nobody knows what runs.
+   */
+  private collectLeases(result: Awaited<ReturnType<typeof assess>>): void {
+    if (Object.values(result.listings).some((l) => l && !l.ok)) return;
+    const { registry } = this.o;
+    const keep = new Set(result.assessments.filter((a) => a.desired === 'running' || a.observed !== 'absent').map((a) => keyString(a.key)));
+    for (const l of registry.leases.all()) {
+      if (!keep.has(`${l.service}/${l.component}`) && !this.executor.busyUnits().has(`${l.service}/${l.component}`)) {
+        registry.leases.release(l.kind, l.value);
+      }
+    }
   }
 
   /** Plans and dispatches; resolves when the actions are dispatched (not finished). */
@@ -60,6 +77,7 @@ export class Reconciler {
     const now = new Date();
     const result = await assess(registry, runtimes, config, now);
     for (const w of result.settled) registry.instances.clearFailures(w);
+    this.collectLeases(result);
     // A component with an action under way is left alone: its state is in flux.
     const busy = this.executor.busyUnits();
     const actions = result.actions.filter((a) => !(a.key && busy.has(keyString(a.key))));

@@ -8,7 +8,10 @@ import { AgentLoop } from '../agent/loop.js';
 import { buildRuntimes } from '../agent/runtimes.js';
 import { assess } from '../agent/reconciler.js';
 import { buildStatus } from '../agent/status.js';
-import { loadConfig, LOG_LEVELS, type AgentConfig } from '../config/config.js';
+import { loadConfig, LOG_LEVELS, vmPaths, type AgentConfig } from '../config/config.js';
+import { resolveBootFiles } from '../agent/images.js';
+import { workloadName } from '../agent/identity.js';
+import type { FieldIssue } from '../errors.js';
 import { AgentError, NotFoundError, ValidationError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { loadManifestDir, loadManifestFile, loadManifestText, type ManifestFormat } from '../manifest/load.js';
@@ -45,6 +48,29 @@ function readManifests(file: string, format: ManifestFormat | undefined): Servic
     throw new ValidationError(file, [{ field: '(file)', rule: `cannot be read: ${(err as Error).message}` }]);
   }
   return isDir ? loadManifestDir(file) : [loadManifestFile(file)];
+}
+
+/** VM boot files must lie inside this node's allowed image directories (a node setting). */
+function checkBootFiles(specs: ServiceSpec[], cfg: AgentConfig): void {
+  const dirs = vmPaths(cfg).imagesDirs;
+  for (const s of specs) {
+    const issues: FieldIssue[] = [];
+    s.components.forEach((c, i) => {
+      if (c.runtime !== 'unikernel') return;
+      for (const issue of resolveBootFiles(c, dirs).issues) issues.push({ field: `components[${i}].${issue.field}`, rule: issue.rule });
+    });
+    if (issues.length > 0) throw new ValidationError(`service ${s.name}`, issues);
+  }
+}
+
+/** `service/component` to the component's runtime and workload name, from the registry. */
+function target(r: Registry, ref: string): { runtime: 'container' | 'unikernel'; workload: string } {
+  const m = /^([a-z0-9-]+)\/([a-z0-9-]+)$/.exec(ref);
+  if (!m) throw new ValidationError('target', [{ field: 'SERVICE/COMPONENT', rule: `must look like web/api, got '${ref}'` }]);
+  const c = r.desired.read().components.find((x) => x.service === m[1] && x.component === m[2]);
+  if (!c) throw new NotFoundError(`no component ${ref} in the registry`);
+  if (!c.valid) throw new NotFoundError(`component ${ref} is invalid in the registry: ${c.error}`);
+  return { runtime: c.spec.runtime, workload: workloadName({ service: c.service, component: c.component }) };
 }
 
 function program(): Command {
@@ -105,6 +131,7 @@ function program(): Command {
         throw new ValidationError('apply --prune', [{ field: '--file', rule: 'must be a directory with --prune (the whole desired state)' }]);
       }
       const specs = readManifests(opts.file, opts.format); // validated before the registry is opened
+      checkBootFiles(specs, cfg);
       if (opts.prune && specs.length === 0 && !opts.allowEmpty) {
         // An empty directory is far more often a mistake (wrong path, failed sync) than intent.
         throw new ValidationError('apply --prune', [{ field: '--file', rule: `${opts.file} holds no manifests; pass --allow-empty to delete every service` }]);
@@ -146,6 +173,41 @@ function program(): Command {
       await withRegistry(cfg, async (r) => {
         const report = await buildStatus(r, buildRuntimes(cfg, r.meta.agentId()), cfg);
         print(opts.json ? JSON.stringify(report, null, 2) : formatStatus(report));
+      });
+    });
+
+  p.command('exec')
+    .description('run a command in a component\'s workload (VMs: over SSH with the pinned host key); its exit code is ours')
+    .argument('<service/component>', 'which workload')
+    .argument('<command...>', 'the command and its arguments (after --)')
+    .action(async (ref: string, argv: string[], _opts: unknown, cmd: Command) => {
+      const cfg = settings(cmd);
+      await withRegistry(cfg, async (r) => {
+        const t = target(r, ref);
+        const rt = buildRuntimes(cfg, r.meta.agentId()).get(t.runtime)!;
+        process.exitCode = await rt.exec(t.workload, argv, { stdout: (b) => process.stdout.write(b), stderr: (b) => process.stderr.write(b) });
+      });
+    });
+
+  p.command('logs')
+    .description('a workload\'s output: the serial console of a VM, the logs of a container')
+    .argument('<service/component>', 'which workload')
+    .option('-f, --follow', 'keep printing new output until interrupted')
+    .action(async (ref: string, opts: { follow?: boolean }, cmd: Command) => {
+      const cfg = settings(cmd);
+      await withRegistry(cfg, async (r) => {
+        const t = target(r, ref);
+        const rt = buildRuntimes(cfg, r.meta.agentId()).get(t.runtime)!;
+        const abort = new AbortController();
+        const onSignal = (): void => abort.abort();
+        process.on('SIGINT', onSignal);
+        process.on('SIGTERM', onSignal);
+        try {
+          for await (const chunk of rt.logs(t.workload, { follow: opts.follow ?? false, signal: abort.signal })) process.stdout.write(chunk);
+        } finally {
+          process.off('SIGINT', onSignal);
+          process.off('SIGTERM', onSignal);
+        }
       });
     });
 

@@ -45,8 +45,46 @@ export const ConfigSchema = z.strictObject({
       containers_conf: z.string().optional(),
     })
     .default({ binary: 'podman', oci_runtime: 'runc', ulimits: ['nofile=20000:20000', 'nproc=32768:32768'] }),
+  qemu: z
+    .strictObject({
+      binary: z.string().min(1).default('qemu-system-x86_64'),
+      img_binary: z.string().min(1).default('qemu-img'),
+      /** auto: KVM only where it really works (/dev/kvm opens read-write and the CPU has vmx/svm). */
+      accel: z.enum(['auto', 'kvm', 'tcg'], { error: 'must be auto, kvm or tcg' }).default('auto'),
+      /** A VM counts as running only once its SSH answers; after this long it has failed to boot. */
+      boot_timeout_seconds: z.number().int().min(5, 'must be at least 5').max(3600, 'must be at most 3600').default(90),
+      /** Where VM boot files may come from; the first is where relative paths point. Default: <home>/images. */
+      images_dirs: z.array(z.string().min(1)).min(1, 'must name at least one directory').optional(),
+      /** VM state dirs. Default: <home>/vm. */
+      vm_dir: z.string().min(1).optional(),
+      ssh_user: z.string().regex(/^[a-z_][a-z0-9_-]*$/, 'must be a user name').default('root'),
+      /** The agent's private key for the guests. Default: <first images dir>/id_ed25519. */
+      ssh_key: z.string().min(1).optional(),
+      /** Kernel command line of every kernel boot, before the component's cmdline. */
+      base_cmdline: z.string().max(1024).default('console=ttyS0 quiet'),
+    })
+    .default({ binary: 'qemu-system-x86_64', img_binary: 'qemu-img', accel: 'auto', boot_timeout_seconds: 90, ssh_user: 'root', base_cmdline: 'console=ttyS0 quiet' }),
 });
 export type AgentConfig = z.output<typeof ConfigSchema>;
+
+/** The agent's home is the registry's directory: images/ and vm/ live there unless configured. */
+export interface VmPaths {
+  home: string;
+  imagesDirs: string[];
+  vmDir: string;
+  sshKey: string;
+}
+
+export function vmPaths(cfg: AgentConfig): VmPaths {
+  const home = dirname(cfg.db);
+  const imagesDirs = (cfg.qemu.images_dirs ?? ['images']).map((d) => resolve(home, d));
+  return {
+    home,
+    imagesDirs,
+    vmDir: resolve(home, cfg.qemu.vm_dir ?? 'vm'),
+    sshKey: resolve(imagesDirs[0]!, cfg.qemu.ssh_key ?? 'id_ed25519'),
+  };
+}
 
 export interface ConfigSources {
   /** --config, or $AGENT_CONFIG; else DEFAULT_CONFIG_PATH when it exists. */
@@ -87,6 +125,13 @@ export function loadConfig(src: ConfigSources): AgentConfig & { configFile: stri
   if (src.flags.logLevel) overrides.log_level = src.flags.logLevel;
   const merged: Record<string, unknown> = { ...raw, ...overrides };
   if (src.env.AGENT_PODMAN) merged.podman = { ...((raw.podman as object | undefined) ?? {}), binary: src.env.AGENT_PODMAN };
+  if (src.env.AGENT_QEMU || src.env.AGENT_ACCEL) {
+    merged.qemu = {
+      ...((raw.qemu as object | undefined) ?? {}),
+      ...(src.env.AGENT_QEMU ? { binary: src.env.AGENT_QEMU } : {}),
+      ...(src.env.AGENT_ACCEL ? { accel: src.env.AGENT_ACCEL } : {}),
+    };
+  }
 
   const parsed = ConfigSchema.safeParse(merged);
   if (!parsed.success) throw new ValidationError(file ? `config ${file} (with environment and flags)` : 'settings from environment and flags', issuesOf(parsed.error));

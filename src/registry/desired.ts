@@ -37,6 +37,11 @@ interface ComponentRow {
   ports: string;
   volumes: string;
   restart: string;
+  kernel: string | null;
+  initrd: string | null;
+  cmdline: string | null;
+  image_sha256: string | null;
+  ssh_host_key: string | null;
 }
 
 function rowToSpec(row: ComponentRow): DesiredComponent {
@@ -47,7 +52,13 @@ function rowToSpec(row: ComponentRow): DesiredComponent {
       service: row.service,
       name: row.name,
       runtime: row.runtime,
-      image: row.image,
+      // The column is NOT NULL since 001; a kernel-only VM stores ''.
+      image: row.image === '' ? undefined : row.image,
+      kernel: row.kernel ?? undefined,
+      initrd: row.initrd ?? undefined,
+      cmdline: row.cmdline ?? undefined,
+      image_sha256: row.image_sha256 ?? undefined,
+      ssh_host_key: row.ssh_host_key ?? undefined,
       cmd: JSON.parse(row.cmd),
       env: JSON.parse(row.env),
       memory: row.memory_mib ?? undefined,
@@ -86,7 +97,9 @@ export class DesiredRepo {
     ).map((r) => ({ name: r.name, active: r.active === 1, comment: r.comment, updatedAt: r.updated_at }));
     const rows = this.db
       .prepare(
-        'SELECT service, name, runtime, image, cmd, env, memory_mib, vcpus, network, ports, volumes, restart FROM components ORDER BY service, name',
+        `SELECT service, name, runtime, image, cmd, env, memory_mib, vcpus, network, ports, volumes, restart,
+                kernel, initrd, cmdline, image_sha256, ssh_host_key
+         FROM components ORDER BY service, name`,
       )
       .all() as ComponentRow[];
     return { services, components: rows.map(rowToSpec) };
@@ -102,8 +115,10 @@ export class DesiredRepo {
     );
     const deleteComponents = this.db.prepare('DELETE FROM components WHERE service = ?');
     const insertComponent = this.db.prepare(
-      `INSERT INTO components (service, name, runtime, image, cmd, env, memory_mib, vcpus, network, ports, volumes, restart)
-       VALUES (@service, @name, @runtime, @image, @cmd, @env, @memory, @vcpus, @network, @ports, @volumes, @restart)`,
+      `INSERT INTO components (service, name, runtime, image, cmd, env, memory_mib, vcpus, network, ports, volumes, restart,
+                               kernel, initrd, cmdline, image_sha256, ssh_host_key)
+       VALUES (@service, @name, @runtime, @image, @cmd, @env, @memory, @vcpus, @network, @ports, @volumes, @restart,
+               @kernel, @initrd, @cmdline, @image_sha256, @ssh_host_key)`,
     );
     const findWorkload = this.db.prepare('SELECT service, name FROM components WHERE workload = ?');
     const deleteService = this.db.prepare('DELETE FROM services WHERE name = ?');
@@ -136,7 +151,12 @@ export class DesiredRepo {
             service: s.name,
             name: c.name,
             runtime: c.runtime,
-            image: c.image,
+            image: c.image ?? '',
+            kernel: c.kernel ?? null,
+            initrd: c.initrd ?? null,
+            cmdline: c.cmdline ?? null,
+            image_sha256: c.image_sha256 ?? null,
+            ssh_host_key: c.ssh_host_key ?? null,
             cmd: JSON.stringify(c.cmd),
             env: JSON.stringify(c.env),
             memory: c.memory ?? null,

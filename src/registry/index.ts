@@ -2,6 +2,7 @@
 import { DesiredRepo } from './desired.js';
 import { EventsRepo } from './events.js';
 import { InstancesRepo } from './instances.js';
+import { LeasesRepo } from './leases.js';
 import { MetaRepo } from './meta.js';
 import { openDatabase, type Db, type OpenOptions } from './open.js';
 
@@ -9,12 +10,14 @@ export type { DesiredComponent, DesiredService, DesiredState } from './desired.j
 export type { AgentEvent, EventOutcome, NewEvent } from './events.js';
 export type { InstanceRecord } from './instances.js';
 export type { Heartbeat } from './meta.js';
+export type { Lease, LeaseKind } from './leases.js';
 
 export class Registry {
   readonly desired: DesiredRepo;
   readonly instances: InstancesRepo;
   readonly events: EventsRepo;
   readonly meta: MetaRepo;
+  readonly leases: LeasesRepo;
 
   private constructor(
     readonly path: string,
@@ -24,6 +27,7 @@ export class Registry {
     this.instances = new InstancesRepo(db);
     this.events = new EventsRepo(db);
     this.meta = new MetaRepo(db);
+    this.leases = new LeasesRepo(db);
   }
 
   static open(path: string, opts: OpenOptions = {}): Registry {

@@ -10,7 +10,7 @@ import { z } from 'zod';
 import { RuntimeError } from '../errors.js';
 import { LABEL_AGENT, LABEL_COMPONENT, LABEL_SPEC_HASH, parseComponentLabel } from '../agent/identity.js';
 import { watchPodmanEvents } from './podman-events.js';
-import type { Capabilities, Observed, Runtime, RuntimeEvent, WorkloadSpec, WorkloadState } from './types.js';
+import type { Capabilities, ExecIo, Observed, Runtime, RuntimeEvent, WorkloadSpec, WorkloadState } from './types.js';
 
 export interface PodmanOptions {
   /** Path or name of the podman binary. */
@@ -139,6 +139,7 @@ export class PodmanRuntime implements Runtime {
     if (s.vcpus !== undefined) args.push('--cpus', String(s.vcpus));
     for (const [k, v] of Object.entries(s.env)) args.push('--env', `${k}=${v}`);
     for (const v of s.volumes) args.push('--volume', `${v.source}:${v.target}${v.read_only ? ':ro' : ''}`);
+    if (s.image === undefined) throw new RuntimeError('podman', 'run', w.name, 'container component has no image');
     args.push(s.image, ...s.cmd);
     return args;
   }
@@ -184,5 +185,23 @@ export class PodmanRuntime implements Runtime {
       filter: `label=${LABEL_AGENT}=${this.opts.agentId}`,
       onEvent,
     });
+  }
+
+  async exec(name: string, argv: string[], io: ExecIo): Promise<number> {
+    const p = execa(this.opts.binary, ['exec', name, ...argv], { env: this.opts.env, stdin: 'ignore', reject: false, buffer: false });
+    p.stdout?.on('data', io.stdout);
+    p.stderr?.on('data', io.stderr);
+    const r = await p;
+    if ((r as { code?: string }).code === 'ENOENT') throw new RuntimeError('podman', 'exec', name, 'podman is not installed (or not at the configured path)');
+    return r.exitCode ?? 255;
+  }
+
+  async *logs(name: string, opts: { follow: boolean; signal?: AbortSignal }): AsyncIterable<string> {
+    const p = execa(this.opts.binary, ['logs', ...(opts.follow ? ['--follow'] : []), name], {
+      env: this.opts.env, stdin: 'ignore', reject: false, buffer: false, all: true, cancelSignal: opts.signal,
+    });
+    for await (const chunk of p.all!) yield String(chunk);
+    const r = await p;
+    if (r.exitCode !== 0 && !opts.signal?.aborted) throw new RuntimeError('podman', 'logs', name, podmanMessage(r));
   }
 }

@@ -319,7 +319,7 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
         void client.closed.then((info) => {
           clearTimeout(timer);
           reject(
-            new QmpError('closed', label, undefined, 'connection closed before the QMP greeting', {
+            new QmpError('closed', label, undefined, 'connection closed before the QMP greeting (QEMU exiting?)', {
               cause: info.error,
             }),
           );

@@ -5,7 +5,7 @@
 import type { ComponentKey } from '../errors.js';
 import type { ComponentSpec, RuntimeKind } from '../manifest/schema.js';
 
-export type WorkloadState = 'running' | 'exited' | 'created' | 'paused' | 'stopping' | 'unknown';
+export type WorkloadState = 'running' | 'starting' | 'exited' | 'created' | 'paused' | 'stopping' | 'unknown';
 
 /** One workload as the runtime sees it right now. */
 export interface Observed {
@@ -25,6 +25,15 @@ export interface Observed {
   address: string | undefined;
 }
 
+/** Where and how a VM runs, decided by the agent: resolved files, leased ports, pinned key. */
+export interface VmPlacement {
+  /** Absolute paths, already checked against the allowed image directories. */
+  files: { image?: string; kernel?: string; initrd?: string };
+  /** The guest's SSH host key line to pin. */
+  hostKey: string;
+  net: { mode: 'slirp'; sshPort: number; forwards: Array<{ host: number; guest: number; protocol: 'tcp' | 'udp' }> };
+}
+
 /** Everything a runtime needs to start one workload; leases are already taken by the agent. */
 export interface WorkloadSpec {
   name: string;
@@ -32,6 +41,8 @@ export interface WorkloadSpec {
   specHash: string;
   labels: Record<string, string>;
   spec: ComponentSpec;
+  /** For unikernel components. */
+  vm?: VmPlacement;
 }
 
 export interface Capabilities {
@@ -64,4 +75,13 @@ export interface Runtime {
   remove(name: string): Promise<void>;
   /** Calls `onEvent` for workload events until the returned function is called. */
   watch(onEvent: (e: RuntimeEvent) => void): () => void;
+  /** Runs a command in the workload, streaming its output; resolves with its exit code. */
+  exec(name: string, argv: string[], io: ExecIo): Promise<number>;
+  /** The workload's output so far (console log, container logs); with follow, until aborted. */
+  logs(name: string, opts: { follow: boolean; signal?: AbortSignal }): AsyncIterable<string>;
+}
+
+export interface ExecIo {
+  stdout: (chunk: Buffer) => void;
+  stderr: (chunk: Buffer) => void;
 }

@@ -5,7 +5,7 @@
  */
 import type { RuntimeKind } from '../manifest/schema.js';
 import { RuntimeError } from '../errors.js';
-import type { Capabilities, Observed, Runtime, RuntimeEvent, WorkloadSpec } from './types.js';
+import type { Capabilities, ExecIo, Observed, Runtime, RuntimeEvent, WorkloadSpec } from './types.js';
 
 export class UnavailableRuntime implements Runtime {
   constructor(
@@ -35,5 +35,14 @@ export class UnavailableRuntime implements Runtime {
 
   watch(_onEvent: (e: RuntimeEvent) => void): () => void {
     return () => undefined;
+  }
+
+  async exec(name: string, _argv: string[], _io: ExecIo): Promise<number> {
+    throw new RuntimeError(this.kind, 'exec', name, this.reason);
+  }
+
+  // eslint-disable-next-line require-yield
+  async *logs(name: string): AsyncIterable<string> {
+    throw new RuntimeError(this.kind, 'logs', name, this.reason);
   }
 }

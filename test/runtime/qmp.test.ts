@@ -3,7 +3,7 @@
 // kills it (by the pid from its pidfile) and removes its temp dir in t.after, even on failure.
 import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Duplex } from 'node:stream';
@@ -241,16 +241,28 @@ interface Vm {
   pid: number;
 }
 
-/** True while `pid` is a live (non-zombie) process. */
+/**
+ * True while any thread of `pid` is live. The thread-group leader turns `Z` as soon as it exits,
+ * while other QEMU threads may still be exiting and the fds (the QMP listening socket) still
+ * open: a zombie leader alone is not "gone"; all tasks zombie (or no process) is.
+ */
 function alive(pid: number): boolean {
+  let tasks: string[];
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Field 3 (after the parenthesised comm) is the state.
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state !== 'Z' && state !== 'X';
+    tasks = readdirSync(`/proc/${pid}/task`);
   } catch {
     return false;
   }
+  return tasks.some((tid) => {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      // Field 3 (after the parenthesised comm) is the state.
+      const state = stat.charAt(stat.lastIndexOf(')') + 2);
+      return state !== 'Z' && state !== 'X';
+    } catch {
+      return false;
+    }
+  });
 }
 
 /** Our QEMU: alive and its argv names our temp dir (guards against pid reuse). */
@@ -442,6 +454,10 @@ describe('QmpClient against real QEMU', { timeout: 60_000 }, () => {
     assert.equal(info.reason, 'remote');
     assert.deepEqual(events, [], 'no event on kill -9');
     assert.ok(['replied', 'closed'].includes(await pendingCmd));
+    // Our connection can close a few ms before the dying process has closed its listening
+    // socket (the leader is already a zombie, another thread still exits): a connect in that
+    // window is accepted and then closed (kind 'closed'). Once every thread is gone it refuses.
+    assert.ok(await waitFor(() => !alive(vm.pid), 5000), 'every QEMU thread gone (or zombie)');
     assert.ok(existsSync(vm.sock), 'the socket file stays behind');
     assert.ok(existsSync(join(vm.dir, 'qemu.pid')), 'the pidfile stays behind');
     await assert.rejects(QmpClient.connect(vm.sock, { timeoutMs: 1000 }), (e: unknown) => {

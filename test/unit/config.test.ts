@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { DEFAULT_CONFIG_PATH, loadConfig, type ConfigSources } from '../../src/config/config.js';
+import { DEFAULT_CONFIG_PATH, loadConfig, vmPaths, type ConfigSources } from '../../src/config/config.js';
 import { ValidationError, type FieldIssue } from '../../src/errors.js';
 
 // With no --config, loadConfig reads DEFAULT_CONFIG_PATH when it exists: the default tests are
@@ -61,8 +61,16 @@ describe('loadConfig: defaults', { skip: hasSystemConfig ? `${DEFAULT_CONFIG_PAT
       backoff: { base_ms: 1000, max_ms: 300_000 },
       log_level: 'info',
       podman: { binary: 'podman', oci_runtime: 'runc', ulimits: ['nofile=20000:20000', 'nproc=32768:32768'] },
+      qemu: { binary: 'qemu-system-x86_64', img_binary: 'qemu-img', accel: 'auto', boot_timeout_seconds: 90, ssh_user: 'root', base_cmdline: 'console=ttyS0 quiet' },
       configFile: undefined,
     });
+  });
+
+  it('puts images/, vm/ and the ssh key in the home, the directory of the registry', () => {
+    const c = loadConfig(sources({ cwd: '/srv/work' }));
+    assert.deepEqual(vmPaths(c), { home: '/srv/work/var', imagesDirs: ['/srv/work/var/images'], vmDir: '/srv/work/var/vm', sshKey: '/srv/work/var/images/id_ed25519' });
+    const custom = loadConfig(sources({ cwd: '/srv/work', flags: { db: '/srv/agent/agent.db' } }));
+    assert.equal(vmPaths(custom).vmDir, '/srv/agent/vm');
   });
 
   it('resolves the default db against whatever cwd it is given', () => {

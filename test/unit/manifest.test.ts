@@ -159,7 +159,7 @@ describe('loadManifestText: defaults', () => {
   });
 
   it('inherits the runtime from the service, a component may override it', () => {
-    const s = load(doc({ runtime: 'unikernel' }, [comp({ name: 'a', memory: 32 }), comp({ name: 'b', runtime: 'container' })]));
+    const s = load(doc({ runtime: 'unikernel' }, [comp({ name: 'a', memory: 128 }), comp({ name: 'b', runtime: 'container' })]));
     assert.equal(s.components[0]!.runtime, 'unikernel');
     assert.equal(s.components[0]!.network, 'auto', 'unikernels default to auto networking');
     assert.equal(s.components[1]!.runtime, 'container');
@@ -233,7 +233,7 @@ describe('loadManifestText: validation errors name the field and the rule', () =
   ];
   for (const [v, rule] of badVcpus) {
     it(`rejects vcpus ${v}`, () => {
-      hasIssue(invalid(() => load(doc({ runtime: 'unikernel' }, [comp({ memory: 64, vcpus: v })]))), 'components[0].vcpus', rule);
+      hasIssue(invalid(() => load(doc({ runtime: 'unikernel' }, [comp({ memory: 128, vcpus: v })]))), 'components[0].vcpus', rule);
     });
   }
 
@@ -255,7 +255,7 @@ describe('loadManifestText: validation errors name the field and the rule', () =
     hasIssue(e, 'components[0].memroy', /is not a known field/);
     const top = invalid(() => load(doc({ runtime: 'container', actve: true }, [comp()])));
     hasIssue(top, 'actve', /is not a known field/);
-    const nested = invalid(() => load(doc({ runtime: 'unikernel' }, [comp({ memory: 64, ports: [{ guest: 80, hots: 8080 }] })])));
+    const nested = invalid(() => load(doc({ runtime: 'unikernel' }, [comp({ memory: 128, ports: [{ guest: 80, hots: 8080 }] })])));
     hasIssue(nested, 'components[0].ports[0].hots', /is not a known field/);
   });
 
@@ -290,13 +290,13 @@ describe('loadManifestText: validation errors name the field and the rule', () =
   });
 
   it('rejects volumes on a unikernel', () => {
-    hasIssue(invalid(() => load(doc({ runtime: 'unikernel' }, [comp({ memory: 64, volumes: [{ source: '/a', target: '/b' }] })]))), 'components[0].volumes', /not supported for unikernel/);
+    hasIssue(invalid(() => load(doc({ runtime: 'unikernel' }, [comp({ memory: 128, volumes: [{ source: '/a', target: '/b' }] })]))), 'components[0].volumes', /not supported for unikernel/);
   });
 
   it('rejects bad volume paths and ports', () => {
     hasIssue(invalid(() => load(doc({ runtime: 'container' }, [comp({ volumes: [{ source: 'rel', target: '/b' }] })]))), 'components[0].volumes[0].source', /absolute path/);
     hasIssue(invalid(() => load(doc({ runtime: 'container' }, [comp({ volumes: [{ source: '/a/../etc', target: '/b' }] })]))), 'components[0].volumes[0].source', /'\.\.'/);
-    hasIssue(invalid(() => load(doc({ runtime: 'unikernel' }, [comp({ memory: 64, ports: [{ guest: 70000 }] })]))), 'components[0].ports[0].guest', /between 1 and 65535/);
+    hasIssue(invalid(() => load(doc({ runtime: 'unikernel' }, [comp({ memory: 128, ports: [{ guest: 70000 }] })]))), 'components[0].ports[0].guest', /between 1 and 65535/);
   });
 
   it('rejects env keys that are not variable names, naming the key', () => {

@@ -1,0 +1,35 @@
+/**
+ * Where VM boot files may come from. A relative path is inside the first images directory; an
+ * absolute path must be inside one of the allowed directories. Pure (path arithmetic only).
+ */
+import { isAbsolute, relative, resolve } from 'node:path';
+import type { FieldIssue } from '../errors.js';
+import type { ComponentSpec } from '../manifest/schema.js';
+
+export function resolveBootPath(p: string, allowedDirs: string[]): { ok: true; path: string } | { ok: false; rule: string } {
+  if (p.split('/').includes('..')) return { ok: false, rule: "must not contain '..'" };
+  const first = allowedDirs[0];
+  if (!first) return { ok: false, rule: 'no image directory is configured' };
+  const abs = isAbsolute(p) ? resolve(p) : resolve(first, p);
+  const inside = allowedDirs.some((d) => {
+    const rel = relative(resolve(d), abs);
+    return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel);
+  });
+  return inside ? { ok: true, path: abs } : { ok: false, rule: `must be inside an allowed image directory (${allowedDirs.join(', ')})` };
+}
+
+export const BOOT_FIELDS = ['image', 'kernel', 'initrd'] as const;
+
+/** The resolved boot files of a unikernel component, or the fields that break the rule. */
+export function resolveBootFiles(spec: ComponentSpec, allowedDirs: string[]): { files: Partial<Record<(typeof BOOT_FIELDS)[number], string>>; issues: FieldIssue[] } {
+  const files: Partial<Record<(typeof BOOT_FIELDS)[number], string>> = {};
+  const issues: FieldIssue[] = [];
+  for (const field of BOOT_FIELDS) {
+    const v = spec[field];
+    if (v === undefined) continue;
+    const r = resolveBootPath(v, allowedDirs);
+    if (r.ok) files[field] = r.path;
+    else issues.push({ field, rule: r.rule });
+  }
+  return { files, issues };
+}

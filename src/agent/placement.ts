@@ -1,0 +1,85 @@
+/**
+ * Placing a VM before it starts: its boot files (inside the allowed image directories), the SSH
+ * host key to pin, and its host ports. Ports are leased in the registry (PRIMARY KEY: one owner),
+ * preferred port first, the next free one on a collision, and kept across restarts: the lease a
+ * component already holds is reused while its port can be bound.
+ */
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import type { VmPaths } from '../config/config.js';
+import { RuntimeError, type ComponentKey } from '../errors.js';
+import type { ComponentSpec } from '../manifest/schema.js';
+import type { Registry } from '../registry/index.js';
+import type { VmPlacement } from '../runtime/types.js';
+import { resolveBootFiles, resolveBootPath } from './images.js';
+import { candidatePorts, preferredSshPort, SERVICE_PORT_RANGE, SSH_PORT_RANGE } from './ports.js';
+
+/** Whether anyone (any process, any agent) holds the port on 127.0.0.1 right now. */
+export function portBindable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.once('error', () => resolve(false));
+    s.listen({ host: '127.0.0.1', port, exclusive: true }, () => s.close(() => resolve(true)));
+  });
+}
+
+const fail = (workload: string, message: string): never => {
+  throw new RuntimeError('qemu', 'place', workload, message);
+};
+
+export function resolveHostKey(spec: ComponentSpec, imagesDirs: string[], workload: string): string {
+  const v = spec.ssh_host_key ?? 'host_key.pub';
+  if (/^(ssh-|ecdsa-)/.test(v)) return v.trim();
+  const r = resolveBootPath(v, imagesDirs);
+  if (!r.ok) return fail(workload, `ssh_host_key ${r.rule}`);
+  let text: string;
+  try {
+    text = readFileSync(r.path, 'utf8');
+  } catch {
+    return fail(workload, `no SSH host key to pin: ${r.path} is missing (set ssh_host_key, or put the guest's host_key.pub there)`);
+  }
+  const line = text.split('\n').find((l) => /^(ssh-|ecdsa-)/.test(l));
+  return line ? line.trim() : fail(workload, `${r.path} holds no public key line`);
+}
+
+async function leasePort(registry: Registry, key: ComponentKey, workload: string, purpose: string, preferred: number, range: { first: number; last: number }, fixed: boolean): Promise<number> {
+  const held = registry.leases.forComponent(key).find((l) => l.kind === 'host_port' && l.purpose === purpose);
+  if (held) {
+    const port = Number(held.value);
+    if ((!fixed || port === preferred) && (await portBindable(port))) return port;
+    registry.leases.release('host_port', held.value);
+  }
+  if (fixed) {
+    if (!(await portBindable(preferred))) fail(workload, `host port ${preferred} (${purpose}) is in use on 127.0.0.1`);
+    if (!registry.leases.take('host_port', String(preferred), key, purpose)) fail(workload, `host port ${preferred} (${purpose}) is leased to another component`);
+    return preferred;
+  }
+  const leased = new Set(registry.leases.all().filter((l) => l.kind === 'host_port').map((l) => Number(l.value)));
+  for (const port of candidatePorts(preferred, range)) {
+    if (leased.has(port) || !(await portBindable(port))) continue;
+    if (registry.leases.take('host_port', String(port), key, purpose)) return port;
+  }
+  return fail(workload, `no free host port for ${purpose} in ${range.first}-${range.last}`);
+}
+
+export async function placeVm(registry: Registry, paths: VmPaths, key: ComponentKey, workload: string, spec: ComponentSpec): Promise<VmPlacement> {
+  const { files, issues } = resolveBootFiles(spec, paths.imagesDirs);
+  if (issues.length > 0) fail(workload, issues.map((i) => `${i.field} ${i.rule}`).join('; '));
+  if (spec.network === 'bridge') fail(workload, "network 'bridge' is not available in this version of the agent: use auto or slirp");
+  const hostKey = resolveHostKey(spec, paths.imagesDirs, workload);
+
+  const sshPort = await leasePort(registry, key, workload, 'ssh', preferredSshPort(workload), SSH_PORT_RANGE, false);
+  const forwards: VmPlacement['net']['forwards'] = [];
+  const purposes = new Set(['ssh']);
+  for (const p of spec.ports) {
+    const purpose = `${p.protocol}/${p.guest}`;
+    purposes.add(purpose);
+    const host = await leasePort(registry, key, workload, purpose, p.host ?? SERVICE_PORT_RANGE.first, SERVICE_PORT_RANGE, p.host !== undefined);
+    forwards.push({ host, guest: p.guest, protocol: p.protocol });
+  }
+  // Ports the spec no longer declares are given back.
+  for (const l of registry.leases.forComponent(key)) {
+    if (l.kind === 'host_port' && !purposes.has(l.purpose)) registry.leases.release(l.kind, l.value);
+  }
+  return { files, hostKey, net: { mode: 'slirp', sshPort, forwards } };
+}

@@ -1,0 +1,387 @@
+/**
+ * Unikernel VMs under QEMU. Each VM runs detached (-daemonize), so it outlives the agent; its
+ * state dir holds what is needed to find it again. Quirks owned here (see HOST-FACTS):
+ * - KVM may exist and not work: the accelerator is chosen by accel.ts.
+ * - QEMU exits 0 after -daemonize even for a guest that will reset at once: a VM counts as
+ *   running only once its SSH answers with the pinned host key.
+ * - QMP serves one client at a time: list() never uses QMP (so `agent status` works while the
+ *   agent holds the connection); the agent's watcher keeps one connection per VM for events and
+ *   stop() reuses it.
+ * - A disk image is never written: each VM boots a qcow2 overlay of it in its state dir.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, openSync, readSync, closeSync } from 'node:fs';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { RuntimeError } from '../../errors.js';
+import { macFor } from '../../agent/identity.js';
+import { QmpClient } from '../qmp.js';
+import { consoleTail as tailOf, isReady, livePid, readRecord, type VmRecord } from './state.js';
+import { qemuArgs, stateFiles } from './args.js';
+import { chooseAccel, probeHostVirt, type AccelMode } from './accel.js';
+import { probeBanner, sshExec, waitForSsh, type SshTarget } from '../ssh.js';
+import type { Capabilities, ExecIo, Observed, Runtime, RuntimeEvent, WorkloadSpec } from '../types.js';
+
+export interface QemuOptions {
+  binary: string;
+  imgBinary: string;
+  vmDir: string;
+  agentId: string;
+  accel: AccelMode;
+  bootTimeoutMs: number;
+  sshUser: string;
+  /** Path of the private key the agent logs in with. */
+  sshKeyPath: string;
+  /** Kernel command line every kernel boot gets before the component's own `cmdline`. */
+  baseCmdline: string;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** unix socket paths are limited to 107 bytes: refuse a VM dir that would not fit. */
+const SOCKET_PATH_MAX = 107;
+
+export class QemuRuntime implements Runtime {
+  readonly kind = 'unikernel' as const;
+  /** One QMP connection per live VM, held by the watcher; stop() borrows it. */
+  private readonly qmp = new Map<string, QmpClient>();
+  private rescan: (() => void) | undefined;
+
+  constructor(private readonly o: QemuOptions) {}
+
+  private dirOf(name: string): string {
+    return join(this.o.vmDir, name);
+  }
+
+  async probe(): Promise<Capabilities> {
+    try {
+      const r = await execa(this.o.binary, ['--version'], { stdin: 'ignore', timeout: 10_000 });
+      const accel = chooseAccel(this.o.accel, probeHostVirt());
+      return { available: true, detail: `${r.stdout.split('\n')[0]}, accel ${accel}` };
+    } catch (err) {
+      const e = err as { code?: string; shortMessage?: string };
+      return { available: false, detail: e.code === 'ENOENT' ? `${this.o.binary} is not installed (apt-get install qemu-system-x86)` : e.shortMessage ?? String(err) };
+    }
+  }
+
+  private async requireQemu(op: string, name?: string): Promise<void> {
+    const p = await this.probe();
+    if (!p.available) throw new RuntimeError('qemu', op, name, p.detail);
+  }
+
+  /** Every VM dir of this agent. A VM whose QEMU is gone is `exited` until it is removed. */
+  async list(): Promise<Observed[]> {
+    // Without QEMU there is nothing this runtime can do or know for sure: say so.
+    if (!existsSync(this.o.vmDir)) {
+      await this.requireQemu('list');
+      return [];
+    }
+    const out: Observed[] = [];
+    for (const name of readdirSync(this.o.vmDir).sort()) {
+      const dir = this.dirOf(name);
+      const rec = readRecord(dir);
+      if (!rec || rec.agentId !== this.o.agentId || rec.name !== name) continue;
+      out.push(await this.observe(dir, rec));
+    }
+    await this.requireQemu('list');
+    return out;
+  }
+
+  private async observe(dir: string, rec: VmRecord): Promise<Observed> {
+    const pid = livePid(dir, rec.name);
+    let state: Observed['state'] = 'exited';
+    if (pid !== undefined) {
+      state = isReady(dir) ? 'running' : 'starting';
+      // An agent that died mid-boot never marked the VM ready: a banner on the pinned port says
+      // it came up (start() already verified the key of this very launch when it got that far).
+      if (state === 'starting' && (await probeBanner('127.0.0.1', rec.sshPort, 500))) {
+        writeFileSync(stateFiles(dir).ready, `${new Date().toISOString()}\n`);
+        state = 'running';
+      }
+    }
+    return {
+      runtime: 'unikernel',
+      name: rec.name,
+      id: pid !== undefined ? `pid:${pid}` : `exited:${rec.name}`,
+      key: { service: rec.service, component: rec.component },
+      specHash: rec.specHash,
+      state,
+      exitCode: undefined,
+      startedAt: rec.launchedAt,
+      address: rec.address,
+    };
+  }
+
+  /** sha256 of the boot image, checked before every boot when the component declares one. */
+  private async attest(w: WorkloadSpec): Promise<void> {
+    const expected = w.spec.image_sha256;
+    if (!expected) return;
+    const file = w.vm?.files.image ?? w.vm?.files.kernel;
+    if (!file) return;
+    const hash = createHash('sha256');
+    await new Promise<void>((resolve, reject) => createReadStream(file).on('data', (d) => hash.update(d)).on('end', resolve).on('error', reject));
+    const actual = hash.digest('hex');
+    if (actual !== expected) {
+      throw new RuntimeError('qemu', 'start', w.name, `image attestation failed: ${file} has sha256 ${actual}, the component expects ${expected}; not booting it`);
+    }
+  }
+
+  async start(w: WorkloadSpec): Promise<Observed> {
+    const vm = w.vm;
+    if (!vm) throw new RuntimeError('qemu', 'start', w.name, 'no VM placement (files, ports) was given');
+    await this.requireQemu('start', w.name);
+    const dir = this.dirOf(w.name);
+    const files = stateFiles(dir);
+    if (Buffer.byteLength(files.qmp) > SOCKET_PATH_MAX) {
+      throw new RuntimeError('qemu', 'start', w.name, `state dir ${dir} is too long for a unix socket path (${SOCKET_PATH_MAX} bytes): configure a shorter qemu.vm_dir`);
+    }
+
+    // Idempotence: a live VM of the same spec is adopted; anything else of ours here is replaced.
+    const existing = readRecord(dir);
+    let existed = existing !== undefined;
+    if (existing) {
+      const pid = livePid(dir, w.name);
+      if (pid !== undefined && existing.specHash === w.specHash && existing.agentId === this.o.agentId) {
+        if (isReady(dir)) return this.observe(dir, existing);
+        return this.awaitReady(w, dir, existing, pid, false);
+      }
+      if (pid !== undefined) await this.kill(w.name, dir);
+      if (existing.specHash !== w.specHash) {
+        rmSync(dir, { recursive: true, force: true });
+        existed = false;
+      } else {
+        for (const f of [files.pidfile, files.qmp, files.ready]) rmSync(f, { force: true });
+      }
+    }
+
+    for (const [field, path] of Object.entries(vm.files)) {
+      if (path && !existsSync(path)) throw new RuntimeError('qemu', 'start', w.name, `${field} ${path} does not exist`);
+    }
+    await this.attest(w);
+
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    try {
+      const record = await this.launch(w, dir);
+      const pid = livePid(dir, w.name);
+      if (pid === undefined) {
+        throw new RuntimeError('qemu', 'start', w.name, `QEMU exited right after starting; console:\n${tailOf(dir)}`);
+      }
+      return await this.awaitReady(w, dir, record, pid, !existed);
+    } catch (err) {
+      // Nothing half-started stays behind: no QEMU, and no state dir for a VM that never ran.
+      await this.kill(w.name, dir).catch(() => undefined);
+      if (!existed) rmSync(dir, { recursive: true, force: true });
+      else for (const f of [files.pidfile, files.qmp, files.ready]) rmSync(f, { force: true });
+      throw err;
+    }
+  }
+
+  private async launch(w: WorkloadSpec, dir: string): Promise<VmRecord> {
+    const vm = w.vm!;
+    const files = stateFiles(dir);
+    const s = w.spec;
+    let disk: string | undefined;
+    if (vm.files.image) {
+      disk = files.overlay;
+      if (!existsSync(disk)) {
+        const info = await execa(this.o.imgBinary, ['info', '--output', 'json', vm.files.image], { stdin: 'ignore' }).catch((err: { stderr?: string }) => {
+          throw new RuntimeError('qemu', 'start', w.name, `qemu-img cannot read ${vm.files.image}: ${err.stderr ?? String(err)}`);
+        });
+        const format = (JSON.parse(info.stdout) as { format?: string }).format ?? 'raw';
+        await execa(this.o.imgBinary, ['create', '-q', '-f', 'qcow2', '-F', format, '-b', vm.files.image, disk], { stdin: 'ignore' });
+      }
+    }
+    const accel = chooseAccel(this.o.accel, probeHostVirt());
+    const append = vm.files.kernel ? [this.o.baseCmdline, s.cmdline ?? ''].filter(Boolean).join(' ') : undefined;
+    const args = qemuArgs({
+      name: w.name,
+      memoryMib: s.memory ?? 128,
+      vcpus: s.vcpus ?? 1,
+      accel,
+      stateDir: dir,
+      boot: { disk, diskFormat: 'qcow2', kernel: vm.files.kernel, initrd: vm.files.initrd, append },
+      net: { mode: 'slirp', sshPort: vm.net.sshPort, forwards: vm.net.forwards, mac: macFor(w.name) },
+      oemStrings: [`agent.name=${w.name}`],
+    });
+    const record: VmRecord = {
+      agentId: this.o.agentId,
+      name: w.name,
+      service: w.key.service,
+      component: w.key.component,
+      specHash: w.specHash,
+      sshPort: vm.net.sshPort,
+      hostKey: vm.hostKey,
+      sshUser: this.o.sshUser,
+      address: `127.0.0.1:${vm.net.sshPort}`,
+      args,
+      launchedAt: new Date().toISOString(),
+    };
+    // The record is written before QEMU starts: an agent that dies right after the launch still
+    // finds the VM (and its pid) on its next list.
+    writeFileSync(files.spec, `${JSON.stringify(record, null, 2)}\n`, { mode: 0o600 });
+    writeFileSync(files.console, '');
+    try {
+      await execa(this.o.binary, args, { stdin: 'ignore', timeout: 30_000 });
+    } catch (err) {
+      const e = err as { stderr?: string; shortMessage?: string };
+      const msg = (e.stderr ?? '').trim().split('\n').pop() || e.shortMessage || String(err);
+      throw new RuntimeError('qemu', 'start', w.name, /hostfwd|Could not set up host forwarding/i.test(msg) ? `host port ${vm.net.sshPort} (or a declared port) is taken: ${msg}` : msg);
+    }
+    this.rescan?.();
+    return record;
+  }
+
+  private sshTarget(rec: VmRecord): SshTarget {
+    return { host: '127.0.0.1', port: rec.sshPort, user: rec.sshUser, privateKey: readFileSync(this.o.sshKeyPath), hostKey: rec.hostKey };
+  }
+
+  /** Waits for SSH with the pinned key; on failure the caller cleans up. */
+  private async awaitReady(w: WorkloadSpec, dir: string, rec: VmRecord, pid: number, fresh: boolean): Promise<Observed> {
+    const why = await waitForSsh(this.sshTarget(rec), Date.now() + this.o.bootTimeoutMs, () => livePid(dir, w.name) === pid);
+    if (why) {
+      const msg = `${why} within ${Math.round(this.o.bootTimeoutMs / 1000)} s of boot; console tail:\n${tailOf(dir)}`;
+      if (!fresh) await this.kill(w.name, dir).catch(() => undefined);
+      throw new RuntimeError('qemu', 'start', w.name, msg);
+    }
+    writeFileSync(stateFiles(dir).ready, `${new Date().toISOString()}\n`);
+    return this.observe(dir, rec);
+  }
+
+  private async waitGone(dir: string, name: string, ms: number): Promise<boolean> {
+    const deadline = Date.now() + ms;
+    while (Date.now() < deadline) {
+      if (livePid(dir, name) === undefined) return true;
+      await sleep(50);
+    }
+    return livePid(dir, name) === undefined;
+  }
+
+  /** A QMP connection to the VM: the watcher's if it holds one, else a fresh one (closed after). */
+  private async withQmp<T>(name: string, dir: string, fn: (c: QmpClient) => Promise<T>): Promise<T> {
+    const held = this.qmp.get(name);
+    if (held?.isOpen) return fn(held);
+    const c = await QmpClient.connect(stateFiles(dir).qmp, { timeoutMs: 2000 });
+    try {
+      return await fn(c);
+    } finally {
+      await c.close();
+    }
+  }
+
+  /** Graceful: ACPI powerdown, the grace period, then QMP quit, SIGTERM, SIGKILL. */
+  async stop(name: string, graceSeconds: number): Promise<void> {
+    const dir = this.dirOf(name);
+    if (livePid(dir, name) === undefined) return;
+    if (graceSeconds > 0) {
+      const asked = await this.withQmp(name, dir, (c) => c.systemPowerdown()).then(() => true, () => false);
+      if (asked && (await this.waitGone(dir, name, graceSeconds * 1000))) return;
+    }
+    await this.withQmp(name, dir, (c) => c.quit()).catch(() => undefined);
+    if (await this.waitGone(dir, name, 2000)) return;
+    await this.kill(name, dir);
+  }
+
+  /** SIGTERM, then SIGKILL, to the VM's own pid only (identity checked each time). */
+  private async kill(name: string, dir: string): Promise<void> {
+    for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
+      const pid = livePid(dir, name);
+      if (pid === undefined) return;
+      try {
+        process.kill(pid, signal);
+      } catch {
+        return;
+      }
+      if (await this.waitGone(dir, name, 3000)) return;
+    }
+    if (livePid(dir, name) !== undefined) throw new RuntimeError('qemu', 'kill', name, 'QEMU did not exit on SIGKILL');
+  }
+
+  async remove(name: string): Promise<void> {
+    const dir = this.dirOf(name);
+    this.qmp.get(name)?.close();
+    this.qmp.delete(name);
+    await this.kill(name, dir);
+    rmSync(dir, { recursive: true, force: true });
+  }
+
+  /**
+   * Holds one QMP connection per live VM: a guest that powers itself off (SHUTDOWN) or a QEMU
+   * killed behind the agent's back (the socket closes with no event) is reported at once.
+   */
+  watch(onEvent: (e: RuntimeEvent) => void): () => void {
+    let stopped = false;
+    const scan = (): void => {
+      if (stopped || !existsSync(this.o.vmDir)) return;
+      for (const name of readdirSync(this.o.vmDir)) {
+        const dir = this.dirOf(name);
+        if (this.qmp.get(name)?.isOpen) continue;
+        const rec = readRecord(dir);
+        if (!rec || rec.agentId !== this.o.agentId || livePid(dir, name) === undefined) continue;
+        this.qmp.delete(name);
+        void QmpClient.connect(stateFiles(dir).qmp, { timeoutMs: 2000 }).then(
+          (c) => {
+            if (stopped) return void c.close();
+            this.qmp.set(name, c);
+            c.onEvent((e) => {
+              if (['SHUTDOWN', 'RESET', 'STOP', 'RESUME', 'GUEST_PANICKED'].includes(e.event)) onEvent({ runtime: 'unikernel', workload: name, status: e.event.toLowerCase(), exitCode: undefined });
+            });
+            c.onClose((info) => {
+              if (this.qmp.get(name) === c) this.qmp.delete(name);
+              if (!info.expected && !stopped) onEvent({ runtime: 'unikernel', workload: name, status: 'died', exitCode: undefined });
+            });
+          },
+          () => undefined, // not reachable now (booting, or held elsewhere): the next scan retries
+        );
+      }
+    };
+    this.rescan = () => setTimeout(scan, 100).unref();
+    scan();
+    const timer = setInterval(scan, 2000);
+    return () => {
+      stopped = true;
+      this.rescan = undefined;
+      clearInterval(timer);
+      for (const c of this.qmp.values()) void c.close();
+      this.qmp.clear();
+    };
+  }
+
+  async exec(name: string, argv: string[], io: ExecIo): Promise<number> {
+    const dir = this.dirOf(name);
+    const rec = readRecord(dir);
+    if (!rec || rec.agentId !== this.o.agentId) throw new RuntimeError('qemu', 'exec', name, 'no such VM');
+    if (livePid(dir, name) === undefined) throw new RuntimeError('qemu', 'exec', name, 'the VM is not running');
+    // ssh runs a command line through the guest's shell: quote each argument for it.
+    const line = argv.map((a) => (/^[A-Za-z0-9_@%+=:,./-]+$/.test(a) ? a : `'${a.replaceAll("'", "'\\''")}'`)).join(' ');
+    try {
+      const r = await sshExec(this.sshTarget(rec), line, io);
+      return r.signal ? 128 + 15 : r.code;
+    } catch (err) {
+      throw new RuntimeError('qemu', 'exec', name, (err as Error).message, { cause: err });
+    }
+  }
+
+  /** The serial console; with follow, new output as it is written, until the signal aborts. */
+  async *logs(name: string, opts: { follow: boolean; signal?: AbortSignal }): AsyncIterable<string> {
+    const file = stateFiles(this.dirOf(name)).console;
+    if (!existsSync(file)) throw new RuntimeError('qemu', 'logs', name, 'no such VM (no console log)');
+    let offset = 0;
+    const buf = Buffer.alloc(64 * 1024);
+    for (;;) {
+      const size = existsSync(file) ? statSync(file).size : 0;
+      if (size < offset) offset = 0; // a new launch truncated it
+      while (offset < size) {
+        const fd = openSync(file, 'r');
+        try {
+          const n = readSync(fd, buf, 0, Math.min(buf.length, size - offset), offset);
+          offset += n;
+          yield buf.subarray(0, n).toString('utf8').replaceAll('\r', '');
+        } finally {
+          closeSync(fd);
+        }
+      }
+      if (!opts.follow || opts.signal?.aborted) return;
+      await sleep(200);
+    }
+  }
+}

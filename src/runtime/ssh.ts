@@ -1,0 +1,120 @@
+/**
+ * SSH to a VM with ssh2. Readiness polls a raw TCP connect for the `SSH-` banner (an ssh client's
+ * own retry loop would hang for its whole timeout while the guest network is down), then does a
+ * real handshake. The guest's host key is pinned: a key that is not the expected one is refused.
+ */
+import { connect as tcpConnect } from 'node:net';
+import { Client, type ConnectConfig } from 'ssh2';
+
+export interface SshTarget {
+  host: string;
+  port: number;
+  user: string;
+  privateKey: Buffer | string;
+  /** The expected host key, as an OpenSSH public key line: `ssh-ed25519 AAAA... [comment]`. */
+  hostKey: string;
+}
+
+/** The key blob of an OpenSSH public key line. */
+export function keyBlob(line: string): Buffer {
+  const b64 = line.trim().split(/\s+/)[1];
+  if (!b64) throw new Error('not an OpenSSH public key line');
+  return Buffer.from(b64, 'base64');
+}
+
+/** One TCP connect: resolves true if the peer greets with an SSH banner within `timeoutMs`. */
+export function probeBanner(host: string, port: number, timeoutMs = 1000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = tcpConnect({ host, port });
+    let got = '';
+    const done = (ok: boolean): void => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve(ok);
+    };
+    const timer = setTimeout(() => done(false), timeoutMs);
+    s.on('data', (d: Buffer) => {
+      got += d.toString('latin1');
+      if (got.length >= 4) done(got.startsWith('SSH-'));
+    });
+    s.on('error', () => done(false));
+    s.on('close', () => done(got.startsWith('SSH-')));
+  });
+}
+
+function config(t: SshTarget, timeoutMs: number): ConnectConfig {
+  const expected = keyBlob(t.hostKey);
+  return {
+    host: t.host,
+    port: t.port,
+    username: t.user,
+    privateKey: t.privateKey,
+    readyTimeout: timeoutMs,
+    hostVerifier: (key: Buffer) => key.equals(expected),
+  };
+}
+
+/** Connects, authenticates, checks the pinned host key; resolves a connected client. */
+export function sshConnect(t: SshTarget, timeoutMs = 10_000): Promise<Client> {
+  return new Promise((resolve, reject) => {
+    const c = new Client();
+    c.once('ready', () => resolve(c));
+    c.once('error', (err) => {
+      c.end();
+      const msg = /verification failed/i.test(err.message) ? `host key of ${t.host}:${t.port} does not match the pinned key` : err.message;
+      reject(new Error(msg, { cause: err }));
+    });
+    c.connect(config(t, timeoutMs));
+  });
+}
+
+export interface ExecResult {
+  code: number;
+  signal: string | undefined;
+}
+
+/** Runs `command`, streaming output to the given sinks; resolves with its exit status. */
+export async function sshExec(t: SshTarget, command: string, out: { stdout: (b: Buffer) => void; stderr: (b: Buffer) => void }, timeoutMs = 10_000): Promise<ExecResult> {
+  const c = await sshConnect(t, timeoutMs);
+  try {
+    return await new Promise<ExecResult>((resolve, reject) => {
+      c.exec(command, (err, stream) => {
+        if (err) return reject(err);
+        let code = 255;
+        let signal: string | undefined;
+        stream.on('data', out.stdout);
+        stream.stderr.on('data', out.stderr);
+        stream.on('exit', (c2: number | null, sig?: string) => {
+          code = c2 ?? 255;
+          signal = sig ?? undefined;
+        });
+        stream.on('close', () => resolve({ code, signal }));
+      });
+    });
+  } finally {
+    c.end();
+  }
+}
+
+/**
+ * Waits until SSH answers with the pinned key and accepts our key, or the deadline passes, or
+ * `stillAlive` says the VM died (no point waiting then). Returns undefined when ready, else why not.
+ */
+export async function waitForSsh(t: SshTarget, deadline: number, stillAlive: () => boolean): Promise<string | undefined> {
+  let lastError = 'no SSH banner';
+  while (Date.now() < deadline) {
+    if (!stillAlive()) return 'the VM exited while booting';
+    if (await probeBanner(t.host, t.port, 1000)) {
+      try {
+        const c = await sshConnect(t, Math.max(1000, Math.min(10_000, deadline - Date.now())));
+        c.end();
+        return undefined;
+      } catch (err) {
+        lastError = (err as Error).message;
+        if (/does not match the pinned key/.test(lastError)) return lastError; // never retry a wrong key
+      }
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return `SSH did not answer (${lastError})`;
+}
