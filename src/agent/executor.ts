@@ -124,12 +124,12 @@ export class Executor {
         return `adopted ${a.handle.slice(0, 12)}`;
       case 'remove': {
         const rt = this.runtime(a.runtime);
-        await rt.stop(a.workload, this.o.stopGraceSeconds);
+        const how = await rt.stop(a.workload, this.o.stopGraceSeconds);
         await rt.remove(a.workload);
         registry.instances.forget(a.workload);
         // The component's own workload is gone: its ports (and IP) are free for others.
         if (a.key && a.workload === workloadName(a.key)) registry.leases.releaseComponent(a.key);
-        return 'stopped and removed';
+        return `${how}, removed`;
       }
       case 'replace': {
         const rt = this.runtime(a.runtime);

@@ -170,8 +170,9 @@ export class PodmanRuntime implements Runtime {
     return started;
   }
 
-  async stop(name: string, graceSeconds: number): Promise<void> {
+  async stop(name: string, graceSeconds: number): Promise<string> {
     await this.podman(['stop', '--ignore', '--time', String(Math.max(0, Math.round(graceSeconds))), name], 'stop', name);
+    return 'stopped';
   }
 
   async remove(name: string): Promise<void> {

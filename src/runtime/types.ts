@@ -69,8 +69,11 @@ export interface Runtime {
    * with the same hash is started again; anything else of ours by that name is replaced.
    */
   start(w: WorkloadSpec): Promise<Observed>;
-  /** Graceful first, forced after `graceSeconds`. A workload already gone is not an error. */
-  stop(name: string, graceSeconds: number): Promise<void>;
+  /**
+   * Graceful first, forced after `graceSeconds`. A workload already gone is not an error.
+   * Resolves with how it stopped (for the events log): e.g. 'not running', 'powered off', 'killed'.
+   */
+  stop(name: string, graceSeconds: number): Promise<string>;
   /** Frees everything the workload holds. A workload already gone is not an error. */
   remove(name: string): Promise<void>;
   /** Calls `onEvent` for workload events until the returned function is called. */

@@ -25,7 +25,7 @@ export class UnavailableRuntime implements Runtime {
     throw new RuntimeError(this.kind, 'start', w.name, this.reason);
   }
 
-  async stop(name: string): Promise<void> {
+  async stop(name: string): Promise<string> {
     throw new RuntimeError(this.kind, 'stop', name, this.reason);
   }
 

@@ -1,6 +1,6 @@
 // Helpers for end-to-end tests: run the real CLI (bin/agent.js over dist/), talk to real podman,
 // and clean up every container a test's registry owns, even when the test fails.
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -91,6 +91,39 @@ export class TestNode {
     return podmanPs(this.agentId());
   }
 
+  /**
+   * Gives the node the project's guest image (built by scripts/build-guest) as its images/ dir.
+   * VMs boot overlays of it, so nodes can share it.
+   */
+  useGuestImages(): void {
+    if (!existsSync(join(GUEST_IMAGES, 'guest.manifest'))) throw new Error(`no guest image in ${GUEST_IMAGES}: run scripts/build-guest`);
+    symlinkSync(GUEST_IMAGES, join(this.dir, 'images'));
+  }
+
+  /** pid of the QEMU of a workload of this node, from its state dir. */
+  qemuPid(workload: string): number | undefined {
+    try {
+      return Number(readFileSync(join(this.dir, 'vm', workload, 'qemu.pid'), 'utf8').trim());
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** QEMU processes whose command line points into this node's directory. */
+  qemuProcesses(): number[] {
+    const pids: number[] = [];
+    for (const p of readdirSync('/proc')) {
+      if (!/^\d+$/.test(p)) continue;
+      try {
+        const argv = readFileSync(`/proc/${p}/cmdline`, 'utf8');
+        if (argv.startsWith('qemu-system') && argv.includes(this.dir)) pids.push(Number(p));
+      } catch {
+        /* gone */
+      }
+    }
+    return pids;
+  }
+
   /** Kills agents still running, removes this node's containers and its directory. */
   async cleanup(): Promise<void> {
     for (const a of this.agents) {
@@ -107,9 +140,19 @@ export class TestNode {
       const ids = (await execa('podman', ['ps', '-a', '-q', '--filter', `label=io.mcp-agent.agent=${this.agentId()}`])).stdout.split('\n').filter(Boolean);
       if (ids.length > 0) await execa('podman', ['rm', '--force', '--time', '0', ...ids], { reject: false });
     }
+    // VMs: SIGKILL every QEMU whose command line points into this node's directory.
+    for (const pid of this.qemuProcesses()) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+    }
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
+
+export const GUEST_IMAGES = join(ROOT, 'var/images');
 
 export interface PodmanContainer {
   Id: string;
@@ -136,6 +179,7 @@ export interface StatusRowJson {
   next_action: string | null;
   backoff_until: string | null;
   handle: string | null;
+  address: string | null;
   restarts: number;
   last_event: { action: string; outcome: string; message: string } | null;
 }

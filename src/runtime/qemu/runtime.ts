@@ -269,16 +269,17 @@ export class QemuRuntime implements Runtime {
   }
 
   /** Graceful: ACPI powerdown, the grace period, then QMP quit, SIGTERM, SIGKILL. */
-  async stop(name: string, graceSeconds: number): Promise<void> {
+  async stop(name: string, graceSeconds: number): Promise<string> {
     const dir = this.dirOf(name);
-    if (livePid(dir, name) === undefined) return;
+    if (livePid(dir, name) === undefined) return 'not running';
     if (graceSeconds > 0) {
       const asked = await this.withQmp(name, dir, (c) => c.systemPowerdown()).then(() => true, () => false);
-      if (asked && (await this.waitGone(dir, name, graceSeconds * 1000))) return;
+      if (asked && (await this.waitGone(dir, name, graceSeconds * 1000))) return 'powered off (ACPI powerdown)';
     }
     await this.withQmp(name, dir, (c) => c.quit()).catch(() => undefined);
-    if (await this.waitGone(dir, name, 2000)) return;
+    if (await this.waitGone(dir, name, 2000)) return `quit through QMP${graceSeconds > 0 ? ` after ${graceSeconds} s without powering off` : ''}`;
     await this.kill(name, dir);
+    return 'killed';
   }
 
   /** SIGTERM, then SIGKILL, to the VM's own pid only (identity checked each time). */
