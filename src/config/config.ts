@@ -61,9 +61,10 @@ export const ConfigSchema = z.strictObject({
       /** The agent's private key for the guests. Default: <first images dir>/id_ed25519. */
       ssh_key: z.string().min(1).optional(),
       /** Kernel command line of every kernel boot, before the component's cmdline. */
-      base_cmdline: z.string().max(1024).default('console=ttyS0 quiet'),
+      /** panic=-1: a guest whose init dies reboots at once, and -no-reboot turns that into an exit. */
+      base_cmdline: z.string().max(1024).default('console=ttyS0 quiet panic=-1'),
     })
-    .default({ binary: 'qemu-system-x86_64', img_binary: 'qemu-img', accel: 'auto', boot_timeout_seconds: 90, ssh_user: 'root', base_cmdline: 'console=ttyS0 quiet' }),
+    .default({ binary: 'qemu-system-x86_64', img_binary: 'qemu-img', accel: 'auto', boot_timeout_seconds: 90, ssh_user: 'root', base_cmdline: 'console=ttyS0 quiet panic=-1' }),
 });
 export type AgentConfig = z.output<typeof ConfigSchema>;
 

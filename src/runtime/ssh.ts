@@ -104,7 +104,9 @@ export async function waitForSsh(t: SshTarget, deadline: number, stillAlive: () 
   let lastError = 'no SSH banner';
   while (Date.now() < deadline) {
     if (!stillAlive()) return 'the VM exited while booting';
-    if (await probeBanner(t.host, t.port, 1000)) {
+    // Short attempts: SLIRP accepts the host side at once even before the guest listens, then
+    // holds the connection for seconds; a fresh connect gets through as soon as sshd is up.
+    if (await probeBanner(t.host, t.port, 300)) {
       try {
         const c = await sshConnect(t, Math.max(1000, Math.min(10_000, deadline - Date.now())));
         c.end();

@@ -61,7 +61,7 @@ describe('loadConfig: defaults', { skip: hasSystemConfig ? `${DEFAULT_CONFIG_PAT
       backoff: { base_ms: 1000, max_ms: 300_000 },
       log_level: 'info',
       podman: { binary: 'podman', oci_runtime: 'runc', ulimits: ['nofile=20000:20000', 'nproc=32768:32768'] },
-      qemu: { binary: 'qemu-system-x86_64', img_binary: 'qemu-img', accel: 'auto', boot_timeout_seconds: 90, ssh_user: 'root', base_cmdline: 'console=ttyS0 quiet' },
+      qemu: { binary: 'qemu-system-x86_64', img_binary: 'qemu-img', accel: 'auto', boot_timeout_seconds: 90, ssh_user: 'root', base_cmdline: 'console=ttyS0 quiet panic=-1' },
       configFile: undefined,
     });
   });
