@@ -13,7 +13,8 @@ export function resolveBootPath(p: string, allowedDirs: string[]): { ok: true; p
   const abs = isAbsolute(p) ? resolve(p) : resolve(first, p);
   const inside = allowedDirs.some((d) => {
     const rel = relative(resolve(d), abs);
-    return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel);
+    // '..foo.img' is a file inside; only '..' itself or '../...' leaves the directory.
+    return rel !== '' && rel !== '..' && !rel.startsWith('../') && !isAbsolute(rel);
   });
   return inside ? { ok: true, path: abs } : { ok: false, rule: `must be inside an allowed image directory (${allowedDirs.join(', ')})` };
 }

@@ -35,7 +35,25 @@ export interface OpenOptions {
   migrationsDir?: string;
 }
 
+/**
+ * Opening can meet SQLITE_BUSY where busy_timeout does not help (switching a brand-new file to
+ * WAL needs it to itself; two processes creating the registry at once race on the migration):
+ * retry for a few seconds, then report.
+ */
 export function openDatabase(path: string, opts: OpenOptions = {}): Db {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      return openOnce(path, opts);
+    } catch (err) {
+      const busy = err instanceof RegistryError && /database is locked|SQLITE_BUSY/i.test(err.message);
+      if (!busy || Date.now() > deadline) throw err;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50 + Math.random() * 100);
+    }
+  }
+}
+
+function openOnce(path: string, opts: OpenOptions): Db {
   if (!opts.readonly && !existsSync(path)) {
     mkdirSync(dirname(path), { recursive: true });
     // Create the file ourselves so it is 0600 from the first byte, whatever the umask.

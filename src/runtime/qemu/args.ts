@@ -62,7 +62,9 @@ export function qemuArgs(v: VmLaunch): string[] {
   }
   args.push(
     '-serial', `file:${f.console}`,
-    '-qmp', `unix:${f.qmp},server=on,wait=off`,
+    // -qmp takes key=value options, so a comma in the path is doubled; -serial file: and
+    // -pidfile take the rest of the argument as the path and must not be.
+    '-qmp', `unix:${q(f.qmp)},server=on,wait=off`,
     '-pidfile', f.pidfile,
     '-daemonize',
   );

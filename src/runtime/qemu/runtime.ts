@@ -16,7 +16,7 @@ import { execa } from 'execa';
 import { RuntimeError } from '../../errors.js';
 import { macFor } from '../../agent/identity.js';
 import { QmpClient } from '../qmp.js';
-import { consoleTail as tailOf, isReady, livePid, readRecord, type VmRecord } from './state.js';
+import { consoleTail as tailOf, isReady, livePid, readPid, readRecord, type VmRecord } from './state.js';
 import { qemuArgs, stateFiles } from './args.js';
 import { chooseAccel, probeHostVirt, type AccelMode } from './accel.js';
 import { probeBanner, sshExec, waitForSsh, type SshTarget } from '../ssh.js';
@@ -37,6 +37,9 @@ export interface QemuOptions {
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** How long a VM record without a pidfile counts as launching (QEMU's -daemonize takes ~50 ms). */
+const LAUNCH_WINDOW_MS = 30_000;
 
 /** unix socket paths are limited to 107 bytes: refuse a VM dir that would not fit. */
 const SOCKET_PATH_MAX = 107;
@@ -90,6 +93,11 @@ export class QemuRuntime implements Runtime {
   private async observe(dir: string, rec: VmRecord): Promise<Observed> {
     const pid = livePid(dir, rec.name);
     let state: Observed['state'] = 'exited';
+    // The record is written just before QEMU is launched (so a crash mid-launch is recoverable):
+    // no pidfile yet and a fresh record means the launch is under way, not that the VM died.
+    if (pid === undefined && readPid(dir) === undefined && Date.now() - Date.parse(rec.launchedAt) < LAUNCH_WINDOW_MS) {
+      state = 'starting';
+    }
     if (pid !== undefined) {
       state = isReady(dir) ? 'running' : 'starting';
       // An agent that died mid-boot never marked the VM ready: a banner on the pinned port says

@@ -35,7 +35,8 @@ export function readRecord(dir: string): VmRecord | undefined {
 
 export function readPid(dir: string): number | undefined {
   try {
-    const n = Number(readFileSync(stateFiles(dir).pidfile, 'utf8').trim());
+    const text = readFileSync(stateFiles(dir).pidfile, 'utf8').trim();
+    const n = /^\d+$/.test(text) ? Number(text) : NaN;
     return Number.isInteger(n) && n > 1 ? n : undefined;
   } catch {
     return undefined;
