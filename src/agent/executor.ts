@@ -10,7 +10,7 @@ import type { RuntimeKind } from '../manifest/schema.js';
 import type { Registry } from '../registry/index.js';
 import type { Runtime } from '../runtime/types.js';
 import type { VmPaths } from '../config/config.js';
-import { placeVm } from './placement.js';
+import { placeVm, type NetPlacementSettings } from './placement.js';
 import { nextAttemptAt, type BackoffPolicy } from './backoff.js';
 import { labelsFor, workloadName } from './identity.js';
 import type { Action } from './planner.js';
@@ -23,6 +23,7 @@ export interface ExecutorOptions {
   stopGraceSeconds: number;
   parallelism: number;
   vmPaths: VmPaths;
+  net: NetPlacementSettings;
   log: Logger;
   /** Called after each action finished, so the loop can verify the result. */
   onSettled?: () => void;
@@ -151,7 +152,7 @@ export class Executor {
   private async start(a: Extract<Action, { spec: unknown }>, restarted: boolean, verb: string): Promise<string> {
     const { registry } = this.o;
     const rt = this.runtime(a.runtime);
-    const vm = a.runtime === 'unikernel' ? await placeVm(registry, this.o.vmPaths, a.key, a.workload, a.spec) : undefined;
+    const vm = a.runtime === 'unikernel' ? await placeVm(registry, this.o.vmPaths, this.o.net, a.key, a.workload, a.spec) : undefined;
     let o;
     try {
       o = await rt.start({ name: a.workload, key: a.key, specHash: a.specHash, labels: labelsFor(this.o.agentId, a.key, a.specHash), spec: a.spec, vm });

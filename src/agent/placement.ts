@@ -13,6 +13,8 @@ import type { Registry } from '../registry/index.js';
 import type { VmPlacement } from '../runtime/types.js';
 import { resolveBootFiles, resolveBootPath } from './images.js';
 import { candidatePorts, preferredSshPort, SERVICE_PORT_RANGE, SSH_PORT_RANGE } from './ports.js';
+import { bridgeExists, type BridgeSettings } from '../net/host.js';
+import { ipToInt, parseSubnet, pickIp, tapName, vmAddresses } from '../net/plan.js';
 
 /** Whether anyone (any process, any agent) holds the port on 127.0.0.1 right now. */
 export function portBindable(port: number): Promise<boolean> {
@@ -62,14 +64,49 @@ async function leasePort(registry: Registry, key: ComponentKey, workload: string
   return fail(workload, `no free host port for ${purpose} in ${range.first}-${range.last}`);
 }
 
-export async function placeVm(registry: Registry, paths: VmPaths, key: ComponentKey, workload: string, spec: ComponentSpec): Promise<VmPlacement> {
+/** The component's IP on the bridge: the one it holds if still in the subnet, else the lowest free. */
+function leaseIp(registry: Registry, key: ComponentKey, workload: string, net: BridgeSettings, subnetCidr: string): string {
+  const subnet = parseSubnet(subnetCidr);
+  const { first, last } = vmAddresses(subnet);
+  const inSubnet = (ip: string): boolean => {
+    const n = ipToInt(ip);
+    return n >= first && n <= last;
+  };
+  const held = registry.leases.forComponent(key).find((l) => l.kind === 'ip');
+  if (held && inSubnet(held.value)) return held.value;
+  if (held) registry.leases.release('ip', held.value);
+  for (;;) {
+    const taken = new Set(registry.leases.all().filter((l) => l.kind === 'ip').map((l) => l.value));
+    taken.add(net.gateway);
+    const ip = pickIp(subnet, taken);
+    if (!ip) return fail(workload, `no free address left in ${subnetCidr} for this component (every VM address is leased)`);
+    if (registry.leases.take('ip', ip, key, 'bridge')) return ip;
+  }
+}
+
+export interface NetPlacementSettings {
+  bridge: BridgeSettings;
+  subnet: string;
+}
+
+export async function placeVm(registry: Registry, paths: VmPaths, net: NetPlacementSettings, key: ComponentKey, workload: string, spec: ComponentSpec): Promise<VmPlacement> {
   const { files, issues } = resolveBootFiles(spec, paths.imagesDirs);
   if (issues.length > 0) fail(workload, issues.map((i) => `${i.field} ${i.rule}`).join('; '));
-  if (spec.network === 'bridge') fail(workload, "network 'bridge' is not available in this version of the agent: use auto or slirp");
   const hostKey = resolveHostKey(spec, paths.imagesDirs, workload);
 
+  // auto: the bridge when it exists, else SLIRP.
+  const present = spec.network === 'slirp' ? false : await bridgeExists(net.bridge.bridge);
+  if (spec.network === 'bridge' && !present) fail(workload, `network 'bridge': the bridge ${net.bridge.bridge} does not exist (agent net up creates it)`);
+  if (present) {
+    const ip = leaseIp(registry, key, workload, net.bridge, net.subnet);
+    // Host ports belong to SLIRP mode: give them back.
+    for (const l of registry.leases.forComponent(key)) if (l.kind === 'host_port') registry.leases.release(l.kind, l.value);
+    return { files, hostKey, net: { mode: 'bridge', bridge: net.bridge.bridge, tap: tapName(workload), ip, prefix: net.bridge.prefix, gateway: net.bridge.gateway } };
+  }
+  for (const l of registry.leases.forComponent(key)) if (l.kind === 'ip') registry.leases.release(l.kind, l.value);
+
   const sshPort = await leasePort(registry, key, workload, 'ssh', preferredSshPort(workload), SSH_PORT_RANGE, false);
-  const forwards: VmPlacement['net']['forwards'] = [];
+  const forwards: Array<{ host: number; guest: number; protocol: 'tcp' | 'udp' }> = [];
   const purposes = new Set(['ssh']);
   for (const p of spec.ports) {
     const purpose = `${p.protocol}/${p.guest}`;

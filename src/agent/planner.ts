@@ -44,6 +44,7 @@ export interface Assessment {
   /** Set when an action is due but held back by the backoff. */
   backoffUntil: string | undefined;
   address: string | undefined;
+  network: string | undefined;
   handle: string | undefined;
 }
 
@@ -113,7 +114,7 @@ export function plan(input: PlanInput): PlanResult {
     const key: ComponentKey = { service: dc.service, component: dc.component };
     const ks = keyString(key);
     const workload = workloadName(key);
-    const base = { key, workload, backoffUntil: undefined, address: undefined, handle: undefined };
+    const base = { key, workload, backoffUntil: undefined, address: undefined, network: undefined, handle: undefined };
 
     if (!dc.valid) {
       protectedKeys.add(ks);
@@ -148,7 +149,7 @@ export function plan(input: PlanInput): PlanResult {
     }
 
     const rec = instances.get(workload);
-    const common = { ...base, runtime: spec.runtime, address: current?.address, handle: current?.id };
+    const common = { ...base, runtime: spec.runtime, address: current?.address, network: current?.network, handle: current?.id };
 
     if (!active) {
       if (current) {
@@ -210,7 +211,7 @@ export function plan(input: PlanInput): PlanResult {
       if (protectedKeys.has(ks)) continue;
       const key = o.key ?? { service: '?', component: o.name };
       const reason = o.key ? 'orphan: no such component in the registry' : 'orphan: carries this agent\'s label but no readable component label';
-      assessments.push({ key, workload: o.name, runtime: o.runtime, desired: 'absent', observed: o.state, drift: 'orphan', reason, action: { type: 'remove', key: o.key, workload: o.name, runtime: o.runtime, reason }, backoffUntil: undefined, address: o.address, handle: o.id });
+      assessments.push({ key, workload: o.name, runtime: o.runtime, desired: 'absent', observed: o.state, drift: 'orphan', reason, action: { type: 'remove', key: o.key, workload: o.name, runtime: o.runtime, reason }, backoffUntil: undefined, address: o.address, network: o.network, handle: o.id });
     }
   }
 

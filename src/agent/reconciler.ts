@@ -3,7 +3,7 @@
  * idle components. Level-triggered: each pass starts from what is true now.
  */
 import type { Logger } from 'pino';
-import { vmPaths, type AgentConfig } from '../config/config.js';
+import { bridgeSettings, vmPaths, type AgentConfig } from '../config/config.js';
 import { keyString } from '../errors.js';
 import type { RuntimeKind } from '../manifest/schema.js';
 import type { Registry } from '../registry/index.js';
@@ -50,6 +50,7 @@ export class Reconciler {
       stopGraceSeconds: o.config.stop_grace_seconds,
       parallelism: o.config.parallelism,
       vmPaths: vmPaths(o.config),
+      net: { bridge: bridgeSettings(o.config), subnet: o.config.net.subnet },
       log: o.log,
       onSettled: o.onActionSettled,
     });
@@ -78,6 +79,10 @@ export class Reconciler {
     const result = await assess(registry, runtimes, config, now);
     for (const w of result.settled) registry.instances.clearFailures(w);
     this.collectLeases(result);
+    for (const rt of runtimes.values()) {
+      const freed = await rt.collectGarbage?.().catch((err: Error) => (log.warn({ err: err.message }, 'garbage collection failed'), []));
+      if (freed?.length) log.info({ freed }, 'freed resources no workload owns');
+    }
     // A component with an action under way is left alone: its state is in flux.
     const busy = this.executor.busyUnits();
     const actions = result.actions.filter((a) => !(a.key && busy.has(keyString(a.key))));

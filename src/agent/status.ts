@@ -24,6 +24,8 @@ export interface StatusRow {
   next_action: string | null;
   backoff_until: string | null;
   address: string | null;
+  /** VMs: 'bridge' or 'slirp'. */
+  network: string | null;
   handle: string | null;
   restarts: number;
   last_event: { at: string; action: string; outcome: string; message: string } | null;
@@ -81,6 +83,7 @@ export async function buildStatus(registry: Registry, runtimes: Map<RuntimeKind,
       next_action: a.action ? `${a.action.type} (${a.action.reason})` : null,
       backoff_until: a.backoffUntil ?? null,
       address: a.address ?? null,
+      network: a.network ?? null,
       handle: a.handle ? a.handle.slice(0, 12) : null,
       restarts: instances.get(a.workload)?.restarts ?? 0,
       last_event: ev ? { at: ev.at, action: ev.action, outcome: ev.outcome, message: ev.message } : null,

@@ -32,7 +32,8 @@ export function formatStatus(r: StatusReport): string {
   for (const c of r.components) {
     const ev = c.last_event ? `${c.last_event.action} ${c.last_event.outcome} ${ago(c.last_event.at)}` : '-';
     const reason = [c.reason, c.next_action ? `next: ${c.next_action}` : ''].filter(Boolean).join('; ');
-    t.push([`${c.service}/${c.component}`, c.runtime ?? '-', c.desired, c.observed, c.drift, reason || '-', c.address ?? '-', String(c.restarts), ev]);
+    const address = c.address ? `${c.address}${c.network ? ` (${c.network})` : ''}` : '-';
+    t.push([`${c.service}/${c.component}`, c.runtime ?? '-', c.desired, c.observed, c.drift, reason || '-', address, String(c.restarts), ev]);
   }
   lines.push('', t.toString());
   const summary = Object.entries(r.summary).map(([k, n]) => `${n} ${k}`).join(', ');

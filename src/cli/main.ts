@@ -8,7 +8,8 @@ import { AgentLoop } from '../agent/loop.js';
 import { buildRuntimes } from '../agent/runtimes.js';
 import { assess } from '../agent/reconciler.js';
 import { buildStatus } from '../agent/status.js';
-import { loadConfig, LOG_LEVELS, vmPaths, type AgentConfig } from '../config/config.js';
+import { bridgeSettings, loadConfig, LOG_LEVELS, vmPaths, type AgentConfig } from '../config/config.js';
+import { netDown, netStatus, netUp } from '../net/host.js';
 import { resolveBootFiles } from '../agent/images.js';
 import { workloadName } from '../agent/identity.js';
 import type { FieldIssue } from '../errors.js';
@@ -209,6 +210,32 @@ function program(): Command {
           process.off('SIGTERM', onSignal);
         }
       });
+    });
+
+  const net = p.command('net').description('the host-only bridge for VMs and its isolation rules (nftables)');
+  net
+    .command('up')
+    .description('create (idempotently) the bridge with the gateway address and load the isolation rules')
+    .action(async (_o: unknown, cmd: Command) => {
+      for (const line of await netUp(bridgeSettings(settings(cmd)))) print(line);
+    });
+  net
+    .command('down')
+    .description('remove the isolation rules, and the bridge if the agent created it')
+    .action(async (_o: unknown, cmd: Command) => {
+      for (const line of await netDown(bridgeSettings(settings(cmd)))) print(line);
+    });
+  net
+    .command('status')
+    .description('whether the bridge exists and the isolation rules are in place')
+    .option('--json', 'print JSON')
+    .action(async (opts: { json?: boolean }, cmd: Command) => {
+      const s = await netStatus(bridgeSettings(settings(cmd)));
+      if (opts.json) return print(JSON.stringify(s, null, 2));
+      const b = s.bridge;
+      print(`bridge: ${b.name} ${b.present ? `present${b.created_by_agent ? ' (created by the agent)' : ''}, ${b.up ? 'up' : 'down'}, ${b.address ?? 'no address'}` : 'absent (VMs with network auto use SLIRP)'}`);
+      print(`rules:  ${s.rules.detail}`);
+      if (b.present && !s.rules.loaded) process.exitCode = 1;
     });
 
   p.command('events')

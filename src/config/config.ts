@@ -9,6 +9,8 @@ import { validateCronExpression } from 'cron';
 import { z } from 'zod';
 import { ValidationError } from '../errors.js';
 import { formatOf, issuesOf, parseText } from '../manifest/load.js';
+import { gatewayOf, parseSubnet } from '../net/plan.js';
+import type { BridgeSettings } from '../net/host.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/mcp-agent/agent.toml';
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
@@ -34,6 +36,7 @@ export const ConfigSchema = z.strictObject({
     })
     .default({ base_ms: 1000, max_ms: 300_000 }),
   log_level: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
+  net: z.lazy(() => NetSchema),
   podman: z
     .strictObject({
       binary: z.string().min(1).default('podman'),
@@ -67,6 +70,17 @@ export const ConfigSchema = z.strictObject({
     .default({ binary: 'qemu-system-x86_64', img_binary: 'qemu-img', accel: 'auto', boot_timeout_seconds: 90, ssh_user: 'root', base_cmdline: 'console=ttyS0 quiet panic=-1' }),
 });
 export type AgentConfig = z.output<typeof ConfigSchema>;
+
+export const NetSchema = z
+  .strictObject({
+    /** The host-only bridge; VMs with network auto use it when it exists. */
+    bridge: z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/, 'must be an interface name (at most 15 characters)').default('mcp-br0'),
+    /** The bridge's subnet: the gateway (the host) is its first address, VMs get the rest. */
+    subnet: z.string().regex(/^\d+\.\d+\.\d+\.\d+\/\d{1,2}$/, 'must be an IPv4 CIDR like 10.99.0.0/24').default('10.99.0.0/24'),
+    /** The nftables table (inet and bridge families) the agent owns. */
+    table: z.string().regex(/^[a-z][a-z0-9_]{0,31}$/, 'must be an nft table name').default('mcp'),
+  })
+  .default({ bridge: 'mcp-br0', subnet: '10.99.0.0/24', table: 'mcp' });
 
 /** The agent's home is the registry's directory: images/ and vm/ live there unless configured. */
 export interface VmPaths {
@@ -140,6 +154,16 @@ export function loadConfig(src: ConfigSources): AgentConfig & { configFile: stri
   if (cfg.backoff.max_ms < cfg.backoff.base_ms) {
     throw new ValidationError('config', [{ field: 'backoff.max_ms', rule: 'must be at least backoff.base_ms' }]);
   }
+  try {
+    parseSubnet(cfg.net.subnet);
+  } catch (err) {
+    throw new ValidationError('config', [{ field: 'net.subnet', rule: (err as Error).message }]);
+  }
   const dbBase = dbFromOverride ? src.cwd : baseDir;
   return { ...cfg, db: isAbsolute(cfg.db) ? cfg.db : resolve(dbBase, cfg.db), configFile: file };
+}
+
+export function bridgeSettings(cfg: AgentConfig): BridgeSettings {
+  const subnet = parseSubnet(cfg.net.subnet);
+  return { bridge: cfg.net.bridge, gateway: gatewayOf(subnet), prefix: subnet.prefix, table: cfg.net.table };
 }

@@ -23,6 +23,8 @@ export interface Observed {
   startedAt: string | undefined;
   /** Where an operator reaches it (IP, 127.0.0.1:PORT); undefined when it has no network. */
   address: string | undefined;
+  /** How it is networked: 'bridge', 'slirp' for VMs; undefined for containers (no network). */
+  network?: string | undefined;
 }
 
 /** Where and how a VM runs, decided by the agent: resolved files, leased ports, pinned key. */
@@ -31,8 +33,13 @@ export interface VmPlacement {
   files: { image?: string; kernel?: string; initrd?: string };
   /** The guest's SSH host key line to pin. */
   hostKey: string;
-  net: { mode: 'slirp'; sshPort: number; forwards: Array<{ host: number; guest: number; protocol: 'tcp' | 'udp' }> };
+  net: VmNet;
 }
+
+export type VmNet =
+  | { mode: 'slirp'; sshPort: number; forwards: Array<{ host: number; guest: number; protocol: 'tcp' | 'udp' }> }
+  /** On the host-only bridge: its own TAP and a leased static IP (no DHCP, no NAT). */
+  | { mode: 'bridge'; bridge: string; tap: string; ip: string; prefix: number; gateway: string };
 
 /** Everything a runtime needs to start one workload; leases are already taken by the agent. */
 export interface WorkloadSpec {
@@ -78,6 +85,8 @@ export interface Runtime {
   remove(name: string): Promise<void>;
   /** Calls `onEvent` for workload events until the returned function is called. */
   watch(onEvent: (e: RuntimeEvent) => void): () => void;
+  /** Frees what no workload owns any more (e.g. TAPs left by a crash); returns what it freed. */
+  collectGarbage?(): Promise<string[]>;
   /** Runs a command in the workload, streaming its output; resolves with its exit code. */
   exec(name: string, argv: string[], io: ExecIo): Promise<number>;
   /** The workload's output so far (console log, container logs); with follow, until aborted. */

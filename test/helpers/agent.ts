@@ -29,7 +29,15 @@ export class TestNode {
   readonly db = join(this.dir, 'agent.db');
   private readonly agents: ResultPromise[] = [];
 
+  /** Set by inNetns(): every agent command then runs inside that namespace. */
+  netns: string | undefined;
+
   constructor(readonly env: Record<string, string> = {}) {}
+
+  /** The command prefix that runs `node` inside the node's namespace, if any. */
+  private nodeCmd(): [string, string[]] {
+    return this.netns ? ['ip', ['netns', 'exec', this.netns, 'node']] : ['node', []];
+  }
 
   /** A service name unique to this run, so parallel or leftover runs never collide in podman. */
   static serviceName(prefix = 't'): string {
@@ -37,7 +45,8 @@ export class TestNode {
   }
 
   async cli(args: string[], opts: { input?: string; env?: Record<string, string> } = {}): Promise<CliResult> {
-    const r = await execa('node', [BIN, '--db', this.db, ...args], {
+    const [cmd, pre] = this.nodeCmd();
+    const r = await execa(cmd, [...pre, BIN, '--db', this.db, ...args], {
       reject: false,
       input: opts.input,
       stdin: opts.input === undefined ? 'ignore' : undefined,
@@ -66,7 +75,8 @@ export class TestNode {
 
   /** Starts `agent run` in the background (its logs go to a file in the node's dir). */
   startAgent(env: Record<string, string> = {}): ResultPromise {
-    const p = execa('node', [BIN, '--db', this.db, 'run'], {
+    const [cmd, pre] = this.nodeCmd();
+    const p = execa(cmd, [...pre, BIN, '--db', this.db, 'run'], {
       reject: false,
       env: { AGENT_LOG_LEVEL: 'debug', ...this.env, ...env },
       stdin: 'ignore',
@@ -180,6 +190,7 @@ export interface StatusRowJson {
   backoff_until: string | null;
   handle: string | null;
   address: string | null;
+  network: string | null;
   restarts: number;
   last_event: { action: string; outcome: string; message: string } | null;
 }

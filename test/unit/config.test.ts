@@ -62,6 +62,7 @@ describe('loadConfig: defaults', { skip: hasSystemConfig ? `${DEFAULT_CONFIG_PAT
       log_level: 'info',
       podman: { binary: 'podman', oci_runtime: 'runc', ulimits: ['nofile=20000:20000', 'nproc=32768:32768'] },
       qemu: { binary: 'qemu-system-x86_64', img_binary: 'qemu-img', accel: 'auto', boot_timeout_seconds: 90, ssh_user: 'root', base_cmdline: 'console=ttyS0 quiet panic=-1' },
+      net: { bridge: 'mcp-br0', subnet: '10.99.0.0/24', table: 'mcp' },
       configFile: undefined,
     });
   });

@@ -14,12 +14,9 @@ export interface VmBoot {
   append: string | undefined;
 }
 
-export interface VmNetSlirp {
-  mode: 'slirp';
-  sshPort: number;
-  forwards: Array<{ host: number; guest: number; protocol: 'tcp' | 'udp' }>;
-  mac: string;
-}
+export type VmNetArgs =
+  | { mode: 'slirp'; sshPort: number; forwards: Array<{ host: number; guest: number; protocol: 'tcp' | 'udp' }>; mac: string }
+  | { mode: 'bridge'; tap: string; mac: string };
 
 export interface VmLaunch {
   name: string;
@@ -28,7 +25,7 @@ export interface VmLaunch {
   accel: Accel;
   stateDir: string;
   boot: VmBoot;
-  net: VmNetSlirp;
+  net: VmNetArgs;
   /** Extra SMBIOS OEM strings (type 11), e.g. `agent.ip=...` for disk-image guests. */
   oemStrings: string[];
 }
@@ -74,9 +71,15 @@ export function qemuArgs(v: VmLaunch): string[] {
     if (v.boot.append) args.push('-append', v.boot.append);
   }
   if (v.boot.disk) args.push('-drive', `file=${q(v.boot.disk)},if=virtio,format=${v.boot.diskFormat}`);
-  const fwd = [`hostfwd=tcp:127.0.0.1:${v.net.sshPort}-:22`, ...v.net.forwards.map((p) => `hostfwd=${p.protocol}:127.0.0.1:${p.host}-:${p.guest}`)];
-  // restrict=on: the guest reaches no outside address; the host forwards still work.
-  args.push('-netdev', `user,id=n0,restrict=on,${fwd.join(',')}`, '-device', `virtio-net-pci,netdev=n0,mac=${v.net.mac}`);
+  if (v.net.mode === 'slirp') {
+    const fwd = [`hostfwd=tcp:127.0.0.1:${v.net.sshPort}-:22`, ...v.net.forwards.map((p) => `hostfwd=${p.protocol}:127.0.0.1:${p.host}-:${p.guest}`)];
+    // restrict=on: the guest reaches no outside address; the host forwards still work.
+    args.push('-netdev', `user,id=n0,restrict=on,${fwd.join(',')}`);
+  } else {
+    // The agent made the TAP (and deletes it): QEMU only opens it. No vhost (no /dev/vhost-net here).
+    args.push('-netdev', `tap,id=n0,ifname=${v.net.tap},script=no,downscript=no`);
+  }
+  args.push('-device', `virtio-net-pci,netdev=n0,mac=${v.net.mac}`);
   for (const s of v.oemStrings) args.push('-smbios', `type=11,value=${q(s)}`);
   return args;
 }

@@ -20,6 +20,7 @@ import { consoleTail as tailOf, isReady, livePid, readPid, readRecord, type VmRe
 import { qemuArgs, stateFiles } from './args.js';
 import { chooseAccel, probeHostVirt, type AccelMode } from './accel.js';
 import { probeBanner, sshExec, waitForSsh, type SshTarget } from '../ssh.js';
+import { agentTaps, tapDown, tapUp } from '../../net/host.js';
 import type { Capabilities, ExecIo, Observed, Runtime, RuntimeEvent, WorkloadSpec } from '../types.js';
 
 export interface QemuOptions {
@@ -102,7 +103,7 @@ export class QemuRuntime implements Runtime {
       state = isReady(dir) ? 'running' : 'starting';
       // An agent that died mid-boot never marked the VM ready: a banner on the pinned port says
       // it came up (start() already verified the key of this very launch when it got that far).
-      if (state === 'starting' && (await probeBanner('127.0.0.1', rec.sshPort, 500))) {
+      if (state === 'starting' && (await probeBanner(rec.sshHost, rec.sshPort, 500))) {
         writeFileSync(stateFiles(dir).ready, `${new Date().toISOString()}\n`);
         state = 'running';
       }
@@ -117,6 +118,7 @@ export class QemuRuntime implements Runtime {
       exitCode: undefined,
       startedAt: rec.launchedAt,
       address: rec.address,
+      network: rec.netMode,
     };
   }
 
@@ -176,8 +178,9 @@ export class QemuRuntime implements Runtime {
       }
       return await this.awaitReady(w, dir, record, pid, !existed);
     } catch (err) {
-      // Nothing half-started stays behind: no QEMU, and no state dir for a VM that never ran.
+      // Nothing half-started stays behind: no QEMU, no TAP, and no state dir for a VM that never ran.
       await this.kill(w.name, dir).catch(() => undefined);
+      if (w.vm?.net.mode === 'bridge') await tapDown(w.vm.net.tap).catch(() => undefined);
       if (!existed) rmSync(dir, { recursive: true, force: true });
       else for (const f of [files.pidfile, files.qmp, files.ready]) rmSync(f, { force: true });
       throw err;
@@ -200,7 +203,12 @@ export class QemuRuntime implements Runtime {
       }
     }
     const accel = chooseAccel(this.o.accel, probeHostVirt());
-    const append = vm.files.kernel ? [this.o.baseCmdline, s.cmdline ?? ''].filter(Boolean).join(' ') : undefined;
+    const net = vm.net;
+    const mac = macFor(w.name);
+    // The guest learns its static IP without DHCP: `ip=` on a kernel command line, the SMBIOS OEM
+    // string `agent.ip=` for a disk image (the guest image's /init reads both; docs/guest-image.md).
+    const ipArg = net.mode === 'bridge' ? `${net.ip}/${net.prefix}:${net.gateway}` : undefined;
+    const append = vm.files.kernel ? [this.o.baseCmdline, ipArg ? `ip=${ipArg}` : '', s.cmdline ?? ''].filter(Boolean).join(' ') : undefined;
     const args = qemuArgs({
       name: w.name,
       memoryMib: s.memory ?? 128,
@@ -208,39 +216,45 @@ export class QemuRuntime implements Runtime {
       accel,
       stateDir: dir,
       boot: { disk, diskFormat: 'qcow2', kernel: vm.files.kernel, initrd: vm.files.initrd, append },
-      net: { mode: 'slirp', sshPort: vm.net.sshPort, forwards: vm.net.forwards, mac: macFor(w.name) },
-      oemStrings: [`agent.name=${w.name}`],
+      net: net.mode === 'slirp' ? { mode: 'slirp', sshPort: net.sshPort, forwards: net.forwards, mac } : { mode: 'bridge', tap: net.tap, mac },
+      oemStrings: [`agent.name=${w.name}`, ...(ipArg ? [`agent.ip=${ipArg}`] : [])],
     });
+    const sshHost = net.mode === 'bridge' ? net.ip : '127.0.0.1';
+    const sshPort = net.mode === 'bridge' ? 22 : net.sshPort;
     const record: VmRecord = {
       agentId: this.o.agentId,
       name: w.name,
       service: w.key.service,
       component: w.key.component,
       specHash: w.specHash,
-      sshPort: vm.net.sshPort,
+      sshHost,
+      sshPort,
       hostKey: vm.hostKey,
       sshUser: this.o.sshUser,
-      address: `127.0.0.1:${vm.net.sshPort}`,
+      address: net.mode === 'bridge' ? net.ip : `127.0.0.1:${sshPort}`,
+      netMode: net.mode,
+      tap: net.mode === 'bridge' ? net.tap : undefined,
       args,
       launchedAt: new Date().toISOString(),
     };
-    // The record is written before QEMU starts: an agent that dies right after the launch still
-    // finds the VM (and its pid) on its next list.
+    // The record is written before the TAP and QEMU exist: an agent that dies right after
+    // finds the VM (its pid, its TAP) on its next list, and removes what is left.
     writeFileSync(files.spec, `${JSON.stringify(record, null, 2)}\n`, { mode: 0o600 });
     writeFileSync(files.console, '');
+    if (net.mode === 'bridge') await tapUp(net.tap, net.bridge, `${this.o.agentId}:${w.name}`);
     try {
       await execa(this.o.binary, args, { stdin: 'ignore', timeout: 30_000 });
     } catch (err) {
       const e = err as { stderr?: string; shortMessage?: string };
       const msg = (e.stderr ?? '').trim().split('\n').pop() || e.shortMessage || String(err);
-      throw new RuntimeError('qemu', 'start', w.name, /hostfwd|Could not set up host forwarding/i.test(msg) ? `host port ${vm.net.sshPort} (or a declared port) is taken: ${msg}` : msg);
+      throw new RuntimeError('qemu', 'start', w.name, /hostfwd|Could not set up host forwarding/i.test(msg) ? `a forwarded host port is taken: ${msg}` : msg);
     }
     this.rescan?.();
     return record;
   }
 
   private sshTarget(rec: VmRecord): SshTarget {
-    return { host: '127.0.0.1', port: rec.sshPort, user: rec.sshUser, privateKey: readFileSync(this.o.sshKeyPath), hostKey: rec.hostKey };
+    return { host: rec.sshHost, port: rec.sshPort, user: rec.sshUser, privateKey: readFileSync(this.o.sshKeyPath), hostKey: rec.hostKey };
   }
 
   /** Waits for SSH with the pinned key; on failure the caller cleans up. */
@@ -310,7 +324,26 @@ export class QemuRuntime implements Runtime {
     this.qmp.get(name)?.close();
     this.qmp.delete(name);
     await this.kill(name, dir);
+    const tap = readRecord(dir)?.tap;
+    if (tap) await tapDown(tap);
     rmSync(dir, { recursive: true, force: true });
+  }
+
+  /**
+   * TAPs of this agent whose VM has no state dir any more (an agent that crashed between making
+   * a TAP and recording or removing the VM): deleted. Returns their names.
+   */
+  async collectGarbage(): Promise<string[]> {
+    const removed: string[] = [];
+    for (const [owner, tap] of await agentTaps()) {
+      const [agentId, name] = owner.split(':');
+      if (agentId !== this.o.agentId || !name) continue;
+      const rec = readRecord(this.dirOf(name));
+      if (rec?.tap === tap) continue;
+      await tapDown(tap);
+      removed.push(tap);
+    }
+    return removed;
   }
 
   /**

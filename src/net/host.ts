@@ -1,0 +1,132 @@
+/**
+ * The host side of bridge networking, through `ip` and `nft` (execa, argument arrays). Every step
+ * is idempotent (should-do, do, verify). What the agent creates it marks with the link alias
+ * `mcp-agent`, so `net down` removes only that, never a bridge an operator made.
+ */
+import { execa } from 'execa';
+import { z } from 'zod';
+import { RuntimeError } from '../errors.js';
+import { isolationRuleset, removalRuleset } from './plan.js';
+
+export const AGENT_ALIAS = 'mcp-agent';
+
+export interface BridgeSettings {
+  bridge: string;
+  /** e.g. 10.99.0.1 */
+  gateway: string;
+  prefix: number;
+  table: string;
+}
+
+const LinkSchema = z.array(z.object({ ifname: z.string(), ifalias: z.string().optional(), operstate: z.string().optional(), master: z.string().optional(), addr_info: z.array(z.object({ local: z.string(), prefixlen: z.number(), family: z.string() })).optional() }));
+type Link = z.infer<typeof LinkSchema>[number];
+
+async function run(tool: string, args: string[], op: string, input?: string): Promise<string> {
+  try {
+    return (await execa(tool, args, { input, stdin: input === undefined ? 'ignore' : undefined, timeout: 30_000 })).stdout;
+  } catch (err) {
+    const e = err as { code?: string; stderr?: string; shortMessage?: string };
+    const msg = e.code === 'ENOENT' ? `${tool} is not installed` : (e.stderr ?? '').trim().split('\n').pop() || e.shortMessage || String(err);
+    throw new RuntimeError('net', op, undefined, msg, { cause: err });
+  }
+}
+
+/** A link with its addresses; `ip -j addr` omits the alias, `ip -j link` has it. */
+export async function link(name: string): Promise<Link | undefined> {
+  try {
+    const [addr, lnk] = await Promise.all([
+      execa('ip', ['-j', 'addr', 'show', 'dev', name], { stdin: 'ignore' }),
+      execa('ip', ['-j', 'link', 'show', 'dev', name], { stdin: 'ignore' }),
+    ]);
+    const a = LinkSchema.parse(JSON.parse(addr.stdout || '[]'))[0];
+    const l = LinkSchema.parse(JSON.parse(lnk.stdout || '[]'))[0];
+    return a ? { ...a, ifalias: l?.ifalias } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export async function bridgeExists(name: string): Promise<boolean> {
+  return (await link(name)) !== undefined;
+}
+
+/** Creates (if missing) the bridge with the gateway address and loads the isolation rules. */
+export async function netUp(s: BridgeSettings): Promise<string[]> {
+  const done: string[] = [];
+  if (!(await link(s.bridge))) {
+    await run('ip', ['link', 'add', 'name', s.bridge, 'type', 'bridge'], 'net up');
+    await run('ip', ['link', 'set', 'dev', s.bridge, 'alias', AGENT_ALIAS], 'net up');
+    done.push(`created bridge ${s.bridge}`);
+  }
+  const l = await link(s.bridge);
+  if (!l?.addr_info?.some((a) => a.family === 'inet' && a.local === s.gateway && a.prefixlen === s.prefix)) {
+    await run('ip', ['addr', 'replace', `${s.gateway}/${s.prefix}`, 'dev', s.bridge], 'net up');
+    done.push(`address ${s.gateway}/${s.prefix} on ${s.bridge}`);
+  }
+  await run('ip', ['link', 'set', 'dev', s.bridge, 'up'], 'net up');
+  // One nft transaction: a bad rule leaves the old tables untouched.
+  await run('nft', ['-f', '-'], 'net up', isolationRuleset(s.bridge, s.gateway, s.table));
+  done.push(`isolation rules loaded (tables inet ${s.table}, bridge ${s.table})`);
+  return done;
+}
+
+/** Removes the rules, and the bridge only if the agent created it. */
+export async function netDown(s: BridgeSettings): Promise<string[]> {
+  const done: string[] = [];
+  await run('nft', ['-f', '-'], 'net down', removalRuleset(s.table));
+  done.push(`removed tables inet ${s.table}, bridge ${s.table}`);
+  const l = await link(s.bridge);
+  if (l && l.ifalias === AGENT_ALIAS) {
+    await run('ip', ['link', 'del', 'dev', s.bridge], 'net down');
+    done.push(`deleted bridge ${s.bridge}`);
+  } else if (l) {
+    done.push(`left bridge ${s.bridge} in place: the agent did not create it`);
+  }
+  return done;
+}
+
+export interface NetStatus {
+  bridge: { name: string; present: boolean; created_by_agent: boolean; address: string | null; up: boolean };
+  rules: { loaded: boolean; detail: string };
+}
+
+export async function netStatus(s: BridgeSettings): Promise<NetStatus> {
+  const l = await link(s.bridge);
+  const addr = l?.addr_info?.find((a) => a.family === 'inet');
+  let rules = { loaded: false, detail: 'tables missing' };
+  try {
+    const inet = await execa('nft', ['list', 'table', 'inet', s.table], { stdin: 'ignore' });
+    const br = await execa('nft', ['list', 'table', 'bridge', s.table], { stdin: 'ignore' });
+    const ok = inet.stdout.includes(`iifname "${s.bridge}" ip daddr ${s.gateway} accept`) && inet.stdout.includes(`oifname "${s.bridge}"`) && br.stdout.includes('iifname "tap-*" oifname "tap-*"');
+    rules = { loaded: ok, detail: ok ? 'isolation rules in place' : 'tables present but the rules differ: run agent net up' };
+  } catch (err) {
+    const e = err as { code?: string };
+    rules = { loaded: false, detail: e.code === 'ENOENT' ? 'nft is not installed' : 'tables missing: run agent net up' };
+  }
+  return {
+    bridge: { name: s.bridge, present: !!l, created_by_agent: l?.ifalias === AGENT_ALIAS, address: addr ? `${addr.local}/${addr.prefixlen}` : null, up: l?.operstate !== 'DOWN' && !!l },
+    rules,
+  };
+}
+
+/** A TAP for one VM, enslaved to the bridge and up. An existing one of that name is recreated. */
+export async function tapUp(tap: string, bridge: string, owner: string): Promise<void> {
+  if (await link(tap)) await run('ip', ['link', 'del', 'dev', tap], 'tap');
+  await run('ip', ['tuntap', 'add', 'dev', tap, 'mode', 'tap'], 'tap');
+  await run('ip', ['link', 'set', 'dev', tap, 'alias', `${AGENT_ALIAS}:${owner}`], 'tap');
+  await run('ip', ['link', 'set', 'dev', tap, 'master', bridge, 'up'], 'tap');
+}
+
+export async function tapDown(tap: string): Promise<void> {
+  if (await link(tap)) await run('ip', ['link', 'del', 'dev', tap], 'tap');
+}
+
+/** TAPs made by an agent (alias `mcp-agent:<owner>`, owner = `<agent id>:<workload>`), by owner. */
+export async function agentTaps(): Promise<Map<string, string>> {
+  const out = await execa('ip', ['-j', 'link', 'show', 'type', 'tun'], { stdin: 'ignore', reject: false });
+  const links = LinkSchema.safeParse(JSON.parse(out.stdout || '[]'));
+  const taps = new Map<string, string>();
+  if (!links.success) return taps;
+  for (const l of links.data) if (l.ifalias?.startsWith(`${AGENT_ALIAS}:`)) taps.set(l.ifalias.slice(AGENT_ALIAS.length + 1), l.ifname);
+  return taps;
+}

@@ -1,0 +1,177 @@
+// Bridge networking end to end, entirely inside network namespaces this test creates (the agent
+// itself runs in them with `ip netns exec`): no 10.99.x traffic ever leaves them. Real bridge,
+// TAPs, nftables, QEMU (TCG) and SSH.
+import { strict as assert } from 'node:assert';
+import { randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { execa } from 'execa';
+import Database from 'better-sqlite3';
+import { macFor } from '../../src/agent/identity.js';
+import { tapName } from '../../src/net/plan.js';
+import { TestNode, row } from '../helpers/agent.js';
+
+const tag = randomBytes(3).toString('hex');
+const NS = `agt-${tag}`; // the node: bridge, TAPs, VMs, agent
+const FAR = `agtfar-${tag}`; // a second namespace, wired to the first by a veth pair
+const ns = (name: string, ...cmd: string[]) => execa('ip', ['netns', 'exec', name, ...cmd], { reject: false });
+
+const KERNEL = 'kernel = "vmlinux"\ninitrd = "initrd.gz"';
+const vmService = (name: string, comps: Record<string, string>): string =>
+  `name = "${name}"\nruntime = "unikernel"\n` + Object.entries(comps).map(([c, b]) => `\n[[components]]\nname = "${c}"\nmemory = 128\nnetwork = "bridge"\n${b}\n`).join('');
+
+function leases(node: TestNode): Array<{ kind: string; value: string; component: string }> {
+  const db = new Database(node.db, { readonly: true });
+  try {
+    return db.prepare('SELECT kind, value, component FROM leases ORDER BY value').all() as Array<{ kind: string; value: string; component: string }>;
+  } finally {
+    db.close();
+  }
+}
+
+async function links(): Promise<string[]> {
+  return (await ns(NS, 'ip', '-br', 'link')).stdout.split('\n').map((l) => l.split(/\s+/)[0]!).filter(Boolean);
+}
+
+/** Runs `sh -c script` in a VM through `agent exec`; returns stdout. */
+async function inVm(node: TestNode, target: string, script: string): Promise<string> {
+  const r = await node.cli(['exec', target, '--', 'sh', '-c', script]);
+  assert.equal(r.exitCode, 0, r.stderr);
+  return r.stdout;
+}
+const PING = (ip: string) => `ping -c1 -W2 ${ip} >/dev/null 2>&1 && echo reach || echo blocked`;
+
+describe('isolated bridge networking (inside test namespaces)', () => {
+  const node = new TestNode({ AGENT_ACCEL: 'tcg' });
+  const svc = TestNode.serviceName();
+
+  before(async () => {
+    node.useGuestImages();
+    node.netns = NS;
+    for (const n of [NS, FAR]) {
+      await execa('ip', ['netns', 'add', n]);
+      await ns(n, 'ip', 'link', 'set', 'lo', 'up');
+    }
+    // NS <-> FAR by a veth pair; NS routes (forwarding on), FAR knows the way back to the VMs.
+    // Without the agent's rules a VM could reach FAR: the test proves that first, then the block.
+    await ns(NS, 'ip', 'link', 'add', 'vnear', 'type', 'veth', 'peer', 'name', 'vfar', 'netns', FAR);
+    await ns(NS, 'ip', 'addr', 'add', '192.168.77.1/24', 'dev', 'vnear');
+    await ns(NS, 'ip', 'link', 'set', 'vnear', 'up');
+    await ns(FAR, 'ip', 'addr', 'add', '192.168.77.2/24', 'dev', 'vfar');
+    await ns(FAR, 'ip', 'link', 'set', 'vfar', 'up');
+    await ns(FAR, 'ip', 'route', 'add', '10.99.0.0/24', 'via', '192.168.77.1');
+    await ns(NS, 'sysctl', '-qw', 'net.ipv4.ip_forward=1');
+  });
+
+  after(async () => {
+    await node.cleanup(); // kills this node's QEMUs, removes its dir
+    for (const n of [NS, FAR]) await execa('ip', ['netns', 'del', n], { reject: false });
+  });
+
+  it('net up creates the bridge and the rules, idempotently; status says so', async () => {
+    assert.match(await node.ok(['net', 'up']), /created bridge mcp-br0/);
+    assert.doesNotMatch(await node.ok(['net', 'up']), /created bridge/);
+    const st = JSON.parse(await node.ok(['net', 'status', '--json'])) as { bridge: { present: boolean; address: string; created_by_agent: boolean }; rules: { loaded: boolean } };
+    assert.deepEqual([st.bridge.present, st.bridge.address, st.bridge.created_by_agent, st.rules.loaded], [true, '10.99.0.1/24', true, true]);
+    assert.match((await ns(NS, 'nft', 'list', 'tables')).stdout, /table inet mcp[\s\S]*table bridge mcp/);
+  });
+
+  it('two VMs get their IPs, MACs and TAPs; ssh from the host; a VM reaches only the gateway', async () => {
+    await node.apply(vmService(svc, { one: KERNEL, two: 'image = "guest.img"' }));
+    await node.ok(['run', '--once']);
+    const st = await node.status();
+    const one = row(st, svc, 'one');
+    const two = row(st, svc, 'two');
+    assert.deepEqual([one.drift, one.address, one.network], ['in-sync', '10.99.0.2', 'bridge']);
+    assert.deepEqual([two.drift, two.address, two.network], ['in-sync', '10.99.0.3', 'bridge']);
+    assert.equal((await inVm(node, `${svc}/one`, 'cat /sys/class/net/eth0/address')).trim(), macFor(`${svc}-one`));
+    assert.equal((await inVm(node, `${svc}/two`, 'cat /sys/class/net/eth0/address')).trim(), macFor(`${svc}-two`));
+    assert.match(await inVm(node, `${svc}/two`, 'ip -4 addr show eth0'), /10\.99\.0\.3\/24/, 'the disk-image guest took its IP from SMBIOS');
+    const l = await links();
+    assert.ok(l.includes(tapName(`${svc}-one`)) && l.includes(tapName(`${svc}-two`)), l.join(' '));
+
+    // the namespace's host reaches each VM with plain OpenSSH, host key pinned
+    const kh = join(node.dir, 'known_hosts');
+    const hostKey = readFileSync(join(node.dir, 'images/host_key.pub'), 'utf8').trim();
+    writeFileSync(kh, `10.99.0.2 ${hostKey}\n10.99.0.3 ${hostKey}\n`);
+    for (const ip of ['10.99.0.2', '10.99.0.3']) {
+      const r = await ns(NS, 'ssh', '-i', join(node.dir, 'images/id_ed25519'), '-o', `UserKnownHostsFile=${kh}`, '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=5', `root@${ip}`, 'hostname');
+      assert.equal(r.exitCode, 0, r.stderr);
+    }
+
+    // with the rules: gateway yes, the other VM no, the far namespace no
+    assert.equal((await inVm(node, `${svc}/one`, PING('10.99.0.1'))).trim(), 'reach');
+    assert.equal((await inVm(node, `${svc}/one`, PING('10.99.0.3'))).trim(), 'blocked');
+    assert.equal((await inVm(node, `${svc}/one`, `ip route add default via 10.99.0.1 2>/dev/null; ${PING('192.168.77.2')}`)).trim(), 'blocked');
+
+    // the proof that those blocks are the rules' doing: without the tables, both get through
+    await ns(NS, 'nft', 'delete', 'table', 'bridge', 'mcp');
+    await ns(NS, 'nft', 'delete', 'table', 'inet', 'mcp');
+    const ns2 = JSON.parse(await node.ok(['net', 'status', '--json'])) as { rules: { loaded: boolean } };
+    assert.equal(ns2.rules.loaded, false);
+    assert.equal((await inVm(node, `${svc}/one`, PING('10.99.0.3'))).trim(), 'reach');
+    assert.equal((await inVm(node, `${svc}/one`, PING('192.168.77.2'))).trim(), 'reach');
+    await node.ok(['net', 'up']);
+    assert.equal((await inVm(node, `${svc}/one`, PING('10.99.0.3'))).trim(), 'blocked');
+    assert.equal((await inVm(node, `${svc}/one`, PING('192.168.77.2'))).trim(), 'blocked');
+  });
+
+  it('the same IP after a restart; a crash-left TAP and lease are collected', async () => {
+    const pid = node.qemuPid(`${svc}-one`)!;
+    process.kill(pid, 'SIGKILL');
+    await node.ok(['run', '--once']);
+    const one = row(await node.status(), svc, 'one');
+    assert.deepEqual([one.drift, one.address, one.restarts], ['in-sync', '10.99.0.2', 1]);
+    // what an agent killed mid-start could leave: a TAP with its mark and no VM, a lease with no VM
+    const orphanTap = tapName(`${svc}-ghost`);
+    await ns(NS, 'ip', 'tuntap', 'add', 'dev', orphanTap, 'mode', 'tap');
+    await ns(NS, 'ip', 'link', 'set', 'dev', orphanTap, 'alias', `mcp-agent:${node.agentId()}:${svc}-ghost`);
+    const db = new Database(node.db);
+    db.prepare("INSERT INTO leases (kind, value, service, component, purpose) VALUES ('ip', '10.99.0.77', ?, 'ghost', 'bridge')").run(svc);
+    db.close();
+    await node.ok(['run', '--once']);
+    assert.ok(!(await links()).includes(orphanTap), 'orphan TAP removed');
+    assert.deepEqual(leases(node).map((l) => l.value), ['10.99.0.2', '10.99.0.3'], 'orphan lease released');
+  });
+
+  it('delete frees the TAPs and leases; the IP is reused; net down removes bridge and tables', async () => {
+    await node.ok(['delete', svc]);
+    await node.ok(['run', '--once']);
+    const l = await links();
+    assert.ok(!l.some((x) => x.startsWith('tap-')), l.join(' '));
+    assert.deepEqual(leases(node), []);
+    assert.deepEqual(node.qemuProcesses(), []);
+    const again = TestNode.serviceName();
+    await node.apply(vmService(again, { z: KERNEL }));
+    await node.ok(['run', '--once']);
+    assert.equal(row(await node.status(), again, 'z').address, '10.99.0.2', 'the released address is handed out again');
+    await node.ok(['delete', again]);
+    await node.ok(['run', '--once']);
+    assert.match(await node.ok(['net', 'down']), /deleted bridge mcp-br0/);
+    assert.ok(!(await links()).includes('mcp-br0'));
+    assert.equal((await ns(NS, 'nft', 'list', 'tables')).stdout.trim(), '');
+  });
+
+  it('exhausting the subnet is an error for the component that did not fit, not for the others', async () => {
+    // a /30 leaves one VM address (.2) beside the gateway (.1)
+    const cfg = join(node.dir, 'small.toml');
+    writeFileSync(cfg, `db = "agent.db"\n[net]\nsubnet = "10.99.0.0/30"\n`);
+    const env = { AGENT_CONFIG: cfg };
+    await node.ok(['net', 'up'], { env });
+    const small = TestNode.serviceName();
+    await node.apply(vmService(small, { a: KERNEL, b: KERNEL }));
+    const r = await node.cli(['run', '--once'], { env });
+    assert.equal(r.exitCode, 1);
+    const st = JSON.parse(await node.ok(['status', '--json'], { env })) as Awaited<ReturnType<TestNode['status']>>;
+    const [a, b] = [row(st, small, 'a'), row(st, small, 'b')];
+    const fitted = a.drift === 'in-sync' ? a : b;
+    const left = fitted === a ? b : a;
+    assert.equal(fitted.address, '10.99.0.2');
+    assert.equal(left.drift, 'missing');
+    assert.match(left.last_event?.message ?? '', /no free address left in 10\.99\.0\.0\/30 for this component/);
+    await node.ok(['delete', small]);
+    await node.ok(['run', '--once'], { env });
+    await node.ok(['net', 'down'], { env });
+  });
+});
