@@ -3,7 +3,7 @@
 // kills it (by the pid from its pidfile) and removes its temp dir in t.after, even on failure.
 import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Duplex } from 'node:stream';
@@ -11,6 +11,7 @@ import { describe, it, type TestContext } from 'node:test';
 import { promisify } from 'node:util';
 import { z } from 'zod';
 import { AgentError } from '../../src/errors.js';
+import { processLive } from '../../src/runtime/qemu/state.js';
 import {
   LineBuffer,
   parseQmpMessage,
@@ -241,29 +242,8 @@ interface Vm {
   pid: number;
 }
 
-/**
- * True while any thread of `pid` is live. The thread-group leader turns `Z` as soon as it exits,
- * while other QEMU threads may still be exiting and the fds (the QMP listening socket) still
- * open: a zombie leader alone is not "gone"; all tasks zombie (or no process) is.
- */
-function alive(pid: number): boolean {
-  let tasks: string[];
-  try {
-    tasks = readdirSync(`/proc/${pid}/task`);
-  } catch {
-    return false;
-  }
-  return tasks.some((tid) => {
-    try {
-      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-      // Field 3 (after the parenthesised comm) is the state.
-      const state = stat.charAt(stat.lastIndexOf(')') + 2);
-      return state !== 'Z' && state !== 'X';
-    } catch {
-      return false;
-    }
-  });
-}
+/** True while any thread of `pid` is live: the agent's own rule (a zombie leader is not gone). */
+const alive = processLive;
 
 /** Our QEMU: alive and its argv names our temp dir (guards against pid reuse). */
 function isOurQemu(pid: number, dir: string): boolean {
