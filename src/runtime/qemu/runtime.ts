@@ -68,8 +68,19 @@ export class QemuRuntime implements Runtime {
     }
   }
 
+  private probed: { at: number; caps: Capabilities } | undefined;
+
+  /**
+   * list() runs on every pass and every `agent status`: the probe (a process spawn) is remembered
+   * for 30 s, so a QEMU installed or removed meanwhile is noticed soon, not on every call.
+   */
+  private async probeCached(): Promise<Capabilities> {
+    if (!this.probed || Date.now() - this.probed.at > 30_000) this.probed = { at: Date.now(), caps: await this.probe() };
+    return this.probed.caps;
+  }
+
   private async requireQemu(op: string, name?: string): Promise<void> {
-    const p = await this.probe();
+    const p = await this.probeCached();
     if (!p.available) throw new RuntimeError('qemu', op, name, p.detail);
   }
 
