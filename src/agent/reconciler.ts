@@ -63,7 +63,17 @@ export class Reconciler {
    */
   private collectLeases(result: Awaited<ReturnType<typeof assess>>): void {
     if (Object.values(result.listings).some((l) => l && !l.ok)) return;
-    const { registry } = this.o;
+    const { registry, log } = this.o;
+    // No VM without a lease: a bridge VM that runs holds its IP in the registry, whatever happened
+    // to the row (so the address is never handed to a second VM).
+    for (const a of result.assessments) {
+      if (a.network !== 'bridge' || !a.address || a.observed === 'absent' || a.observed === 'unknown') continue;
+      const owner = registry.leases.all().find((l) => l.kind === 'ip' && l.value === a.address);
+      if (!owner && registry.leases.take('ip', a.address, a.key, 'bridge')) log.warn({ workload: a.workload, ip: a.address }, 're-took the lease of a running VM');
+      else if (owner && (owner.service !== a.key.service || owner.component !== a.key.component)) {
+        log.error({ workload: a.workload, ip: a.address, leasedTo: `${owner.service}/${owner.component}` }, 'a running VM uses an address leased to another component');
+      }
+    }
     const keep = new Set(result.assessments.filter((a) => a.desired === 'running' || a.observed !== 'absent').map((a) => keyString(a.key)));
     for (const l of registry.leases.all()) {
       if (!keep.has(`${l.service}/${l.component}`) && !this.executor.busyUnits().has(`${l.service}/${l.component}`)) {

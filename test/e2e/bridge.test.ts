@@ -130,9 +130,14 @@ describe('isolated bridge networking (inside test namespaces)', () => {
     const db = new Database(node.db);
     db.prepare("INSERT INTO leases (kind, value, service, component, purpose) VALUES ('ip', '10.99.0.77', ?, 'ghost', 'bridge')").run(svc);
     db.close();
+    // ... and a running VM whose lease row was lost
+    const db2 = new Database(node.db);
+    db2.prepare("DELETE FROM leases WHERE value = '10.99.0.3'").run();
+    db2.close();
     await node.ok(['run', '--once']);
     assert.ok(!(await links()).includes(orphanTap), 'orphan TAP removed');
-    assert.deepEqual(leases(node).map((l) => l.value), ['10.99.0.2', '10.99.0.3'], 'orphan lease released');
+    assert.deepEqual(leases(node).map((l) => l.value), ['10.99.0.2', '10.99.0.3'], 'orphan lease released, the running VM\'s lease taken back');
+    assert.equal(leases(node).find((l) => l.value === '10.99.0.3')?.component, 'two');
   });
 
   it('delete frees the TAPs and leases; the IP is reused; net down removes bridge and tables', async () => {
