@@ -2,6 +2,8 @@
 // without duplicating workloads, stops cleanly on SIGTERM, and treats a broken runtime as unknown.
 import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { execa } from 'execa';
 import { TestNode, containerService, row, waitFor, SLEEP } from '../helpers/agent.js';
 
@@ -15,7 +17,11 @@ describe('the agent loop, end to end', () => {
     const svc = TestNode.serviceName();
     const comps = Object.fromEntries(['a', 'b', 'c', 'd', 'e', 'f'].map((c) => [c, SLEEP]));
     await node.apply(containerService(svc, comps));
-    const agent = node.startAgent({ ...NO_RESYNC });
+    // One start at a time, so the kill lands mid-way whatever the machine's speed: with the
+    // default parallelism a fast machine had all six running before the first poll saw one.
+    const config = join(node.dir, 'serial.toml');
+    writeFileSync(config, 'parallelism = 1\n');
+    const agent = node.startAgent({ ...NO_RESYNC, AGENT_CONFIG: config });
     // Kill it as soon as the first container runs: the others are mid-start or not begun.
     await waitFor('a first container', async () => (await node.containers()).some((c) => c.State === 'running'), 30_000, 20);
     process.kill(agent.pid!, 'SIGKILL');
