@@ -74,7 +74,9 @@ export type AgentConfig = z.output<typeof ConfigSchema>;
 export const NetSchema = z
   .strictObject({
     /** The host-only bridge; VMs with network auto use it when it exists. */
-    bridge: z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/, 'must be an interface name (at most 15 characters)').default('mcp-br0'),
+    bridge: z
+      .string()
+      .regex(/^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,14}$/, 'must be an interface name: 1-15 of A-Z a-z 0-9 _ . -, not starting with a dot').default('mcp-br0'),
     /** The bridge's subnet: the gateway (the host) is its first address, VMs get the rest. */
     subnet: z.string().regex(/^\d+\.\d+\.\d+\.\d+\/\d{1,2}$/, 'must be an IPv4 CIDR like 10.99.0.0/24').default('10.99.0.0/24'),
     /** The nftables table (inet and bridge families) the agent owns. */
@@ -148,17 +150,19 @@ export function loadConfig(src: ConfigSources): AgentConfig & { configFile: stri
     };
   }
 
+  const source = file ? `config ${file} (with environment and flags)` : 'settings from environment and flags';
   const parsed = ConfigSchema.safeParse(merged);
-  if (!parsed.success) throw new ValidationError(file ? `config ${file} (with environment and flags)` : 'settings from environment and flags', issuesOf(parsed.error));
+  if (!parsed.success) throw new ValidationError(source, issuesOf(parsed.error));
   const cfg = parsed.data;
-  if (cfg.backoff.max_ms < cfg.backoff.base_ms) {
-    throw new ValidationError('config', [{ field: 'backoff.max_ms', rule: 'must be at least backoff.base_ms' }]);
-  }
+  // Rules across fields, or beyond a regex: checked together so one run reports them all.
+  const semantic: { field: string; rule: string }[] = [];
+  if (cfg.backoff.max_ms < cfg.backoff.base_ms) semantic.push({ field: 'backoff.max_ms', rule: 'must be at least backoff.base_ms' });
   try {
     parseSubnet(cfg.net.subnet);
   } catch (err) {
-    throw new ValidationError('config', [{ field: 'net.subnet', rule: (err as Error).message }]);
+    semantic.push({ field: 'net.subnet', rule: (err as Error).message });
   }
+  if (semantic.length > 0) throw new ValidationError(source, semantic);
   const dbBase = dbFromOverride ? src.cwd : baseDir;
   return { ...cfg, db: isAbsolute(cfg.db) ? cfg.db : resolve(dbBase, cfg.db), configFile: file };
 }

@@ -14,11 +14,13 @@ export interface Subnet {
 
 export function ipToInt(ip: string): number {
   const parts = ip.split('.');
-  if (parts.length !== 4 || parts.some((p) => !/^\d{1,3}$/.test(p) || Number(p) > 255)) throw new Error(`not an IPv4 address: ${ip}`);
+  // No leading zeros: some tools read 010 as octal, so such an address means different things.
+  if (parts.length !== 4 || parts.some((p) => !/^(0|[1-9]\d{0,2})$/.test(p) || Number(p) > 255)) throw new Error(`not an IPv4 address: ${ip}`);
   return parts.reduce((n, p) => n * 256 + Number(p), 0);
 }
 
 export function intToIp(n: number): string {
+  if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) throw new RangeError(`not a 32-bit address: ${n}`);
   return [24, 16, 8, 0].map((s) => Math.floor(n / 2 ** s) % 256).join('.');
 }
 
