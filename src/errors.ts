@@ -59,3 +59,14 @@ export class RuntimeError extends AgentError {
 export class NotFoundError extends AgentError {
   override readonly exitCode = 4;
 }
+
+/** Another live agent process reconciles this registry; a second one would double every action. */
+export class RegistryBusyError extends AgentError {
+  override readonly exitCode = 5;
+  constructor(
+    readonly holderPid: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}

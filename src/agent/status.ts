@@ -2,10 +2,10 @@
  * The operator's drift view: one row per component (and per orphan workload), computed live from
  * the registry and the runtimes, so it tells the truth whether or not the agent is running.
  */
-import { readFileSync } from 'node:fs';
 import type { AgentConfig } from '../config/config.js';
 import { keyString } from '../errors.js';
 import type { RuntimeKind } from '../manifest/schema.js';
+import { identityLive } from './process-identity.js';
 import type { Registry } from '../registry/index.js';
 import type { Runtime } from '../runtime/types.js';
 import type { Drift } from './planner.js';
@@ -45,23 +45,21 @@ export interface StatusReport {
   components: StatusRow[];
 }
 
-/** The heartbeat's pid is alive and still an agent (not a reused pid). */
-function agentAlive(pid: number): boolean {
-  try {
-    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state !== 'Z' && /agent|cli/.test(cmdline) && cmdline.includes('run');
-  } catch {
-    return false;
-  }
+/**
+ * Running = a live process holds the reconciler claim as `run` (pid and start time checked, so a
+ * reused pid does not count). The last pass comes from the heartbeat, which `run --once` writes too.
+ */
+function agentLiveness(registry: Registry): AgentLiveness {
+  const claim = registry.meta.reconciler();
+  const hb = registry.meta.heartbeat();
+  const running = claim !== undefined && claim.mode === 'run' && identityLive(claim);
+  return { running, pid: running ? claim.pid : (hb?.pid ?? null), last_pass_at: hb?.at ?? null };
 }
 
 export async function buildStatus(registry: Registry, runtimes: Map<RuntimeKind, Runtime>, config: AgentConfig): Promise<StatusReport> {
   const result = await assess(registry, runtimes, config);
   const instances = new Map(registry.instances.all().map((i) => [i.workload, i]));
   const lastEvents = registry.events.latestPerComponent();
-  const hb = registry.meta.heartbeat();
 
   const runtimeHealth: StatusReport['runtimes'] = {};
   const listings = result.listings;
@@ -93,7 +91,7 @@ export async function buildStatus(registry: Registry, runtimes: Map<RuntimeKind,
   for (const c of components) summary[c.drift] = (summary[c.drift] ?? 0) + 1;
   return {
     registry: registry.path,
-    agent: { running: hb ? agentAlive(hb.pid) : false, pid: hb?.pid ?? null, last_pass_at: hb?.at ?? null },
+    agent: agentLiveness(registry),
     runtimes: runtimeHealth,
     summary,
     components,

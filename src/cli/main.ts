@@ -6,6 +6,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { AgentLoop } from '../agent/loop.js';
 import { buildRuntimes } from '../agent/runtimes.js';
+import { claimRegistry } from '../agent/claim.js';
 import { assess } from '../agent/reconciler.js';
 import { buildStatus } from '../agent/status.js';
 import { bridgeSettings, loadConfig, LOG_LEVELS, vmPaths, type AgentConfig } from '../config/config.js';
@@ -84,12 +85,19 @@ function program(): Command {
     .exitOverride();
 
   p.command('run')
-    .description('reconcile until SIGTERM/SIGINT (workloads keep running after the agent stops)')
+    .description('reconcile until SIGTERM/SIGINT (workloads keep running after the agent stops); one reconciler per registry: exit 5 if another runs')
     .option('--once', 'one reconcile pass: plan, apply, wait for the actions, exit (1 if any failed)')
     .action(async (opts: { once?: boolean }, cmd: Command) => {
       const cfg = settings(cmd);
       const log = createLogger(cfg.log_level);
       const registry = Registry.open(cfg.db);
+      let release: () => void;
+      try {
+        release = claimRegistry(registry, opts.once ? 'run --once' : 'run');
+      } catch (err) {
+        registry.close();
+        throw err;
+      }
       const loop = new AgentLoop({ registry, runtimes: buildRuntimes(cfg, registry.meta.agentId()), config: cfg, log });
       if (opts.once) {
         try {
@@ -97,6 +105,7 @@ function program(): Command {
           log.info(r, 'reconcile pass done');
           if (r.failed > 0) process.exitCode = 1;
         } finally {
+          release();
           registry.close();
         }
         return;
@@ -110,6 +119,7 @@ function program(): Command {
           stopping = true;
           log.info({ signal }, 'stopping');
           void loop.stop().finally(() => {
+            release();
             registry.close();
             resolve();
           });

@@ -9,7 +9,7 @@ import { openDatabase, type Db, type OpenOptions } from './open.js';
 export type { DesiredComponent, DesiredService, DesiredState } from './desired.js';
 export type { AgentEvent, EventOutcome, NewEvent } from './events.js';
 export type { InstanceRecord } from './instances.js';
-export type { Heartbeat } from './meta.js';
+export type { Heartbeat, ReconcilerClaim } from './meta.js';
 export type { Lease, LeaseKind } from './leases.js';
 
 export class Registry {

@@ -1,6 +1,16 @@
 /** Facts about the registry itself: the agent id, the running agent's heartbeat. */
 import type { Db } from './open.js';
 
+/** Who reconciles this registry now: one process at a time (see claimReconciler). */
+export interface ReconcilerClaim {
+  pid: number;
+  start: number;
+  boot: string;
+  /** `run` or `run --once` */
+  mode: string;
+  since: string;
+}
+
 export interface Heartbeat {
   pid: number;
   at: string;
@@ -41,5 +51,40 @@ export class MetaRepo {
 
   beat(pid: number, at: Date): void {
     this.set('heartbeat', JSON.stringify({ pid, at: at.toISOString() }));
+  }
+
+  /**
+   * Takes the reconciler claim unless a live process holds it. Read and write happen in one
+   * IMMEDIATE transaction, so two agents starting at once cannot both win. Returns the holder
+   * that refused us, or undefined when the claim is ours.
+   */
+  claimReconciler(me: ReconcilerClaim, holderLive: (holder: ReconcilerClaim) => boolean): ReconcilerClaim | undefined {
+    const tx = this.db.transaction((): ReconcilerClaim | undefined => {
+      const holder = this.reconciler();
+      if (holder && !(holder.pid === me.pid && holder.start === me.start) && holderLive(holder)) return holder;
+      this.set('reconciler', JSON.stringify(me));
+      return undefined;
+    });
+    return tx.immediate();
+  }
+
+  /** Gives the claim back, if it is still ours. */
+  releaseReconciler(me: Pick<ReconcilerClaim, 'pid' | 'start'>): void {
+    this.db.transaction(() => {
+      const holder = this.reconciler();
+      if (holder && holder.pid === me.pid && holder.start === me.start) this.delete('reconciler');
+    }).immediate();
+  }
+
+  reconciler(): ReconcilerClaim | undefined {
+    const raw = this.get('reconciler');
+    if (!raw) return undefined;
+    try {
+      const v = JSON.parse(raw) as Partial<ReconcilerClaim>;
+      const ok = typeof v.pid === 'number' && typeof v.start === 'number' && typeof v.boot === 'string';
+      return ok ? { pid: v.pid!, start: v.start!, boot: v.boot!, mode: String(v.mode ?? 'run'), since: String(v.since ?? '') } : undefined;
+    } catch {
+      return undefined;
+    }
   }
 }

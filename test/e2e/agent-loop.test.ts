@@ -83,6 +83,32 @@ describe('the agent loop, end to end', () => {
     assert.equal(now.State, 'running');
   });
 
+  it('one reconciler per registry: a second run or run --once is refused while the agent lives, and a dead one is taken over', async (t) => {
+    const node = new TestNode();
+    t.after(() => node.cleanup());
+    const svc = TestNode.serviceName();
+    await node.apply(containerService(svc, { api: SLEEP }));
+    const agent = node.startAgent({ ...NO_RESYNC });
+    await waitFor('api running', async () => (await node.containers()).find((c) => c.State === 'running'));
+    await waitFor('status to see the agent', async () => (await node.status()).agent.running);
+    await execa('podman', ['rm', '--force', '--time', '0', `${svc}-api`]); // drift a second reconciler would act on
+
+    for (const args of [['run', '--once'], ['run']]) {
+      const r = await node.cli(args);
+      assert.equal(r.exitCode, 5, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, new RegExp(`another agent reconciles .*pid ${agent.pid}`));
+    }
+    // the refused commands started nothing: the agent alone repairs, exactly one container
+    await waitFor('the agent to repair api', async () => (await node.containers()).some((c) => c.State === 'running'));
+    assert.equal((await node.containers()).length, 1);
+
+    process.kill(agent.pid!, 'SIGKILL');
+    await agent;
+    assert.equal((await node.status()).agent.running, false, 'a killed agent is not reported running');
+    await node.ok(['run', '--once']); // the dead agent's claim is taken over
+    assert.deepEqual((await node.status()).summary, { 'in-sync': 1 });
+  });
+
   it('SIGTERM stops the agent cleanly and leaves its workloads running', async (t) => {
     const node = new TestNode();
     t.after(() => node.cleanup());

@@ -123,7 +123,7 @@ describe('unikernel VMs under QEMU', () => {
     await agent;
     const again = node.startAgent({ ...NO_RESYNC });
     await waitFor('the new agent to pass', async () => (await node.status()).agent.pid === again.pid);
-    await node.cli(['run', '--once']);
+    assert.equal((await node.cli(['run', '--once'])).exitCode, 5, 'a second reconciler is refused while the new agent runs');
     assert.equal(node.qemuPid(`${svc}-k`), pid, 'same QEMU: adopted, not restarted');
     assert.deepEqual(node.qemuProcesses(), [pid], 'no duplicate VM');
     assert.match(await node.ok(['plan']), /nothing to do/);

@@ -231,3 +231,49 @@ describe('instances and events', () => {
     r.close();
   });
 });
+
+describe('the reconciler claim', () => {
+  const claim = (pid: number, start = 100) => ({ pid, start, boot: 'b', mode: 'run', since: '2026-01-01T00:00:00.000Z' });
+
+  it('goes to the first claimant; a second is refused while the holder lives, and told who holds it', () => {
+    const path = freshPath();
+    const a = Registry.open(path);
+    const b = Registry.open(path);
+    try {
+      assert.equal(a.meta.claimReconciler(claim(1), () => true), undefined);
+      assert.deepEqual(b.meta.claimReconciler(claim(2), () => true), claim(1));
+      assert.equal(b.meta.reconciler()?.pid, 1, 'the refused claim wrote nothing');
+      // the same process claiming again (a restart of its loop) keeps it
+      assert.equal(a.meta.claimReconciler(claim(1), () => true), undefined);
+    } finally {
+      a.close();
+      b.close();
+    }
+  });
+
+  it('is taken over from a holder that is no longer alive (killed agent, reused pid)', () => {
+    const r = Registry.open(freshPath());
+    try {
+      r.meta.claimReconciler(claim(1), () => true);
+      const seen: number[] = [];
+      assert.equal(r.meta.claimReconciler(claim(2), (h) => (seen.push(h.pid), false)), undefined);
+      assert.deepEqual(seen, [1], 'liveness was asked about the holder');
+      assert.equal(r.meta.reconciler()?.pid, 2);
+    } finally {
+      r.close();
+    }
+  });
+
+  it('is released only by its holder (same pid and start time)', () => {
+    const r = Registry.open(freshPath());
+    try {
+      r.meta.claimReconciler(claim(1, 100), () => true);
+      r.meta.releaseReconciler({ pid: 1, start: 999 }); // a reused pid: not the holder
+      assert.equal(r.meta.reconciler()?.pid, 1);
+      r.meta.releaseReconciler({ pid: 1, start: 100 });
+      assert.equal(r.meta.reconciler(), undefined);
+    } finally {
+      r.close();
+    }
+  });
+});
