@@ -82,7 +82,7 @@ function wantsRestart(spec: ComponentSpec, o: Observed): boolean {
 
 function describeExit(o: Observed): string {
   if (o.state === 'created') return 'created but never started';
-  if (o.runtime === 'unikernel') return 'VM not running (QEMU exited)';
+  if (o.runtime === 'unikernel') return `VM not running: ${o.exitReason ?? 'QEMU exited'}`;
   return `exited (code ${o.exitCode ?? '?'})`;
 }
 

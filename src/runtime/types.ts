@@ -19,6 +19,8 @@ export interface Observed {
   specHash: string | undefined;
   state: WorkloadState;
   exitCode: number | undefined;
+  /** Why a workload that is not running ended, in words, when the runtime knows more than a code. */
+  exitReason?: string | undefined;
   /** ISO time the workload last started, when the runtime knows it. */
   startedAt: string | undefined;
   /** Where an operator reaches it (IP, 127.0.0.1:PORT); undefined when it has no network. */

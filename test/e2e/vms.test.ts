@@ -111,6 +111,36 @@ describe('unikernel VMs under QEMU', () => {
     assert.ok(events.some((e) => e.action === 'restart' && /VM not running/.test(e.reason)), JSON.stringify(events));
   });
 
+  it('restart on-failure: a guest that powers itself off stays off, and status says why; the record outlives the agent', async (t) => {
+    const node = vmNode();
+    t.after(() => node.cleanup());
+    const svc = TestNode.serviceName();
+    await node.apply(vmService(svc, { k: `${KERNEL}\nrestart = "on-failure"` }));
+    const agent = node.startAgent({ ...NO_RESYNC });
+    await waitFor('the VM to run', async () => row(await node.status(), svc, 'k').drift === 'in-sync', 60_000, 250);
+    const pid = node.qemuPid(`${svc}-k`)!;
+    // The guest's own poweroff: the ssh session may be cut as the VM goes down.
+    await node.cli(['exec', `${svc}/k`, '--', 'poweroff']);
+    await waitFor('QEMU to exit', async () => node.qemuPid(`${svc}-k`) === undefined, 60_000, 250);
+    const off = await waitFor('status to show the VM exited', async () => {
+      const r = row(await node.status(), svc, 'k');
+      return r.drift === 'exited' ? r : undefined;
+    }, 30_000, 250);
+    assert.match(off.reason, /the guest powered itself off/);
+    assert.equal(off.next_action, null);
+    // A failure would have been restarted at once (the first restart has no backoff): give the
+    // running agent several wakes' worth of time, then check it left the VM off.
+    await new Promise((r) => setTimeout(r, 3000));
+    assert.deepEqual(node.qemuProcesses(), [], `no QEMU restarted (was pid ${pid})`);
+    process.kill(agent.pid!, 'SIGTERM');
+    await agent;
+    await node.ok(['run', '--once']);
+    const later = row(await node.status(), svc, 'k');
+    assert.equal(later.drift, 'exited', 'another agent process reads the same reason from the state dir');
+    assert.match(later.reason, /powered itself off/);
+    assert.deepEqual(node.qemuProcesses(), []);
+  });
+
   it('after kill -9 of the agent, a new agent adopts the VM: same QEMU pid', async (t) => {
     const node = vmNode();
     t.after(() => node.cleanup());

@@ -228,6 +228,18 @@ describe('plan: desired components against observed workloads', () => {
     assert.deepEqual(actionTypes(r), ['restart:web-api']);
   });
 
+  it('on-failure, VMs: a guest poweroff (exit 0) stays off; an unknown end is restarted; the reason says why', () => {
+    const s = spec('edge', 'fw', { runtime: 'unikernel', restart: 'on-failure' });
+    const off = plan(input(desired([validRow(s)]), { unikernel: ok(observedFor(s, { state: 'exited', exitCode: 0, exitReason: 'the guest powered itself off' })) }, [record(s)]));
+    assert.equal(only(off, 'edge-fw').drift, 'exited');
+    assert.match(only(off, 'edge-fw').reason, /VM not running: the guest powered itself off/);
+    assert.deepEqual(off.actions, []);
+    const lost = plan(input(desired([validRow(s)]), { unikernel: ok(observedFor(s, { state: 'exited', exitCode: undefined, exitReason: 'QEMU ended with no shutdown recorded' })) }, [record(s)]));
+    assert.equal(only(lost, 'edge-fw').drift, 'stopped');
+    assert.match(only(lost, 'edge-fw').reason, /no shutdown recorded/);
+    assert.deepEqual(actionTypes(lost), ['restart:edge-fw']);
+  });
+
   it('never: an exited workload is left alone, whatever its exit code', () => {
     for (const exitCode of [0, 1, 137]) {
       const s = spec('web', 'api', { restart: 'never' });

@@ -37,6 +37,8 @@ export const stateFiles = (dir: string) => ({
   spec: `${dir}/spec.json`,
   overlay: `${dir}/disk.qcow2`,
   ready: `${dir}/ready`,
+  /** Why QEMU ended, from its QMP SHUTDOWN event (see exit.ts); absent when nobody watched. */
+  exit: `${dir}/exit.json`,
 });
 
 /** QEMU's -option key=value,... syntax: a comma in a value is written as two. */

@@ -18,6 +18,7 @@ import { macFor } from '../../agent/identity.js';
 import { QmpClient } from '../qmp.js';
 import { consoleTail as tailOf, isReady, livePid, readPid, readRecord, type VmRecord } from './state.js';
 import { qemuArgs, stateFiles } from './args.js';
+import { readExit, recordExit } from './exit.js';
 import { chooseAccel, probeHostVirt, type AccelMode } from './accel.js';
 import { probeBanner, sshExec, waitForSsh, type SshTarget } from '../ssh.js';
 import { agentTaps, tapDown, tapUp } from '../../net/host.js';
@@ -119,6 +120,7 @@ export class QemuRuntime implements Runtime {
         state = 'running';
       }
     }
+    const exit = state === 'exited' ? readExit(dir) : undefined;
     return {
       runtime: 'unikernel',
       name: rec.name,
@@ -126,7 +128,8 @@ export class QemuRuntime implements Runtime {
       key: { service: rec.service, component: rec.component },
       specHash: rec.specHash,
       state,
-      exitCode: undefined,
+      exitCode: exit?.exitCode,
+      exitReason: state === 'exited' ? (exit?.why ?? 'QEMU ended with no shutdown recorded (killed, crashed, or ended while no agent watched it)') : undefined,
       startedAt: rec.launchedAt,
       address: rec.address,
       network: rec.netMode,
@@ -171,7 +174,7 @@ export class QemuRuntime implements Runtime {
         rmSync(dir, { recursive: true, force: true });
         existed = false;
       } else {
-        for (const f of [files.pidfile, files.qmp, files.ready]) rmSync(f, { force: true });
+        for (const f of [files.pidfile, files.qmp, files.ready, files.exit]) rmSync(f, { force: true });
       }
     }
 
@@ -193,7 +196,7 @@ export class QemuRuntime implements Runtime {
       await this.kill(w.name, dir).catch(() => undefined);
       if (w.vm?.net.mode === 'bridge') await tapDown(w.vm.net.tap).catch(() => undefined);
       if (!existed) rmSync(dir, { recursive: true, force: true });
-      else for (const f of [files.pidfile, files.qmp, files.ready]) rmSync(f, { force: true });
+      else for (const f of [files.pidfile, files.qmp, files.ready, files.exit]) rmSync(f, { force: true });
       throw err;
     }
   }
@@ -376,6 +379,7 @@ export class QemuRuntime implements Runtime {
             if (stopped) return void c.close();
             this.qmp.set(name, c);
             c.onEvent((e) => {
+              if (e.event === 'SHUTDOWN') recordExit(dir, e);
               if (['SHUTDOWN', 'RESET', 'STOP', 'RESUME', 'GUEST_PANICKED'].includes(e.event)) onEvent({ runtime: 'unikernel', workload: name, status: e.event.toLowerCase(), exitCode: undefined });
             });
             c.onClose((info) => {
