@@ -9,6 +9,7 @@ import type { ComponentSpec, RuntimeKind } from '../manifest/schema.js';
 import type { DesiredState, InstanceRecord } from '../registry/index.js';
 import type { Observed } from '../runtime/types.js';
 import { specHash, workloadName } from './identity.js';
+import { networkDrift, type BridgeFact, type NetworkDrift } from './network-drift.js';
 
 export type Drift =
   | 'in-sync' // matches the registry
@@ -16,6 +17,7 @@ export type Drift =
   | 'stopped' // there, not running, and the restart policy wants it running
   | 'exited' // there, not running, and the restart policy says leave it
   | 'spec-changed' // running from another spec
+  | 'network' // a VM running, but not on the network its spec asks for now (see network-drift.ts)
   | 'orphan' // ours, but no (active) component wants it
   | 'unknown' // its runtime could not list: never treated as missing
   | 'invalid' // the registry row is not a valid component
@@ -57,6 +59,8 @@ export interface PlanInput {
   now: Date;
   /** A workload running this long in sync has its failure count reset. */
   stableAfterMs: number;
+  /** The VM bridge as this pass saw it; without it, VM networks are not checked. */
+  bridge?: BridgeFact | undefined;
 }
 
 export interface PlanResult {
@@ -164,6 +168,7 @@ export function plan(input: PlanInput): PlanResult {
     let drift: Drift;
     let reason: string;
     let action: Action | undefined;
+    let netDrift: NetworkDrift | undefined;
     const startLike = { key, workload, runtime: spec.runtime, spec, specHash: hash };
     if (!current) {
       drift = 'missing';
@@ -173,6 +178,10 @@ export function plan(input: PlanInput): PlanResult {
       drift = 'spec-changed';
       reason = `spec changed (running ${current.specHash?.slice(0, 12) ?? 'unlabelled'}, desired ${hash.slice(0, 12)})`;
       action = { type: 'replace', ...startLike, reason: 'spec changed' };
+    } else if (current.state === 'running' && (netDrift = networkDrift(spec, current, input.bridge))) {
+      drift = 'network';
+      reason = netDrift.reason;
+      action = netDrift.fixable ? { type: 'replace', ...startLike, reason: netDrift.reason } : undefined;
     } else if (current.state === 'running') {
       drift = 'in-sync';
       reason = '';

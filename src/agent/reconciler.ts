@@ -6,7 +6,9 @@ import type { Logger } from 'pino';
 import { bridgeSettings, vmPaths, type AgentConfig } from '../config/config.js';
 import { keyString } from '../errors.js';
 import type { RuntimeKind } from '../manifest/schema.js';
-import type { Registry } from '../registry/index.js';
+import type { DesiredState, Registry } from '../registry/index.js';
+import { bridgePresence } from '../net/host.js';
+import type { BridgeFact } from './network-drift.js';
 import type { Runtime } from '../runtime/types.js';
 import { Executor, type ActionOutcome } from './executor.js';
 import { observeAll } from './observe.js';
@@ -27,15 +29,27 @@ export async function assess(
   config: AgentConfig,
   now = new Date(),
 ): Promise<PlanResult & { listings: Partial<Record<RuntimeKind, RuntimeListing>> }> {
-  const observed = await observeAll(runtimes);
+  const desired = registry.desired.read();
+  const [observed, bridge] = await Promise.all([observeAll(runtimes), bridgeFact(config, desired)]);
   const result = plan({
-    desired: registry.desired.read(),
+    desired,
     observed,
     instances: registry.instances.all(),
     now,
     stableAfterMs: config.stable_after_seconds * 1000,
+    bridge,
   });
   return { ...result, listings: observed };
+}
+
+/** Whether the VM bridge exists: one `ip` call, made only when a VM component could use it. */
+async function bridgeFact(config: AgentConfig, desired: DesiredState): Promise<BridgeFact | undefined> {
+  const wantsBridge = desired.components.some((c) => c.valid && c.spec.runtime === 'unikernel' && c.spec.network !== 'slirp');
+  if (!wantsBridge) return undefined;
+  const name = config.net.bridge;
+  // When `ip` cannot tell, VM networks go unchecked this pass: a guess could replace every VM.
+  const present = await bridgePresence(name);
+  return present === undefined ? undefined : { name, present };
 }
 
 export class Reconciler {

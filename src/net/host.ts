@@ -18,7 +18,7 @@ export interface BridgeSettings {
   table: string;
 }
 
-const LinkSchema = z.array(z.object({ ifname: z.string(), ifalias: z.string().optional(), operstate: z.string().optional(), master: z.string().optional(), addr_info: z.array(z.object({ local: z.string(), prefixlen: z.number(), family: z.string() })).optional() }));
+const LinkSchema = z.array(z.object({ ifname: z.string(), ifalias: z.string().optional(), flags: z.array(z.string()).optional(), operstate: z.string().optional(), master: z.string().optional(), addr_info: z.array(z.object({ local: z.string(), prefixlen: z.number(), family: z.string() })).optional() }));
 type Link = z.infer<typeof LinkSchema>[number];
 
 async function run(tool: string, args: string[], op: string, input?: string): Promise<string> {
@@ -46,24 +46,34 @@ export async function link(name: string): Promise<Link | undefined> {
   }
 }
 
+/** One `ip` call: the link exists and is a bridge (a dummy or TAP of that name is not). */
 export async function bridgeExists(name: string): Promise<boolean> {
-  return (await link(name)) !== undefined;
+  return (await bridgePresence(name)) === true;
+}
+
+/** Like bridgeExists, but undefined when `ip` could not tell (not installed, failed otherwise). */
+export async function bridgePresence(name: string): Promise<boolean | undefined> {
+  const r = await execa('ip', ['-j', 'link', 'show', 'dev', name, 'type', 'bridge'], { stdin: 'ignore', reject: false });
+  if (r.exitCode === 0) return r.stdout.includes(`"ifname":"${name}"`);
+  return /does not exist/.test(String(r.stderr ?? '')) ? false : undefined;
 }
 
 /** Creates (if missing) the bridge with the gateway address and loads the isolation rules. */
 export async function netUp(s: BridgeSettings): Promise<string[]> {
   const done: string[] = [];
-  if (!(await link(s.bridge))) {
+  let l = await link(s.bridge);
+  if (!l) {
     await run('ip', ['link', 'add', 'name', s.bridge, 'type', 'bridge'], 'net up');
     await run('ip', ['link', 'set', 'dev', s.bridge, 'alias', AGENT_ALIAS], 'net up');
     done.push(`created bridge ${s.bridge}`);
+    l = await link(s.bridge);
   }
-  const l = await link(s.bridge);
   if (!l?.addr_info?.some((a) => a.family === 'inet' && a.local === s.gateway && a.prefixlen === s.prefix)) {
     await run('ip', ['addr', 'replace', `${s.gateway}/${s.prefix}`, 'dev', s.bridge], 'net up');
     done.push(`address ${s.gateway}/${s.prefix} on ${s.bridge}`);
   }
-  await run('ip', ['link', 'set', 'dev', s.bridge, 'up'], 'net up');
+  // Only the steps that would change something: a re-run on a bridge in place is one `nft` call.
+  if (!l?.flags?.includes('UP')) await run('ip', ['link', 'set', 'dev', s.bridge, 'up'], 'net up');
   // One nft transaction: a bad rule leaves the old tables untouched.
   await run('nft', ['-f', '-'], 'net up', isolationRuleset(s.bridge, s.gateway, s.table));
   done.push(`isolation rules loaded (tables inet ${s.table}, bridge ${s.table})`);
@@ -109,16 +119,43 @@ export async function netStatus(s: BridgeSettings): Promise<NetStatus> {
   };
 }
 
-/** A TAP for one VM, enslaved to the bridge and up. An existing one of that name is recreated. */
+/**
+ * A TAP for one VM, marked with its owner, enslaved to the bridge and up: one `ip -batch` (one
+ * process instead of four; this is on every VM start). All or nothing: a batch that fails part-way
+ * leaves no TAP. A TAP of that name left by an earlier launch is deleted and the batch retried once.
+ */
 export async function tapUp(tap: string, bridge: string, owner: string): Promise<void> {
-  if (await link(tap)) await run('ip', ['link', 'del', 'dev', tap], 'tap');
-  await run('ip', ['tuntap', 'add', 'dev', tap, 'mode', 'tap'], 'tap');
-  await run('ip', ['link', 'set', 'dev', tap, 'alias', `${AGENT_ALIAS}:${owner}`], 'tap');
-  await run('ip', ['link', 'set', 'dev', tap, 'master', bridge, 'up'], 'tap');
+  const batch = [`tuntap add dev ${tap} mode tap`, `link set dev ${tap} alias ${AGENT_ALIAS}:${owner}`, `link set dev ${tap} master ${bridge} up`].join('\n') + '\n';
+  for (let attempt = 1; ; attempt++) {
+    const r = await execa('ip', ['-batch', '-'], { input: batch, reject: false, timeout: 30_000 });
+    if (r.exitCode === 0) return;
+    await execa('ip', ['link', 'del', 'dev', tap], { stdin: 'ignore', reject: false });
+    // `ip -batch` ends its stderr with "Command failed -:N"; the cause is on the line before.
+    const stderr = String(r.stderr ?? '').trim();
+    const taken = /TUNSETIFF\): Device or resource busy|File exists/.test(stderr);
+    if (taken && attempt === 1) continue;
+    const msg = r.code === 'ENOENT' ? 'ip is not installed' : stderr.replace(/\n?Command failed -:\d+$/, '').split('\n').pop() || r.shortMessage;
+    throw new RuntimeError('net', 'tap', undefined, `${tap} on ${bridge}: ${msg}`);
+  }
 }
 
 export async function tapDown(tap: string): Promise<void> {
   if (await link(tap)) await run('ip', ['link', 'del', 'dev', tap], 'tap');
+}
+
+/**
+ * Every TAP on this host, by name, with the bridge it is enslaved to (undefined: none). Undefined
+ * when `ip` cannot tell: callers must then assume nothing (an empty map would read as "all gone").
+ */
+export async function tapAttachments(): Promise<Map<string, string | undefined> | undefined> {
+  const out = await execa('ip', ['-j', 'link', 'show', 'type', 'tun'], { stdin: 'ignore', reject: false });
+  if (out.exitCode !== 0) return undefined;
+  try {
+    const links = LinkSchema.safeParse(JSON.parse(out.stdout || '[]'));
+    return links.success ? new Map(links.data.map((l) => [l.ifname, l.master])) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** TAPs made by an agent (alias `mcp-agent:<owner>`, owner = `<agent id>:<workload>`), by owner. */

@@ -27,6 +27,8 @@ export interface Observed {
   address: string | undefined;
   /** How it is networked: 'bridge', 'slirp' for VMs; undefined for containers (no network). */
   network?: string | undefined;
+  /** A running workload that cannot be reached through its network, and why (a VM's TAP is off its bridge). */
+  networkProblem?: string | undefined;
 }
 
 /** Where and how a VM runs, decided by the agent: resolved files, leased ports, pinned key. */

@@ -179,4 +179,64 @@ describe('isolated bridge networking (inside test namespaces)', () => {
     await node.ok(['run', '--once'], { env });
     await node.ok(['net', 'down'], { env });
   });
+  it('network auto follows the bridge: SLIRP without it, moved by net up, back by net down; TAPs of a bridge made again are repaired', async () => {
+    const mover = TestNode.serviceName();
+    const manifest = (pinned: boolean): string =>
+      `name = "${mover}"\nruntime = "unikernel"\n\n[[components]]\nname = "auto"\nmemory = 128\nnetwork = "auto"\n${KERNEL}\n` +
+      (pinned ? `\n[[components]]\nname = "pinned"\nmemory = 128\nnetwork = "bridge"\n${KERNEL}\n` : '');
+    const reachable = async (c: string): Promise<void> => assert.equal((await inVm(node, `${mover}/${c}`, 'echo up')).trim(), 'up');
+    assert.ok(!(await links()).includes('mcp-br0'), 'the test starts without the bridge');
+    await node.apply(manifest(false));
+    await node.ok(['run', '--once']);
+    let auto = row(await node.status(), mover, 'auto');
+    assert.deepEqual([auto.drift, auto.network], ['in-sync', 'slirp']);
+    assert.match(auto.address ?? '', /^127\.0\.0\.1:\d+$/);
+    assert.match(await node.ok(['plan']), /nothing to do/);
+
+    // the bridge appears: the VM is on the wrong network now, and is moved
+    await node.ok(['net', 'up']);
+    auto = row(await node.status(), mover, 'auto');
+    assert.equal(auto.drift, 'network');
+    assert.match(auto.reason, /network auto: bridge mcp-br0 is there now, the VM runs on SLIRP/);
+    await node.ok(['run', '--once']);
+    auto = row(await node.status(), mover, 'auto');
+    assert.deepEqual([auto.drift, auto.network, auto.address], ['in-sync', 'bridge', '10.99.0.2']);
+    assert.deepEqual(leases(node).filter((l) => l.kind !== 'ip'), [], 'its SLIRP port lease was given back');
+    await reachable('auto');
+
+    // a VM pinned to the bridge beside it; then the bridge is deleted and made again behind the
+    // agent's back: the TAPs are on no bridge, both VMs are cut off, and both are repaired
+    await node.apply(manifest(true));
+    await node.ok(['run', '--once']);
+    assert.equal(row(await node.status(), mover, 'pinned').address, '10.99.0.3');
+    await ns(NS, 'ip', 'link', 'del', 'mcp-br0');
+    await node.ok(['net', 'up']);
+    let st = await node.status();
+    for (const c of ['auto', 'pinned']) {
+      assert.equal(row(st, mover, c).drift, 'network', c);
+      assert.match(row(st, mover, c).reason, /unreachable: its TAP tap-\w+ is on no bridge \(was mcp-br0\)/, c);
+    }
+    await node.ok(['run', '--once']);
+    st = await node.status();
+    assert.deepEqual(['auto', 'pinned'].map((c) => [row(st, mover, c).drift, row(st, mover, c).address]), [['in-sync', '10.99.0.2'], ['in-sync', '10.99.0.3']]);
+    await reachable('auto');
+    await reachable('pinned');
+
+    // the bridge goes: auto moves back to SLIRP; pinned cannot move, and says so
+    await node.ok(['net', 'down']);
+    st = await node.status();
+    assert.match(row(st, mover, 'auto').reason, /bridge mcp-br0 is gone, the VM's TAP leads nowhere/);
+    assert.equal(row(st, mover, 'pinned').drift, 'network');
+    assert.match(row(st, mover, 'pinned').reason, /cut off \(agent net up brings the bridge back\)/);
+    assert.equal(row(st, mover, 'pinned').next_action, null);
+    await node.ok(['run', '--once']);
+    auto = row(await node.status(), mover, 'auto');
+    assert.deepEqual([auto.drift, auto.network], ['in-sync', 'slirp']);
+    await reachable('auto');
+    assert.deepEqual(leases(node).filter((l) => l.component === 'auto').map((l) => l.kind), ['host_port'], 'its IP lease was given back');
+
+    await node.ok(['delete', mover]);
+    await node.ok(['run', '--once']);
+    assert.deepEqual(node.qemuProcesses(), []);
+  });
 });

@@ -240,6 +240,20 @@ describe('plan: desired components against observed workloads', () => {
     assert.deepEqual(actionTypes(lost), ['restart:edge-fw']);
   });
 
+  it('a running VM on the wrong network for the bridge now: drift network, replaced (and held back by its backoff)', () => {
+    const s = spec('edge', 'fw', { runtime: 'unikernel', network: 'auto' });
+    const on = (over: Partial<PlanInput>, rec = record(s)) => plan(input(desired([validRow(s)]), { unikernel: ok(observedFor(s, { network: 'slirp' })) }, [rec], over));
+    const r = on({ bridge: { name: 'mcp-br0', present: true } });
+    assert.equal(only(r, 'edge-fw').drift, 'network');
+    assert.match(only(r, 'edge-fw').reason, /bridge mcp-br0 is there now, the VM runs on SLIRP/);
+    assert.deepEqual(actionTypes(r), ['replace:edge-fw']);
+    assert.deepEqual(actionTypes(on({ bridge: { name: 'mcp-br0', present: false } })), []);
+    assert.equal(only(on({}), 'edge-fw').drift, 'in-sync', 'no bridge fact: not checked');
+    const held = on({ bridge: { name: 'mcp-br0', present: true } }, record(s, { failures: 2, nextAttemptAt: '2024-05-01T12:05:00.000Z', failedSpecHash: specHash(s) }));
+    assert.deepEqual(actionTypes(held), []);
+    assert.match(only(held, 'edge-fw').reason, /backing off/);
+  });
+
   it('never: an exited workload is left alone, whatever its exit code', () => {
     for (const exitCode of [0, 1, 137]) {
       const s = spec('web', 'api', { restart: 'never' });

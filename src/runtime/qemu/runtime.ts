@@ -21,7 +21,7 @@ import { qemuArgs, stateFiles } from './args.js';
 import { readExit, recordExit } from './exit.js';
 import { chooseAccel, probeHostVirt, type AccelMode } from './accel.js';
 import { probeBanner, sshExec, waitForSsh, type SshTarget } from '../ssh.js';
-import { agentTaps, tapDown, tapUp } from '../../net/host.js';
+import { agentTaps, tapAttachments, tapDown, tapUp } from '../../net/host.js';
 import type { Capabilities, ExecIo, Observed, Runtime, RuntimeEvent, WorkloadSpec } from '../types.js';
 
 export interface QemuOptions {
@@ -92,18 +92,21 @@ export class QemuRuntime implements Runtime {
       await this.requireQemu('list');
       return [];
     }
-    const out: Observed[] = [];
+    const records: Array<[string, VmRecord]> = [];
     for (const name of readdirSync(this.o.vmDir).sort()) {
       const dir = this.dirOf(name);
       const rec = readRecord(dir);
-      if (!rec || rec.agentId !== this.o.agentId || rec.name !== name) continue;
-      out.push(await this.observe(dir, rec));
+      if (rec && rec.agentId === this.o.agentId && rec.name === name) records.push([dir, rec]);
     }
+    // One `ip` call, and only when a VM is on a bridge: is each such VM's TAP still on it?
+    const taps = records.some(([, r]) => r.netMode === 'bridge') ? await tapAttachments() : undefined;
+    const out: Observed[] = [];
+    for (const [dir, rec] of records) out.push(await this.observe(dir, rec, taps));
     await this.requireQemu('list');
     return out;
   }
 
-  private async observe(dir: string, rec: VmRecord): Promise<Observed> {
+  private async observe(dir: string, rec: VmRecord, taps?: Map<string, string | undefined>): Promise<Observed> {
     const pid = livePid(dir, rec.name);
     let state: Observed['state'] = 'exited';
     // The record is written just before QEMU is launched (so a crash mid-launch is recoverable):
@@ -121,6 +124,7 @@ export class QemuRuntime implements Runtime {
       }
     }
     const exit = state === 'exited' ? readExit(dir) : undefined;
+    const networkProblem = pid !== undefined && taps ? tapProblem(rec, taps) : undefined;
     return {
       runtime: 'unikernel',
       name: rec.name,
@@ -133,6 +137,7 @@ export class QemuRuntime implements Runtime {
       startedAt: rec.launchedAt,
       address: rec.address,
       network: rec.netMode,
+      networkProblem,
     };
   }
 
@@ -248,6 +253,7 @@ export class QemuRuntime implements Runtime {
       address: net.mode === 'bridge' ? net.ip : `127.0.0.1:${sshPort}`,
       netMode: net.mode,
       tap: net.mode === 'bridge' ? net.tap : undefined,
+      bridge: net.mode === 'bridge' ? net.bridge : undefined,
       args,
       launchedAt: new Date().toISOString(),
     };
@@ -441,4 +447,17 @@ export class QemuRuntime implements Runtime {
       await sleep(200);
     }
   }
+}
+
+/**
+ * Why a running bridge VM cannot be reached although it runs: its TAP was deleted, or taken off
+ * the bridge (deleting a bridge frees its ports; a bridge made again does not take them back).
+ */
+function tapProblem(rec: VmRecord, taps: Map<string, string | undefined>): string | undefined {
+  if (rec.netMode !== 'bridge' || !rec.tap) return undefined;
+  if (!taps.has(rec.tap)) return `its TAP ${rec.tap} is gone`;
+  const master = taps.get(rec.tap);
+  if (!master) return `its TAP ${rec.tap} is on no bridge${rec.bridge ? ` (was ${rec.bridge})` : ''}`;
+  if (rec.bridge && master !== rec.bridge) return `its TAP ${rec.tap} is on ${master}, not ${rec.bridge}`;
+  return undefined;
 }

@@ -19,6 +19,8 @@ export const VmRecordSchema = z.object({
   sshPort: z.number().int(),
   netMode: z.enum(['slirp', 'bridge']),
   tap: z.string().optional(),
+  /** The bridge its TAP was put on (absent in records written before it was kept). */
+  bridge: z.string().optional(),
   hostKey: z.string(),
   sshUser: z.string(),
   address: z.string(),

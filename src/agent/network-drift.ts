@@ -1,0 +1,32 @@
+/**
+ * Whether a running VM is on the network its spec asks for now. Pure. `network = "auto"` means
+ * the bridge while it exists, SLIRP otherwise: a VM started on SLIRP before `agent net up` moves
+ * to the bridge, and one whose bridge was removed moves to SLIRP (its TAP leads nowhere). A VM
+ * cannot change networks in place (its address is fixed at boot), so the fix is a replace.
+ */
+import type { ComponentSpec } from '../manifest/schema.js';
+import type { Observed } from '../runtime/types.js';
+
+/** The host's VM bridge as the pass saw it. */
+export interface BridgeFact {
+  name: string;
+  present: boolean;
+}
+
+export interface NetworkDrift {
+  reason: string;
+  /** A replace would fix it; false when what the spec asks for cannot be had now. */
+  fixable: boolean;
+}
+
+export function networkDrift(spec: ComponentSpec, current: Observed, bridge: BridgeFact | undefined): NetworkDrift | undefined {
+  if (spec.runtime !== 'unikernel' || !bridge || (current.network !== 'slirp' && current.network !== 'bridge')) return undefined;
+  const wanted = spec.network === 'slirp' ? 'slirp' : spec.network === 'bridge' ? 'bridge' : bridge.present ? 'bridge' : 'slirp';
+  if (current.network === 'slirp') {
+    return wanted === 'bridge' ? { reason: `network ${spec.network}: bridge ${bridge.name} is there now, the VM runs on SLIRP`, fixable: true } : undefined;
+  }
+  if (wanted === 'slirp') return { reason: `network ${spec.network}: bridge ${bridge.name} is gone, the VM's TAP leads nowhere`, fixable: true };
+  if (!bridge.present) return { reason: `bridge ${bridge.name} is gone, the VM is cut off (agent net up brings the bridge back)`, fixable: false };
+  if (current.networkProblem) return { reason: `unreachable: ${current.networkProblem}`, fixable: true };
+  return undefined;
+}

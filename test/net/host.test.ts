@@ -1,0 +1,59 @@
+// The host steps of bridge networking (src/net/host.ts) against the real kernel, each run inside a
+// network namespace this test creates and deletes.
+import { strict as assert } from 'node:assert';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, it } from 'node:test';
+import { execa } from 'execa';
+
+const NS = `agtnet-${randomBytes(3).toString('hex')}`;
+const STEP = fileURLToPath(new URL('../helpers/net-step.ts', import.meta.url));
+const inNs = (...cmd: string[]) => execa('ip', ['netns', 'exec', NS, ...cmd], { reject: false });
+
+async function step(name: string, ...args: string[]): Promise<{ ok: boolean; value?: unknown; error?: string }> {
+  const r = await inNs(process.execPath, '--import', 'tsx', STEP, name, ...args);
+  assert.equal(r.exitCode, 0, r.stderr);
+  return JSON.parse(r.stdout) as { ok: boolean; value?: unknown; error?: string };
+}
+
+async function linkJson(name: string): Promise<{ ifindex: number; master?: string; ifalias?: string; flags: string[] } | undefined> {
+  const r = await inNs('ip', '-j', 'link', 'show', 'dev', name);
+  return r.exitCode === 0 ? (JSON.parse(r.stdout) as Array<{ ifindex: number; master?: string; ifalias?: string; flags: string[] }>)[0] : undefined;
+}
+
+describe('host networking steps (inside a test namespace)', () => {
+  before(async () => {
+    await execa('ip', ['netns', 'add', NS]);
+    await inNs('ip', 'link', 'add', 'br-t', 'type', 'bridge');
+    await inNs('ip', 'tuntap', 'add', 'dev', 'not-a-br', 'mode', 'tap');
+  });
+  after(async () => {
+    await execa('ip', ['netns', 'del', NS], { reject: false });
+  });
+
+  it('bridgeExists: true for a bridge, false for a missing link and for a TAP of that name', async () => {
+    assert.deepEqual(await step('bridgeExists', 'br-t'), { ok: true, value: true });
+    assert.deepEqual(await step('bridgeExists', 'br-none'), { ok: true, value: false });
+    assert.deepEqual(await step('bridgeExists', 'not-a-br'), { ok: true, value: false });
+  });
+
+  it('tapUp makes the TAP marked with its owner, on the bridge, up; again, it recreates it', async () => {
+    assert.deepEqual(await step('tapUp', 'tap-t1', 'br-t', 'agentid:svc-k'), { ok: true });
+    const first = await linkJson('tap-t1');
+    assert.equal(first?.master, 'br-t');
+    assert.equal(first?.ifalias, 'mcp-agent:agentid:svc-k');
+    assert.ok(first?.flags.includes('UP'), JSON.stringify(first));
+    // a TAP left by an earlier launch of the VM: deleted and made again
+    assert.deepEqual(await step('tapUp', 'tap-t1', 'br-t', 'agentid:svc-k'), { ok: true });
+    const second = await linkJson('tap-t1');
+    assert.notEqual(second?.ifindex, first?.ifindex, 'a new TAP');
+    assert.equal(second?.master, 'br-t');
+  });
+
+  it('tapUp onto a missing bridge fails, names the TAP and bridge, and leaves no TAP', async () => {
+    const r = await step('tapUp', 'tap-t2', 'br-gone', 'agentid:svc-j');
+    assert.equal(r.ok, false);
+    assert.match(r.error ?? '', /tap-t2 on br-gone/);
+    assert.equal(await linkJson('tap-t2'), undefined, 'no half-made TAP');
+  });
+});
