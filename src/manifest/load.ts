@@ -5,7 +5,10 @@
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { basename, extname, join } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
-import { parse as parseYaml } from 'yaml';
+import { createRequire } from 'node:module';
+
+// YAML manifests are the exception (TOML is the norm): load the parser only for them.
+const require = createRequire(import.meta.url);
 import type { z } from 'zod';
 import { ValidationError, type FieldIssue } from '../errors.js';
 import { ComponentSpecSchema, ServiceManifestSchema, type ComponentSpec, type ServiceSpec } from './schema.js';
@@ -45,7 +48,7 @@ export function issuesOf(error: z.ZodError, prefix: ReadonlyArray<PropertyKey> =
 export function parseText(text: string, format: ManifestFormat, source: string): unknown {
   try {
     if (format === 'json') return JSON.parse(text);
-    if (format === 'yaml') return parseYaml(text, { prettyErrors: true });
+    if (format === 'yaml') return (require('yaml') as typeof import('yaml')).parse(text, { prettyErrors: true });
     return parseToml(text);
   } catch (err) {
     const msg = (err instanceof Error ? err.message : String(err)).split('\n')[0] ?? 'unreadable';

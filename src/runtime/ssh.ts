@@ -4,7 +4,11 @@
  * real handshake. The guest's host key is pinned: a key that is not the expected one is refused.
  */
 import { connect as tcpConnect } from 'node:net';
-import { Client, type ConnectConfig } from 'ssh2';
+import type { Client, ConnectConfig } from 'ssh2';
+
+// ssh2 costs ~40 ms to load; only VM starts and `agent exec` need it, so not every CLI call pays.
+let ssh2: Promise<typeof import('ssh2')> | undefined;
+const loadSsh2 = (): Promise<typeof import('ssh2')> => (ssh2 ??= import('ssh2'));
 
 export interface SshTarget {
   host: string;
@@ -55,7 +59,8 @@ function config(t: SshTarget, timeoutMs: number): ConnectConfig {
 }
 
 /** Connects, authenticates, checks the pinned host key; resolves a connected client. */
-export function sshConnect(t: SshTarget, timeoutMs = 10_000): Promise<Client> {
+export async function sshConnect(t: SshTarget, timeoutMs = 10_000): Promise<Client> {
+  const { Client } = await loadSsh2();
   return new Promise((resolve, reject) => {
     const c = new Client();
     c.once('ready', () => resolve(c));
