@@ -106,7 +106,7 @@ async function inner(): Promise<void> {
         await tapUp(p.net.tap, net.bridge, `bench:${names[i]}`);
       }
       agentPer.push((performance.now() - t) / N);
-      for (const n of names) await tapDown(tapName(n));
+      for (const n of names) await tapDown(tapName(n), `bench:${n}`);
       for (let i = 0; i < N; i++) registry.leases.releaseComponent({ service: 'bench', component: `vm${i}` });
     }
 
@@ -161,7 +161,10 @@ async function inner(): Promise<void> {
       }
       for (const pid of pids) process.kill(pid, 'SIGKILL');
       rmSync(paths.vmDir, { recursive: true, force: true });
-      for (let i = 0; i < N; i++) await tapDown(tapName(workloadName({ service: 'bench', component: `vm${i}` })));
+      for (let i = 0; i < N; i++) {
+        const name = workloadName({ service: 'bench', component: `vm${i}` });
+        await tapDown(tapName(name), `${agentId}:${name}`);
+      }
       for (let i = 0; i < N; i++) registry.leases.releaseComponent({ service: 'bench', component: `vm${i}` });
     }
     registry.close();

@@ -122,25 +122,37 @@ export async function netStatus(s: BridgeSettings): Promise<NetStatus> {
 /**
  * A TAP for one VM, marked with its owner, enslaved to the bridge and up: one `ip -batch` (one
  * process instead of four; this is on every VM start). All or nothing: a batch that fails part-way
- * leaves no TAP. A TAP of that name left by an earlier launch is deleted and the batch retried once.
+ * leaves no TAP. A TAP of that name left by an earlier launch of the same VM (same owner mark) is
+ * made again; one with any other mark is never touched, and the start fails saying whose it is.
  */
 export async function tapUp(tap: string, bridge: string, owner: string): Promise<void> {
-  const batch = [`tuntap add dev ${tap} mode tap`, `link set dev ${tap} alias ${AGENT_ALIAS}:${owner}`, `link set dev ${tap} master ${bridge} up`].join('\n') + '\n';
+  const mark = `${AGENT_ALIAS}:${owner}`;
+  const batch = [`tuntap add dev ${tap} mode tap`, `link set dev ${tap} alias ${mark}`, `link set dev ${tap} master ${bridge} up`].join('\n') + '\n';
   for (let attempt = 1; ; attempt++) {
     const r = await execa('ip', ['-batch', '-'], { input: batch, reject: false, timeout: 30_000 });
     if (r.exitCode === 0) return;
-    await execa('ip', ['link', 'del', 'dev', tap], { stdin: 'ignore', reject: false });
-    // `ip -batch` ends its stderr with "Command failed -:N"; the cause is on the line before.
     const stderr = String(r.stderr ?? '').trim();
-    const taken = /TUNSETIFF\): Device or resource busy|File exists/.test(stderr);
-    if (taken && attempt === 1) continue;
+    if (/TUNSETIFF\): Device or resource busy|File exists/.test(stderr)) {
+      // The name is taken: ours from an earlier launch, or someone else's.
+      const existing = (await link(tap))?.ifalias;
+      if (existing !== mark) throw new RuntimeError('net', 'tap', undefined, `${tap} exists and is not this VM's (its mark: ${existing ?? 'none'}); the agent leaves it alone`);
+      if (attempt > 1) throw new RuntimeError('net', 'tap', undefined, `${tap} could not be made again`);
+      await run('ip', ['link', 'del', 'dev', tap], 'tap');
+      continue;
+    }
+    // Failed after `tuntap add` made the TAP (an argument error ends `ip` without saying which
+    // line): a TAP with our mark is this half-made one. Remove it.
+    await tapDown(tap, owner).catch(() => undefined);
+    // `ip -batch` may end its stderr with "Command failed -:N"; the cause is on the line before.
     const msg = r.code === 'ENOENT' ? 'ip is not installed' : stderr.replace(/\n?Command failed -:\d+$/, '').split('\n').pop() || r.shortMessage;
     throw new RuntimeError('net', 'tap', undefined, `${tap} on ${bridge}: ${msg}`);
   }
 }
 
-export async function tapDown(tap: string): Promise<void> {
-  if (await link(tap)) await run('ip', ['link', 'del', 'dev', tap], 'tap');
+/** Deletes the TAP if it carries this owner's mark; a TAP of that name marked otherwise stays. */
+export async function tapDown(tap: string, owner: string): Promise<void> {
+  const l = await link(tap);
+  if (l && l.ifalias === `${AGENT_ALIAS}:${owner}`) await run('ip', ['link', 'del', 'dev', tap], 'tap');
 }
 
 /**

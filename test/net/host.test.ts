@@ -56,4 +56,19 @@ describe('host networking steps (inside a test namespace)', () => {
     assert.match(r.error ?? '', /tap-t2 on br-gone/);
     assert.equal(await linkJson('tap-t2'), undefined, 'no half-made TAP');
   });
+  it("a TAP of that name with another owner's mark is never touched: tapUp fails naming it, tapDown leaves it", async () => {
+    await inNs('ip', 'tuntap', 'add', 'dev', 'tap-t3', 'mode', 'tap');
+    await inNs('ip', 'link', 'set', 'dev', 'tap-t3', 'alias', 'mcp-agent:otheragent:svc-k');
+    const before = await linkJson('tap-t3');
+    const r = await step('tapUp', 'tap-t3', 'br-t', 'agentid:svc-k');
+    assert.equal(r.ok, false);
+    assert.match(r.error ?? '', /tap-t3 exists and is not this VM's \(its mark: mcp-agent:otheragent:svc-k\)/);
+    assert.deepEqual(await step('tapDown', 'tap-t3', 'agentid:svc-k'), { ok: true });
+    const after = await linkJson('tap-t3');
+    assert.equal(after?.ifindex, before?.ifindex, 'the same TAP, untouched');
+    assert.equal(after?.master, undefined);
+    // its owner can remove it
+    assert.deepEqual(await step('tapDown', 'tap-t3', 'otheragent:svc-k'), { ok: true });
+    assert.equal(await linkJson('tap-t3'), undefined);
+  });
 });

@@ -199,7 +199,7 @@ export class QemuRuntime implements Runtime {
     } catch (err) {
       // Nothing half-started stays behind: no QEMU, no TAP, and no state dir for a VM that never ran.
       await this.kill(w.name, dir).catch(() => undefined);
-      if (w.vm?.net.mode === 'bridge') await tapDown(w.vm.net.tap).catch(() => undefined);
+      if (w.vm?.net.mode === 'bridge') await tapDown(w.vm.net.tap, `${this.o.agentId}:${w.name}`).catch(() => undefined);
       if (!existed) rmSync(dir, { recursive: true, force: true });
       else for (const f of [files.pidfile, files.qmp, files.ready, files.exit]) rmSync(f, { force: true });
       throw err;
@@ -345,7 +345,7 @@ export class QemuRuntime implements Runtime {
     this.qmp.delete(name);
     await this.kill(name, dir);
     const tap = readRecord(dir)?.tap;
-    if (tap) await tapDown(tap);
+    if (tap) await tapDown(tap, `${this.o.agentId}:${name}`);
     rmSync(dir, { recursive: true, force: true });
   }
 
@@ -360,7 +360,7 @@ export class QemuRuntime implements Runtime {
       if (agentId !== this.o.agentId || !name) continue;
       const rec = readRecord(this.dirOf(name));
       if (rec?.tap === tap) continue;
-      await tapDown(tap);
+      await tapDown(tap, owner);
       removed.push(tap);
     }
     return removed;
