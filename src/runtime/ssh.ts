@@ -63,8 +63,17 @@ export async function sshConnect(t: SshTarget, timeoutMs = 10_000): Promise<Clie
   const { Client } = await loadSsh2();
   return new Promise((resolve, reject) => {
     const c = new Client();
-    c.once('ready', () => resolve(c));
-    c.once('error', (err) => {
+    let settled = false;
+    c.once('ready', () => {
+      settled = true;
+      resolve(c);
+    });
+    // A listener for good, not `once`: ssh2 may emit 'error' again (a refused handshake, then the
+    // socket's reset), and an 'error' with no listener throws, which would end the whole agent.
+    // Errors after 'ready' belong to whoever uses the connection (see sshExec).
+    c.on('error', (err) => {
+      if (settled) return;
+      settled = true;
       c.end();
       const msg = /verification failed/i.test(err.message) ? `host key of ${t.host}:${t.port} does not match the pinned key` : err.message;
       reject(new Error(msg, { cause: err }));
@@ -83,10 +92,14 @@ export async function sshExec(t: SshTarget, command: string, out: { stdout: (b: 
   const c = await sshConnect(t, timeoutMs);
   try {
     return await new Promise<ExecResult>((resolve, reject) => {
+      let code = 255;
+      let signal: string | undefined;
+      // The connection can drop under a running command (the guest powers off): that ends the
+      // command too, with no exit status (255, like OpenSSH).
+      c.once('error', reject);
+      c.once('close', () => resolve({ code, signal }));
       c.exec(command, (err, stream) => {
         if (err) return reject(err);
-        let code = 255;
-        let signal: string | undefined;
         stream.on('data', out.stdout);
         stream.stderr.on('data', out.stderr);
         stream.on('exit', (c2: number | null, sig?: string) => {

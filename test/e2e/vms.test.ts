@@ -1,7 +1,7 @@
 // Unikernel VMs end to end: real QEMU (TCG) booting the project's guest image, real SSH through
 // the SLIRP forward on 127.0.0.1 with the pinned host key, the real CLI and registry.
 import { strict as assert } from 'node:assert';
-import { existsSync, writeFileSync, readFileSync } from 'node:fs';
+import { existsSync, writeFileSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { execa } from 'execa';
@@ -83,7 +83,9 @@ describe('unikernel VMs under QEMU', () => {
     assert.equal(r.exitCode, 1);
     const st = await node.status();
     const k = row(st, svc, 'k');
-    assert.equal(k.drift, 'missing');
+    const vmDir = join(node.dir, 'vm', `${svc}-k`);
+    const why = () => JSON.stringify({ row: k, run: r, vmDir: existsSync(vmDir) ? readdirSync(vmDir) : 'absent', spec: existsSync(join(vmDir, 'spec.json')) ? readFileSync(join(vmDir, 'spec.json'), 'utf8').slice(0, 400) : null, qemu: node.qemuProcesses() }, null, 1);
+    assert.equal(k.drift, 'missing', why());
     assert.match(k.last_event?.message ?? '', /does not match the pinned key/);
     assert.deepEqual(node.qemuProcesses(), [], 'the VM that failed its check was not left running');
     assert.equal(existsSync(join(node.dir, 'vm', `${svc}-k`)), false, 'no state dir left behind');
