@@ -18,7 +18,7 @@ export interface BridgeSettings {
   table: string;
 }
 
-const LinkSchema = z.array(z.object({ ifname: z.string(), ifalias: z.string().optional(), flags: z.array(z.string()).optional(), operstate: z.string().optional(), master: z.string().optional(), addr_info: z.array(z.object({ local: z.string(), prefixlen: z.number(), family: z.string() })).optional() }));
+const LinkSchema = z.array(z.object({ ifname: z.string(), ifalias: z.string().optional(), flags: z.array(z.string()).optional(), operstate: z.string().optional(), master: z.string().optional(), addr_info: z.array(z.object({ local: z.string(), prefixlen: z.number(), family: z.string(), label: z.string().optional() })).optional() }));
 type Link = z.infer<typeof LinkSchema>[number];
 
 async function run(tool: string, args: string[], op: string, input?: string): Promise<string> {
@@ -46,6 +46,12 @@ export async function link(name: string): Promise<Link | undefined> {
   }
 }
 
+/** `BRIDGE:mcp`, the label of an address the agent adds; none when it would pass 15 characters. */
+export function addressLabel(bridge: string): string | undefined {
+  const label = `${bridge}:mcp`;
+  return label.length <= 15 ? label : undefined;
+}
+
 /** One `ip` call: the link exists and is a bridge (a dummy or TAP of that name is not). */
 export async function bridgeExists(name: string): Promise<boolean> {
   return (await bridgePresence(name)) === true;
@@ -69,7 +75,10 @@ export async function netUp(s: BridgeSettings): Promise<string[]> {
     l = await link(s.bridge);
   }
   if (!l?.addr_info?.some((a) => a.family === 'inet' && a.local === s.gateway && a.prefixlen === s.prefix)) {
-    await run('ip', ['addr', 'replace', `${s.gateway}/${s.prefix}`, 'dev', s.bridge], 'net up');
+    // Labelled when the name leaves room, so `net down` can take back an address it added to a
+    // bridge an operator made (and only that address).
+    const label = addressLabel(s.bridge);
+    await run('ip', ['addr', 'replace', `${s.gateway}/${s.prefix}`, 'dev', s.bridge, ...(label ? ['label', label] : [])], 'net up');
     done.push(`address ${s.gateway}/${s.prefix} on ${s.bridge}`);
   }
   // Only the steps that would change something: a re-run on a bridge in place is one `nft` call.
@@ -90,6 +99,12 @@ export async function netDown(s: BridgeSettings): Promise<string[]> {
     await run('ip', ['link', 'del', 'dev', s.bridge], 'net down');
     done.push(`deleted bridge ${s.bridge}`);
   } else if (l) {
+    const label = addressLabel(s.bridge);
+    for (const a of l.addr_info ?? []) {
+      if (a.family !== 'inet' || !label || a.label !== label) continue;
+      await run('ip', ['addr', 'del', `${a.local}/${a.prefixlen}`, 'dev', s.bridge], 'net down');
+      done.push(`removed address ${a.local}/${a.prefixlen} the agent had added to ${s.bridge}`);
+    }
     done.push(`left bridge ${s.bridge} in place: the agent did not create it`);
   }
   return done;

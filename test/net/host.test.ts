@@ -71,4 +71,24 @@ describe('host networking steps (inside a test namespace)', () => {
     assert.deepEqual(await step('tapDown', 'tap-t3', 'otheragent:svc-k'), { ok: true });
     assert.equal(await linkJson('tap-t3'), undefined);
   });
+  it("net down takes back only the address net up added to an operator's bridge; the bridge and the operator's addresses stay", async () => {
+    await inNs('ip', 'link', 'add', 'br-op', 'type', 'bridge');
+    await inNs('ip', 'addr', 'add', '192.168.5.1/24', 'dev', 'br-op'); // the operator's own
+    const up = await step('netUp', 'br-op', '10.99.0.1', '24', 'mcptest');
+    assert.equal(up.ok, true, up.error);
+    assert.ok((up.value as string[]).includes('address 10.99.0.1/24 on br-op'), JSON.stringify(up));
+    const addrs = async () => ((await inNs('ip', '-j', 'addr', 'show', 'dev', 'br-op')).stdout.match(/"local":"[\d.]+"/g) ?? []).sort();
+    assert.deepEqual(await addrs(), ['"local":"10.99.0.1"', '"local":"192.168.5.1"']);
+    const down = await step('netDown', 'br-op', '10.99.0.1', '24', 'mcptest');
+    assert.equal(down.ok, true, down.error);
+    assert.match(JSON.stringify(down.value), /removed address 10\.99\.0\.1\/24 the agent had added to br-op/);
+    assert.deepEqual(await addrs(), ['"local":"192.168.5.1"']);
+    assert.ok(await linkJson('br-op'), 'the bridge stays');
+
+    // the gateway address already there (the operator's, unlabelled): net up leaves it, net down too
+    await inNs('ip', 'addr', 'add', '10.99.0.1/24', 'dev', 'br-op');
+    await step('netUp', 'br-op', '10.99.0.1', '24', 'mcptest');
+    await step('netDown', 'br-op', '10.99.0.1', '24', 'mcptest');
+    assert.deepEqual(await addrs(), ['"local":"10.99.0.1"', '"local":"192.168.5.1"']);
+  });
 });
