@@ -11,6 +11,9 @@ import type { Observed } from '../runtime/types.js';
 export interface BridgeFact {
   name: string;
   present: boolean;
+  /** Its isolation rules are in place; undefined when not checked (no bridge). */
+  isolated?: boolean | undefined;
+  isolationDetail?: string | undefined;
 }
 
 export interface NetworkDrift {
@@ -21,12 +24,21 @@ export interface NetworkDrift {
 
 export function networkDrift(spec: ComponentSpec, current: Observed, bridge: BridgeFact | undefined): NetworkDrift | undefined {
   if (spec.runtime !== 'unikernel' || !bridge || (current.network !== 'slirp' && current.network !== 'bridge')) return undefined;
-  const wanted = spec.network === 'slirp' ? 'slirp' : spec.network === 'bridge' ? 'bridge' : bridge.present ? 'bridge' : 'slirp';
+  // A bridge without its isolation rules is no place for a VM: auto stays on SLIRP meanwhile.
+  const usable = bridge.present && bridge.isolated !== false;
+  const wanted = spec.network === 'slirp' ? 'slirp' : spec.network === 'bridge' ? 'bridge' : usable ? 'bridge' : 'slirp';
   if (current.network === 'slirp') {
-    return wanted === 'bridge' ? { reason: `network ${spec.network}: bridge ${bridge.name} is there now, the VM runs on SLIRP`, fixable: true } : undefined;
+    return wanted === 'bridge' && usable ? { reason: `network ${spec.network}: bridge ${bridge.name} is there now, the VM runs on SLIRP`, fixable: true } : undefined;
   }
-  if (wanted === 'slirp') return { reason: `network ${spec.network}: bridge ${bridge.name} is gone, the VM's TAP leads nowhere`, fixable: true };
-  if (!bridge.present) return { reason: `bridge ${bridge.name} is gone, the VM is cut off (agent net up brings the bridge back)`, fixable: false };
+  if (!bridge.present) {
+    return spec.network === 'bridge'
+      ? { reason: `bridge ${bridge.name} is gone, the VM is cut off (agent net up brings the bridge back)`, fixable: false }
+      : { reason: `network ${spec.network}: bridge ${bridge.name} is gone, the VM's TAP leads nowhere`, fixable: true };
+  }
+  if (bridge.isolated === false) {
+    // Not a reason to restart the VM: the rules are what is missing, and a pass loads them.
+    return { reason: `not isolated: the rules of bridge ${bridge.name} are not in place (${bridge.isolationDetail ?? 'unknown'}); each pass loads them again, agent net up does it now`, fixable: false };
+  }
   if (current.networkProblem) return { reason: `unreachable: ${current.networkProblem}`, fixable: true };
   return undefined;
 }

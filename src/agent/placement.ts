@@ -13,7 +13,7 @@ import type { Registry } from '../registry/index.js';
 import type { VmPlacement } from '../runtime/types.js';
 import { resolveBootFiles, resolveBootPath } from './images.js';
 import { candidatePorts, preferredSshPort, SERVICE_PORT_RANGE, SSH_PORT_RANGE } from './ports.js';
-import { bridgeExists, type BridgeSettings } from '../net/host.js';
+import { bridgeExists, ensureRules, type BridgeSettings } from '../net/host.js';
 import { ipToInt, parseSubnet, pickIp, tapName, vmAddresses } from '../net/plan.js';
 
 /** Whether anyone (any process, any agent) holds the port on 127.0.0.1 right now. */
@@ -94,10 +94,20 @@ export async function placeVm(registry: Registry, paths: VmPaths, net: NetPlacem
   if (issues.length > 0) fail(workload, issues.map((i) => `${i.field} ${i.rule}`).join('; '));
   const hostKey = resolveHostKey(spec, paths.imagesDirs, workload);
 
-  // auto: the bridge when it exists, else SLIRP.
+  // auto: the bridge when it exists with its isolation rules (loaded again here if they went
+  // missing), else SLIRP. No VM is ever put on a bridge where it could reach the others.
   const present = spec.network === 'slirp' ? false : await bridgeExists(net.bridge.bridge);
   if (spec.network === 'bridge' && !present) fail(workload, `network 'bridge': the bridge ${net.bridge.bridge} does not exist (agent net up creates it)`);
+  let isolated = false;
   if (present) {
+    try {
+      await ensureRules(net.bridge);
+      isolated = true;
+    } catch (err) {
+      if (spec.network === 'bridge') fail(workload, `network 'bridge': the isolation rules of ${net.bridge.bridge} are not in place and cannot be loaded: ${(err as Error).message}`);
+    }
+  }
+  if (present && isolated) {
     const ip = leaseIp(registry, key, workload, net.bridge, net.subnet);
     // Host ports belong to SLIRP mode: give them back.
     for (const l of registry.leases.forComponent(key)) if (l.kind === 'host_port') registry.leases.release(l.kind, l.value);

@@ -7,7 +7,7 @@ import { bridgeSettings, vmPaths, type AgentConfig } from '../config/config.js';
 import { keyString } from '../errors.js';
 import type { RuntimeKind } from '../manifest/schema.js';
 import type { DesiredState, Registry } from '../registry/index.js';
-import { bridgePresence } from '../net/host.js';
+import { bridgePresence, checkRules, ensureRules } from '../net/host.js';
 import type { BridgeFact } from './network-drift.js';
 import type { Runtime } from '../runtime/types.js';
 import { Executor, type ActionOutcome } from './executor.js';
@@ -22,15 +22,22 @@ export interface ReconcilerOptions {
   onActionSettled?: () => void;
 }
 
-/** Reads everything the planner needs and plans. Changes nothing. */
+/** What a pass may repair before it plans (status and plan repair nothing). */
+export interface AssessRepairs {
+  /** Load the isolation rules again when the bridge exists without them; told what happened. */
+  isolation: (outcome: { reloaded: true } | { reloaded: false; error: string }) => void;
+}
+
+/** Reads everything the planner needs and plans. Changes nothing, unless `repairs` are given. */
 export async function assess(
   registry: Registry,
   runtimes: Map<RuntimeKind, Runtime>,
   config: AgentConfig,
   now = new Date(),
+  repairs?: AssessRepairs,
 ): Promise<PlanResult & { listings: Partial<Record<RuntimeKind, RuntimeListing>> }> {
   const desired = registry.desired.read();
-  const [observed, bridge] = await Promise.all([observeAll(runtimes), bridgeFact(config, desired)]);
+  const [observed, bridge] = await Promise.all([observeAll(runtimes), bridgeFact(config, desired, repairs)]);
   const result = plan({
     desired,
     observed,
@@ -42,14 +49,33 @@ export async function assess(
   return { ...result, listings: observed };
 }
 
-/** Whether the VM bridge exists: one `ip` call, made only when a VM component could use it. */
-async function bridgeFact(config: AgentConfig, desired: DesiredState): Promise<BridgeFact | undefined> {
+/**
+ * Whether the VM bridge exists (one `ip` call) and its isolation rules are in place (two `nft list`
+ * calls), checked only when a VM component could use the bridge. A bridge without its rules would
+ * let VMs reach each other: a pass loads them again (a host firewall reload with `flush ruleset`
+ * removes them), and until then no VM is put on the bridge.
+ */
+async function bridgeFact(config: AgentConfig, desired: DesiredState, repairs?: AssessRepairs): Promise<BridgeFact | undefined> {
   const wantsBridge = desired.components.some((c) => c.valid && c.spec.runtime === 'unikernel' && c.spec.network !== 'slirp');
   if (!wantsBridge) return undefined;
   const name = config.net.bridge;
   // When `ip` cannot tell, VM networks go unchecked this pass: a guess could replace every VM.
   const present = await bridgePresence(name);
-  return present === undefined ? undefined : { name, present };
+  if (present === undefined) return undefined;
+  if (!present) return { name, present };
+  const settings = bridgeSettings(config);
+  if (repairs) {
+    try {
+      if (await ensureRules(settings)) repairs.isolation({ reloaded: true });
+      return { name, present, isolated: true };
+    } catch (err) {
+      const error = (err as Error).message;
+      repairs.isolation({ reloaded: false, error });
+      return { name, present, isolated: false, isolationDetail: error };
+    }
+  }
+  const rules = await checkRules(settings);
+  return { name, present, isolated: rules.loaded, isolationDetail: rules.detail };
 }
 
 export class Reconciler {
@@ -96,11 +122,28 @@ export class Reconciler {
     }
   }
 
+  private isolationError: string | undefined;
+
+  /** An event when the pass reloaded the rules, or when it first failed to (not every pass). */
+  private noteIsolation(o: { reloaded: true } | { reloaded: false; error: string }): void {
+    const { registry, log, config } = this.o;
+    const ev = { service: null, component: null, workload: config.net.bridge, action: 'isolate', reason: 'the isolation rules of the VM bridge were missing or changed' };
+    if (o.reloaded) {
+      this.isolationError = undefined;
+      registry.events.append({ ...ev, outcome: 'ok', message: `reloaded (tables inet ${config.net.table}, bridge ${config.net.table})` });
+      log.warn({ bridge: config.net.bridge }, 'isolation rules were missing or changed: reloaded');
+    } else if (o.error !== this.isolationError) {
+      this.isolationError = o.error;
+      registry.events.append({ ...ev, outcome: 'error', message: o.error });
+      log.error({ bridge: config.net.bridge, err: o.error }, 'isolation rules are not in place and cannot be loaded: no VM is put on the bridge');
+    }
+  }
+
   /** Plans and dispatches; resolves when the actions are dispatched (not finished). */
   async pass(): Promise<{ result: PlanResult; dispatched: Promise<ActionOutcome>[] }> {
     const { registry, runtimes, config, log } = this.o;
     const now = new Date();
-    const result = await assess(registry, runtimes, config, now);
+    const result = await assess(registry, runtimes, config, now, { isolation: (o) => this.noteIsolation(o) });
     for (const w of result.settled) registry.instances.clearFailures(w);
     this.collectLeases(result);
     for (const rt of runtimes.values()) {

@@ -6,7 +6,7 @@
 import { execa } from 'execa';
 import { z } from 'zod';
 import { RuntimeError } from '../errors.js';
-import { isolationRuleset, removalRuleset } from './plan.js';
+import { isolationRuleset, removalRuleset, rulesetMatches } from './plan.js';
 
 export const AGENT_ALIAS = 'mcp-agent';
 
@@ -118,20 +118,43 @@ export interface NetStatus {
 export async function netStatus(s: BridgeSettings): Promise<NetStatus> {
   const l = await link(s.bridge);
   const addr = l?.addr_info?.find((a) => a.family === 'inet');
-  let rules = { loaded: false, detail: 'tables missing' };
-  try {
-    const inet = await execa('nft', ['list', 'table', 'inet', s.table], { stdin: 'ignore' });
-    const br = await execa('nft', ['list', 'table', 'bridge', s.table], { stdin: 'ignore' });
-    const ok = inet.stdout.includes(`iifname "${s.bridge}" ip daddr ${s.gateway} accept`) && inet.stdout.includes(`oifname "${s.bridge}"`) && br.stdout.includes('iifname "tap-*" oifname "tap-*"');
-    rules = { loaded: ok, detail: ok ? 'isolation rules in place' : 'tables present but the rules differ: run agent net up' };
-  } catch (err) {
-    const e = err as { code?: string };
-    rules = { loaded: false, detail: e.code === 'ENOENT' ? 'nft is not installed' : 'tables missing: run agent net up' };
-  }
+  const rules = await checkRules(s);
   return {
     bridge: { name: s.bridge, present: !!l, created_by_agent: l?.ifalias === AGENT_ALIAS, address: addr ? `${addr.local}/${addr.prefixlen}` : null, up: l?.operstate !== 'DOWN' && !!l },
-    rules,
+    rules: { loaded: rules.loaded, detail: rules.detail },
   };
+}
+
+export interface RulesCheck {
+  /** The tables hold exactly the isolation ruleset. */
+  loaded: boolean;
+  /** nft answered (installed, working): a reload can be tried. */
+  nft: boolean;
+  detail: string;
+}
+
+/** Two `nft list table` calls: are the isolation rules in place, exactly? */
+export async function checkRules(s: BridgeSettings): Promise<RulesCheck> {
+  const list = (family: string) => execa('nft', ['list', 'table', family, s.table], { stdin: 'ignore', reject: false });
+  const [inet, br] = await Promise.all([list('inet'), list('bridge')]);
+  if (inet.code === 'ENOENT' || br.code === 'ENOENT') return { loaded: false, nft: false, detail: 'nft is not installed' };
+  if (inet.exitCode !== 0 || br.exitCode !== 0) {
+    const missing = /No such file or directory/.test(`${String(inet.stderr)}${String(br.stderr)}`);
+    return missing ? { loaded: false, nft: true, detail: 'tables missing: run agent net up' } : { loaded: false, nft: false, detail: `nft list failed: ${String(inet.stderr || br.stderr).trim().split('\n').pop()}` };
+  }
+  const ok = rulesetMatches(`${String(inet.stdout)}\n${String(br.stdout)}`, s.bridge, s.gateway, s.table);
+  return { loaded: ok, nft: true, detail: ok ? 'isolation rules in place' : 'tables present but the rules differ: run agent net up' };
+}
+
+/**
+ * Makes sure the isolation rules are in place: checked, and loaded again (one atomic `nft -f`)
+ * when missing or changed. Returns whether it had to load them; throws when it cannot.
+ */
+export async function ensureRules(s: BridgeSettings): Promise<boolean> {
+  const c = await checkRules(s);
+  if (c.loaded) return false;
+  await run('nft', ['-f', '-'], 'isolation rules', isolationRuleset(s.bridge, s.gateway, s.table));
+  return true;
 }
 
 /**

@@ -90,6 +90,22 @@ table bridge ${table} {
 `;
 }
 
+/**
+ * Whether what `nft list table inet T` + `nft list table bridge T` print is exactly the isolation
+ * ruleset: the same tables, chains and rules, nothing missing and nothing added. Counters and
+ * blank lines are ignored (nft prints `counter packets N bytes M` where the ruleset says `counter`).
+ */
+export function rulesetMatches(listing: string, bridge: string, gateway: string, table: string): boolean {
+  const norm = (text: string): string[] =>
+    text
+      .split('\n')
+      .map((l) => l.trim().replace(/counter packets \d+ bytes \d+/, 'counter'))
+      .filter(Boolean);
+  const expected = norm(isolationRuleset(bridge, gateway, table)).slice(4); // without the idempotent head
+  const got = norm(listing);
+  return got.length === expected.length && got.every((l, i) => l === expected[i]);
+}
+
 export function removalRuleset(table: string): string {
   return `table inet ${table}\ndelete table inet ${table}\ntable bridge ${table}\ndelete table bridge ${table}\n`;
 }

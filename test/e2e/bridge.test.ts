@@ -140,6 +140,34 @@ describe('isolated bridge networking (inside test namespaces)', () => {
     assert.equal(leases(node).find((l) => l.value === '10.99.0.3')?.component, 'two');
   });
 
+  it('a host firewall reload that flushes the rules: status says the VMs are not isolated, the next pass loads the rules again', async () => {
+    await ns(NS, 'nft', 'flush', 'ruleset'); // what `systemctl restart nftables` does with a stock nftables.conf
+    assert.equal((await inVm(node, `${svc}/one`, PING('10.99.0.3'))).trim(), 'reach', 'without the rules the VMs reach each other');
+    const st = await node.status();
+    for (const c of ['one', 'two']) {
+      assert.equal(row(st, svc, c).drift, 'network', c);
+      assert.match(row(st, svc, c).reason, /not isolated: the rules of bridge mcp-br0 are not in place \(tables missing/, c);
+      assert.equal(row(st, svc, c).next_action, null, 'the VMs are not restarted for it');
+    }
+    const pids = [node.qemuPid(`${svc}-one`), node.qemuPid(`${svc}-two`)];
+    await node.ok(['run', '--once']);
+    const after = await node.status();
+    assert.deepEqual(after.summary, { 'in-sync': 2 });
+    assert.deepEqual([node.qemuPid(`${svc}-one`), node.qemuPid(`${svc}-two`)], pids, 'same QEMUs');
+    const events = JSON.parse(await node.ok(['events', '--json'])) as Array<{ action: string; outcome: string; workload: string }>;
+    assert.ok(events.some((e) => e.action === 'isolate' && e.outcome === 'ok' && e.workload === 'mcp-br0'), JSON.stringify(events.slice(0, 3)));
+    assert.equal((await inVm(node, `${svc}/one`, PING('10.99.0.3'))).trim(), 'blocked');
+    const net = JSON.parse(await node.ok(['net', 'status', '--json'])) as { rules: { loaded: boolean } };
+    assert.equal(net.rules.loaded, true);
+    // a rule removed by hand is noticed too (the tables must hold exactly the ruleset)
+    const handle = /oifname "mcp-br0" .*# handle (\d+)/.exec((await ns(NS, 'nft', '-a', 'list', 'chain', 'inet', 'mcp', 'forward')).stdout)?.[1];
+    assert.ok(handle, 'found the rule to delete');
+    await ns(NS, 'nft', 'delete', 'rule', 'inet', 'mcp', 'forward', 'handle', handle);
+    assert.match(row(await node.status(), svc, 'one').reason, /the rules differ/);
+    await node.ok(['run', '--once']);
+    assert.deepEqual((await node.status()).summary, { 'in-sync': 2 });
+  });
+
   it('delete frees the TAPs and leases; the IP is reused; net down removes bridge and tables', async () => {
     await node.ok(['delete', svc]);
     await node.ok(['run', '--once']);

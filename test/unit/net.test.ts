@@ -9,7 +9,7 @@ import { describe, it } from 'node:test';
 import { execa } from 'execa';
 import { bridgeSettings, DEFAULT_CONFIG_PATH, loadConfig, type ConfigSources } from '../../src/config/config.js';
 import { ValidationError } from '../../src/errors.js';
-import { gatewayOf, intToIp, ipToInt, isolationRuleset, parseSubnet, pickIp, removalRuleset, tapName, vmAddresses } from '../../src/net/plan.js';
+import { gatewayOf, intToIp, ipToInt, isolationRuleset, parseSubnet, pickIp, removalRuleset, rulesetMatches, tapName, vmAddresses } from '../../src/net/plan.js';
 
 const HEAD = (t: string): string => `table inet ${t}\ndelete table inet ${t}\ntable bridge ${t}\ndelete table bridge ${t}\n`;
 
@@ -213,6 +213,41 @@ describe('isolationRuleset / removalRuleset (text)', () => {
     assert.equal(removalRuleset('tbl'), HEAD('tbl'));
     assert.equal(removalRuleset('mcp'), 'table inet mcp\ndelete table inet mcp\ntable bridge mcp\ndelete table bridge mcp\n');
     assert.ok(!removalRuleset('tbl').includes('{'));
+  });
+});
+
+describe('rulesetMatches (what nft lists vs the ruleset)', () => {
+  // what `nft list table inet mcp` + `nft list table bridge mcp` print after loading the ruleset
+  const LISTED = `table inet mcp {
+\tchain input {
+\t\ttype filter hook input priority filter; policy accept;
+\t\tiifname "mcp-br0" ct state established,related accept
+\t\tiifname "mcp-br0" ip daddr 10.99.0.1 accept
+\t\tiifname "mcp-br0" counter packets 0 bytes 0 drop
+\t}
+
+\tchain forward {
+\t\ttype filter hook forward priority filter; policy accept;
+\t\tiifname "mcp-br0" counter packets 12 bytes 1008 drop
+\t\toifname "mcp-br0" counter packets 0 bytes 0 drop
+\t}
+}
+table bridge mcp {
+\tchain forward {
+\t\ttype filter hook forward priority filter; policy accept;
+\t\tiifname "tap-*" oifname "tap-*" counter packets 3 bytes 252 drop
+\t}
+}
+`;
+  it('accepts the listing of the loaded ruleset, whatever the counters say', () => {
+    assert.equal(rulesetMatches(LISTED, 'mcp-br0', '10.99.0.1', 'mcp'), true);
+  });
+  it('refuses a listing with a rule missing, a rule added, or for another bridge or gateway', () => {
+    assert.equal(rulesetMatches(LISTED.replace(/\t\toifname "mcp-br0".*\n/, ''), 'mcp-br0', '10.99.0.1', 'mcp'), false);
+    assert.equal(rulesetMatches(LISTED.replace('policy accept;\n', 'policy accept;\n\t\tip saddr 10.99.0.5 accept\n'), 'mcp-br0', '10.99.0.1', 'mcp'), false);
+    assert.equal(rulesetMatches(LISTED, 'br-x', '10.99.0.1', 'mcp'), false);
+    assert.equal(rulesetMatches(LISTED, 'mcp-br0', '10.99.0.9', 'mcp'), false);
+    assert.equal(rulesetMatches('', 'mcp-br0', '10.99.0.1', 'mcp'), false);
   });
 });
 

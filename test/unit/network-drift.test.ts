@@ -44,4 +44,15 @@ describe('networkDrift', () => {
     assert.equal(networkDrift({ ...vm('none'), runtime: 'container' } as ComponentSpec, running('slirp'), UP), undefined);
     assert.equal(networkDrift(vm('auto'), running('weird'), UP), undefined);
   });
+  it('a bridge without its isolation rules: no VM moves onto it, VMs on it are reported, none is restarted for it', () => {
+    const bare = { name: 'mcp-br0', present: true, isolated: false, isolationDetail: 'tables missing: run agent net up' };
+    assert.equal(networkDrift(vm('auto'), running('slirp'), bare), undefined, 'auto stays on SLIRP');
+    for (const mode of ['auto', 'bridge'] as const) {
+      assert.deepEqual(networkDrift(vm(mode), running('bridge'), bare), {
+        reason: 'not isolated: the rules of bridge mcp-br0 are not in place (tables missing: run agent net up); each pass loads them again, agent net up does it now',
+        fixable: false,
+      });
+    }
+    assert.equal(networkDrift(vm('auto'), running('bridge'), { ...bare, isolated: true }), undefined);
+  });
 });
