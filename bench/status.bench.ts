@@ -19,13 +19,13 @@
  * container carrying this registry's agent label (or our name prefix), remove the temp dir, and
  * check that podman lists none of them. Requires dist/ (npm run build) and the image.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import { ChildTracker, type Ran } from './lib/children.js';
 import Database from 'better-sqlite3';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -47,75 +47,13 @@ const childEnv: NodeJS.ProcessEnv = { ...process.env, AGENT_LOG_LEVEL: 'warn' };
 
 const log = (msg: string): void => void process.stderr.write(`status bench: ${msg}\n`);
 
-// ---- child processes (every one we start is tracked, so an interrupt can end it by pid) ----
+// ---- child processes (tracked, so an interrupt can end them by pid) ----
 
-const children = new Set<ChildProcess>();
-
-interface Ran {
-  ms: number;
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(cmd: string, args: string[], opts: { timeoutMs?: number } = {}): Promise<Ran> {
-  return new Promise((resolve, reject) => {
-    const t0 = performance.now();
-    const child = spawn(cmd, args, { cwd: ROOT, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
-    children.add(child);
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (b: Buffer) => out.push(b));
-    child.stderr.on('data', (b: Buffer) => err.push(b));
-    const timer = opts.timeoutMs
-      ? setTimeout(() => {
-          if (child.pid !== undefined && child.exitCode === null) process.kill(child.pid, 'SIGTERM');
-        }, opts.timeoutMs)
-      : undefined;
-    child.on('error', (e) => {
-      children.delete(child);
-      if (timer) clearTimeout(timer);
-      reject(e);
-    });
-    child.on('close', (code, signal) => {
-      const ms = performance.now() - t0;
-      children.delete(child);
-      if (timer) clearTimeout(timer);
-      resolve({ ms, code, signal, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
-    });
-  });
-}
-
-async function must(cmd: string, args: string[], timeoutMs = 120_000): Promise<Ran> {
-  const r = await run(cmd, args, { timeoutMs });
-  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.code ?? r.signal}\nstdout: ${r.stdout.slice(0, 2000)}\nstderr: ${r.stderr.slice(0, 4000)}`);
-  return r;
-}
-
+const children = new ChildTracker({ cwd: ROOT, env: childEnv });
+const run = (cmd: string, args: string[], opts: { timeoutMs?: number } = {}): Promise<Ran> => children.run(cmd, args, opts);
+const must = (cmd: string, args: string[], timeoutMs = 120_000): Promise<Ran> => children.must(cmd, args, timeoutMs);
 const agent = (args: string[], timeoutMs?: number): Promise<Ran> => must(process.execPath, [BIN, '--db', db, ...args], timeoutMs);
-
-async function endChildren(): Promise<void> {
-  const live = [...children].filter((c) => c.exitCode === null && c.signalCode === null && c.pid !== undefined);
-  for (const c of live) {
-    try {
-      process.kill(c.pid!, 'SIGTERM');
-    } catch {
-      /* already gone */
-    }
-  }
-  const deadline = Date.now() + 10_000;
-  while ([...children].some((c) => c.exitCode === null && c.signalCode === null) && Date.now() < deadline) await sleep(100);
-  for (const c of children) {
-    if (c.exitCode === null && c.signalCode === null && c.pid !== undefined) {
-      try {
-        process.kill(c.pid, 'SIGKILL');
-      } catch {
-        /* already gone */
-      }
-    }
-  }
-}
+const endChildren = (): Promise<void> => children.endAll(10_000);
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 

@@ -32,7 +32,7 @@
  * /proc/PID/cmdline contains one of our temp dirs killed by pid (SIGTERM, then SIGKILL), temp
  * dirs removed, and a final /proc scan (plus `pgrep -af qemu-system`) must show none of ours.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -40,6 +40,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import { ChildTracker, type Ran } from './lib/children.js';
 import { probeBanner, sshConnect, type SshTarget } from '../src/runtime/ssh.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -71,76 +72,13 @@ Object.assign(childEnv, { AGENT_ACCEL: 'tcg', AGENT_LOG_LEVEL: 'warn' });
 const log = (msg: string): void => void process.stderr.write(`vm bench: ${msg}\n`);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-// ---- child processes (every one we start is tracked, so an interrupt can end it by pid) ----
+// ---- child processes (tracked, so an interrupt can end them by pid) ----
 
-const children = new Set<ChildProcess>();
-
-interface Ran {
-  ms: number;
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(cmd: string, args: string[], opts: { timeoutMs?: number } = {}): Promise<Ran> {
-  return new Promise((resolve, reject) => {
-    const t0 = performance.now();
-    const child = spawn(cmd, args, { cwd: ROOT, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
-    children.add(child);
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout!.on('data', (b: Buffer) => out.push(b));
-    child.stderr!.on('data', (b: Buffer) => err.push(b));
-    const timer = opts.timeoutMs
-      ? setTimeout(() => {
-          if (child.pid !== undefined && child.exitCode === null) process.kill(child.pid, 'SIGTERM');
-        }, opts.timeoutMs)
-      : undefined;
-    child.on('error', (e) => {
-      children.delete(child);
-      if (timer) clearTimeout(timer);
-      reject(e);
-    });
-    child.on('close', (code, signal) => {
-      const ms = performance.now() - t0;
-      children.delete(child);
-      if (timer) clearTimeout(timer);
-      resolve({ ms, code, signal, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
-    });
-  });
-}
-
-async function must(cmd: string, args: string[], timeoutMs = 300_000): Promise<Ran> {
-  const r = await run(cmd, args, { timeoutMs });
-  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.code ?? r.signal}\nstdout: ${r.stdout.slice(0, 2000)}\nstderr: ${r.stderr.slice(-4000)}`);
-  return r;
-}
-
+const children = new ChildTracker({ cwd: ROOT, env: childEnv });
+const run = (cmd: string, args: string[], opts: { timeoutMs?: number } = {}): Promise<Ran> => children.run(cmd, args, opts);
+const must = (cmd: string, args: string[], timeoutMs = 300_000): Promise<Ran> => children.must(cmd, args, timeoutMs);
 const agentCli = (db: string, args: string[], timeoutMs?: number): Promise<Ran> => must(process.execPath, [BIN, '--db', db, ...args], timeoutMs);
-
-async function endChildren(): Promise<void> {
-  for (const c of children) {
-    if (c.exitCode === null && c.signalCode === null && c.pid !== undefined) {
-      try {
-        process.kill(c.pid, 'SIGTERM');
-      } catch {
-        /* already gone */
-      }
-    }
-  }
-  const deadline = Date.now() + 15_000;
-  while ([...children].some((c) => c.exitCode === null && c.signalCode === null) && Date.now() < deadline) await sleep(100);
-  for (const c of children) {
-    if (c.exitCode === null && c.signalCode === null && c.pid !== undefined) {
-      try {
-        process.kill(c.pid, 'SIGKILL');
-      } catch {
-        /* already gone */
-      }
-    }
-  }
-}
+const endChildren = (): Promise<void> => children.endAll(15_000);
 
 // ---- /proc ---------------------------------------------------------------------------------
 
@@ -516,8 +454,8 @@ async function rssBench(): Promise<RssResult> {
   const agentProc = spawn(process.execPath, [BIN, '--db', rssDb, 'run'], { cwd: ROOT, env: childEnv, stdio: ['ignore', outFd, errFd] });
   closeSync(outFd);
   closeSync(errFd);
-  children.add(agentProc);
-  const exited = new Promise<string>((resolve) => agentProc.on('exit', (code, signal) => (children.delete(agentProc), resolve(code !== null ? `exit ${code}` : `signal ${signal}`))));
+  children.track(agentProc);
+  const exited = new Promise<string>((resolve) => agentProc.on('exit', (code, signal) => resolve(code !== null ? `exit ${code}` : `signal ${signal}`)));
   const agentPid = agentProc.pid!;
   const agentTail = (): string => {
     try {
