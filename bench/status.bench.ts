@@ -25,7 +25,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { ChildTracker, type Ran } from './lib/children.js';
+import { ChildTracker, cleanUpOnSignals, type Ran } from './lib/children.js';
 import Database from 'better-sqlite3';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -143,18 +143,7 @@ function cleanup(): Promise<boolean> {
   return cleaning;
 }
 
-let interrupted = false;
-for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(sig, () => {
-    if (interrupted) {
-      log(`${sig} again: cleanup is under way, please wait`);
-      return;
-    }
-    interrupted = true;
-    log(`${sig}: cleaning up`);
-    void cleanup().finally(() => process.exit(130));
-  });
-}
+const signals = cleanUpOnSignals(log, cleanup);
 
 // ---- statistics ----------------------------------------------------------------------------
 
@@ -190,14 +179,14 @@ async function bench(): Promise<void> {
 
   const tRun = performance.now();
   let running = 0;
-  for (let pass = 1; pass <= 3 && running < TOTAL && !interrupted; pass++) {
+  for (let pass = 1; pass <= 3 && running < TOTAL && !signals.interrupted; pass++) {
     const r = await run(process.execPath, [BIN, '--db', db, 'run', '--once'], { timeoutMs: 20 * 60_000 });
     const ps = JSON.parse((await must('podman', ['ps', '-a', '--format', 'json', '--filter', `label=${LABEL_AGENT}=${agentId}`])).stdout || '[]') as PsEntry[];
     running = ps.filter((c) => c.State === 'running').length;
     log(`run --once pass ${pass}: exit ${r.code ?? r.signal} in ${(r.ms / 1000).toFixed(1)} s; ${running}/${TOTAL} running${r.code !== 0 ? `\n${r.stderr.slice(-2000)}` : ''}`);
   }
   const startSeconds = (performance.now() - tRun) / 1000;
-  if (interrupted) return;
+  if (signals.interrupted) return;
   if (running !== TOTAL) throw new Error(`only ${running} of ${TOTAL} containers are running after agent run --once`);
   const setupSeconds = (performance.now() - tSetup) / 1000;
 
@@ -214,7 +203,7 @@ async function bench(): Promise<void> {
   let podmanBytes = 0;
 
   for (let round = -WARMUP_ROUNDS; round < ROUNDS; round++) {
-    if (interrupted) return;
+    if (signals.interrupted) return;
     const order = names.map((_, i) => names[(i + Math.max(round, 0)) % names.length]!);
     const got: Partial<Record<Probe, number>> = {};
     for (const p of order) {

@@ -40,7 +40,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { ChildTracker, type Ran } from './lib/children.js';
+import { ChildTracker, cleanUpOnSignals, type Ran } from './lib/children.js';
 import { probeBanner, sshConnect, type SshTarget } from '../src/runtime/ssh.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -158,22 +158,11 @@ function cleanup(): Promise<boolean> {
   return cleaning;
 }
 
-let interrupted = false;
-for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(sig, () => {
-    if (interrupted) {
-      log(`${sig} again: cleanup is under way, please wait`);
-      return;
-    }
-    interrupted = true;
-    log(`${sig}: cleaning up`);
-    void cleanup().finally(() => process.exit(130));
-  });
-}
+const signals = cleanUpOnSignals(log, cleanup);
 
 class Interrupted extends Error {}
 const checkInterrupted = (): void => {
-  if (interrupted) throw new Interrupted('interrupted');
+  if (signals.interrupted) throw new Interrupted('interrupted');
 };
 
 // ---- statistics ----------------------------------------------------------------------------

@@ -86,3 +86,27 @@ export class ChildTracker {
     }
   }
 }
+
+/**
+ * On SIGINT or SIGTERM: run the benchmark's cleanup once (a second signal only says to wait),
+ * then exit 130. Registered before anything is started; `interrupted` tells long loops to stop.
+ */
+export function cleanUpOnSignals(log: (msg: string) => void, cleanup: () => Promise<unknown>): { readonly interrupted: boolean } {
+  let interrupted = false;
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(sig, () => {
+      if (interrupted) {
+        log(`${sig} again: cleanup is under way, please wait`);
+        return;
+      }
+      interrupted = true;
+      log(`${sig}: cleaning up`);
+      void cleanup().finally(() => process.exit(130));
+    });
+  }
+  return {
+    get interrupted() {
+      return interrupted;
+    },
+  };
+}
