@@ -64,27 +64,40 @@ export async function bridgePresence(name: string): Promise<boolean | undefined>
   return /does not exist/.test(String(r.stderr ?? '')) ? false : undefined;
 }
 
-/** Creates (if missing) the bridge with the gateway address and loads the isolation rules. */
+/**
+ * Creates (if missing) the bridge with the gateway address and loads the isolation rules. All or
+ * nothing for what it creates: if a later step fails, a bridge (or gateway address) this call
+ * added is removed again, so no bridge is left without its rules.
+ */
 export async function netUp(s: BridgeSettings): Promise<string[]> {
   const done: string[] = [];
   let l = await link(s.bridge);
-  if (!l) {
-    await run('ip', ['link', 'add', 'name', s.bridge, 'type', 'bridge'], 'net up');
-    await run('ip', ['link', 'set', 'dev', s.bridge, 'alias', AGENT_ALIAS], 'net up');
-    done.push(`created bridge ${s.bridge}`);
-    l = await link(s.bridge);
+  const created = !l;
+  let addedAddress = false;
+  try {
+    if (!l) {
+      await run('ip', ['link', 'add', 'name', s.bridge, 'type', 'bridge'], 'net up');
+      await run('ip', ['link', 'set', 'dev', s.bridge, 'alias', AGENT_ALIAS], 'net up');
+      done.push(`created bridge ${s.bridge}`);
+      l = await link(s.bridge);
+    }
+    if (!l?.addr_info?.some((a) => a.family === 'inet' && a.local === s.gateway && a.prefixlen === s.prefix)) {
+      // Labelled when the name leaves room, so `net down` can take back an address it added to a
+      // bridge an operator made (and only that address).
+      const label = addressLabel(s.bridge);
+      await run('ip', ['addr', 'replace', `${s.gateway}/${s.prefix}`, 'dev', s.bridge, ...(label ? ['label', label] : [])], 'net up');
+      addedAddress = true;
+      done.push(`address ${s.gateway}/${s.prefix} on ${s.bridge}`);
+    }
+    // Only the steps that would change something: a re-run on a bridge in place is one `nft` call.
+    if (!l?.flags?.includes('UP')) await run('ip', ['link', 'set', 'dev', s.bridge, 'up'], 'net up');
+    // One nft transaction: a bad rule leaves the old tables untouched.
+    await run('nft', ['-f', '-'], 'net up', isolationRuleset(s.bridge, s.gateway, s.table));
+  } catch (err) {
+    if (created) await execa('ip', ['link', 'del', 'dev', s.bridge], { stdin: 'ignore', reject: false });
+    else if (addedAddress) await execa('ip', ['addr', 'del', `${s.gateway}/${s.prefix}`, 'dev', s.bridge], { stdin: 'ignore', reject: false });
+    throw err;
   }
-  if (!l?.addr_info?.some((a) => a.family === 'inet' && a.local === s.gateway && a.prefixlen === s.prefix)) {
-    // Labelled when the name leaves room, so `net down` can take back an address it added to a
-    // bridge an operator made (and only that address).
-    const label = addressLabel(s.bridge);
-    await run('ip', ['addr', 'replace', `${s.gateway}/${s.prefix}`, 'dev', s.bridge, ...(label ? ['label', label] : [])], 'net up');
-    done.push(`address ${s.gateway}/${s.prefix} on ${s.bridge}`);
-  }
-  // Only the steps that would change something: a re-run on a bridge in place is one `nft` call.
-  if (!l?.flags?.includes('UP')) await run('ip', ['link', 'set', 'dev', s.bridge, 'up'], 'net up');
-  // One nft transaction: a bad rule leaves the old tables untouched.
-  await run('nft', ['-f', '-'], 'net up', isolationRuleset(s.bridge, s.gateway, s.table));
   done.push(`isolation rules loaded (tables inet ${s.table}, bridge ${s.table})`);
   return done;
 }

@@ -91,4 +91,17 @@ describe('host networking steps (inside a test namespace)', () => {
     await step('netDown', 'br-op', '10.99.0.1', '24', 'mcptest');
     assert.deepEqual(await addrs(), ['"local":"10.99.0.1"', '"local":"192.168.5.1"']);
   });
+  it('net up that fails at the rules takes back what it added: the bridge it made, or the address it gave an existing bridge', async () => {
+    // a table name nft refuses makes the rules step fail after the bridge was made
+    const r = await step('netUp', 'br-fail', '10.99.0.1', '24', 'bad name');
+    assert.equal(r.ok, false);
+    assert.match(r.error ?? '', /net up/);
+    assert.equal(await linkJson('br-fail'), undefined, 'the bridge this call made is gone');
+    const before = await linkJson('br-t');
+    const addrs = async () => (await inNs('ip', '-j', 'addr', 'show', 'dev', 'br-t')).stdout.match(/"local":"[\d.]+"/g) ?? [];
+    assert.deepEqual(await addrs(), []);
+    assert.equal((await step('netUp', 'br-t', '10.99.0.1', '24', 'bad name')).ok, false);
+    assert.equal((await linkJson('br-t'))?.ifindex, before?.ifindex, 'an existing bridge stays');
+    assert.deepEqual(await addrs(), [], 'without the gateway address this call had added');
+  });
 });
