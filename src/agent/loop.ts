@@ -1,7 +1,8 @@
 /**
  * The agent's main loop. Wakes on: a commit to the registry by another connection (a master's
- * push, polled through PRAGMA data_version), a runtime event (a container died), an action that
- * finished (to verify it), and the cron-scheduled full resync. Wakes coalesce: one pass at a time,
+ * push, polled through PRAGMA data_version), a runtime event (a container died), a change of the
+ * host's VM networking (nft and ip monitors), an action that finished (to verify it), and the
+ * cron-scheduled full resync. Wakes coalesce: one pass at a time,
  * and a wake during a pass causes exactly one more.
  */
 import { CronJob } from 'cron';
@@ -11,6 +12,7 @@ import type { RuntimeKind } from '../manifest/schema.js';
 import type { Registry } from '../registry/index.js';
 import type { Runtime } from '../runtime/types.js';
 import { Reconciler } from './reconciler.js';
+import { watchHostNet } from '../net/watch.js';
 
 export interface LoopOptions {
   registry: Registry;
@@ -54,6 +56,11 @@ export class AgentLoop {
 
     for (const rt of runtimes.values()) {
       this.disposers.push(rt.watch((e) => this.wake(`${e.runtime} ${e.workload} ${e.status}`)));
+    }
+    // VMs depend on the host's bridge, TAPs and isolation rules: a change there (a firewall reload
+    // that flushed the rules, a bridge deleted) wakes a pass at once, not at the next resync.
+    if (runtimes.has('unikernel')) {
+      this.disposers.push(watchHostNet({ bridge: config.net.bridge, table: config.net.table, agentId: registry.meta.agentId(), onChange: (why) => this.wake(why) }));
     }
     const job = CronJob.from({ cronTime: config.resync, onTick: () => this.wake('scheduled resync'), start: true });
     this.disposers.push(() => void job.stop());

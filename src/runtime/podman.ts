@@ -182,7 +182,8 @@ export class PodmanRuntime implements Runtime {
   watch(onEvent: (e: RuntimeEvent) => void): () => void {
     return watchPodmanEvents({
       binary: this.opts.binary,
-      env: this.opts.env,
+      // MCP_AGENT_ID: whose stream this is, for anyone cleaning up after a killed agent.
+      env: { ...this.opts.env, MCP_AGENT_ID: this.opts.agentId },
       filter: `label=${LABEL_AGENT}=${this.opts.agentId}`,
       onEvent,
     });

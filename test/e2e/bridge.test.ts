@@ -3,14 +3,14 @@
 // TAPs, nftables, QEMU (TCG) and SSH.
 import { strict as assert } from 'node:assert';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { execa } from 'execa';
 import Database from 'better-sqlite3';
 import { macFor } from '../../src/agent/identity.js';
 import { tapName } from '../../src/net/plan.js';
-import { TestNode, row } from '../helpers/agent.js';
+import { TestNode, row, waitFor } from '../helpers/agent.js';
 
 const tag = randomBytes(3).toString('hex');
 const NS = `agt-${tag}`; // the node: bridge, TAPs, VMs, agent
@@ -32,6 +32,28 @@ function leases(node: TestNode): Array<{ kind: string; value: string; component:
 
 async function links(): Promise<string[]> {
   return (await ns(NS, 'ip', '-br', 'link')).stdout.split('\n').map((l) => l.split(/\s+/)[0]!).filter(Boolean);
+}
+
+/** Every process below `pid` (children, their children...), with its command line. */
+function descendantsOf(pid: number): Array<{ pid: number; cmd: string }> {
+  const all = readdirSync('/proc').filter((p) => /^\d+$/.test(p)).flatMap((p) => {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      return [{ pid: Number(p), ppid, cmd: readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' ') }];
+    } catch {
+      return [];
+    }
+  });
+  const out: Array<{ pid: number; cmd: string }> = [];
+  const walk = (parent: number): void => {
+    for (const p of all.filter((x) => x.ppid === parent)) {
+      out.push({ pid: p.pid, cmd: p.cmd });
+      walk(p.pid);
+    }
+  };
+  walk(pid);
+  return out;
 }
 
 /** Runs `sh -c script` in a VM through `agent exec`; returns stdout. */
@@ -166,6 +188,26 @@ describe('isolated bridge networking (inside test namespaces)', () => {
     assert.match(row(await node.status(), svc, 'one').reason, /the rules differ/);
     await node.ok(['run', '--once']);
     assert.deepEqual((await node.status()).summary, { 'in-sync': 2 });
+  });
+
+  it('a running agent repairs a flush at once (nft monitor wakes it, not the resync), and SIGTERM ends its monitors', async () => {
+    const agent = node.startAgent({ AGENT_RESYNC: '0 0 0 1 1 *' }); // no resync during the test
+    await waitFor('the agent to pass', async () => (await node.status()).agent.running);
+    const monitors = await waitFor('its monitors', async () => {
+      const d = descendantsOf(agent.pid!);
+      return d.some((m) => m.cmd === 'nft monitor') && d.some((m) => m.cmd === 'ip -o monitor link') ? d : undefined;
+    });
+    const reloads = async () => (JSON.parse(await node.ok(['events', '-n', '1000', '--json'])) as Array<{ action: string; outcome: string }>).filter((e) => e.action === 'isolate' && e.outcome === 'ok').length;
+    const before = await reloads();
+    const t0 = Date.now();
+    assert.equal((await ns(NS, 'nft', 'flush', 'ruleset')).exitCode, 0);
+    await waitFor('the agent to reload the rules', async () => (await reloads()) > before, 20_000, 100);
+    await waitFor('the rules to be back', async () => (JSON.parse(await node.ok(['net', 'status', '--json'])) as { rules: { loaded: boolean } }).rules.loaded, 20_000, 100);
+    console.log(`# flush repaired by the running agent in ${Date.now() - t0} ms`);
+    assert.equal((await inVm(node, `${svc}/one`, PING('10.99.0.3'))).trim(), 'blocked');
+    process.kill(agent.pid!, 'SIGTERM');
+    assert.equal((await agent).exitCode, 0);
+    await waitFor('its monitors to end', async () => monitors.every((m) => !existsSync(`/proc/${m.pid}`)), 10_000, 100);
   });
 
   it('delete frees the TAPs and leases; the IP is reused; net down removes bridge and tables', async () => {

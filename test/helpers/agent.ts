@@ -150,6 +150,18 @@ export class TestNode {
       const ids = (await execa('podman', ['ps', '-a', '-q', '--filter', `label=io.mcp-agent.agent=${this.agentId()}`])).stdout.split('\n').filter(Boolean);
       if (ids.length > 0) await execa('podman', ['rm', '--force', '--time', '0', ...ids], { reject: false });
     }
+    // The monitors of agents killed with SIGKILL would end by themselves within a minute; end
+    // them now: `podman events` filtered on this node's agent id, and the nft/ip monitors that
+    // carry it in their environment.
+    if (existsSync(this.db)) {
+      for (const pid of agentHelperProcesses(this.agentId())) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          /* already gone */
+        }
+      }
+    }
     // VMs: SIGKILL every QEMU whose command line points into this node's directory.
     for (const pid of this.qemuProcesses()) {
       try {
@@ -160,6 +172,22 @@ export class TestNode {
     }
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/** Processes an agent with this id started to watch the host: its podman events and monitors. */
+export function agentHelperProcesses(agentId: string): number[] {
+  const pids: number[] = [];
+  for (const p of readdirSync('/proc')) {
+    if (!/^\d+$/.test(p)) continue;
+    try {
+      const argv = readFileSync(`/proc/${p}/cmdline`, 'utf8');
+      const environ = readFileSync(`/proc/${p}/environ`, 'utf8').split('\0');
+      if ((argv.startsWith('podman\0events') && argv.includes(`io.mcp-agent.agent=${agentId}`)) || environ.includes(`MCP_AGENT_ID=${agentId}`)) pids.push(Number(p));
+    } catch {
+      /* gone */
+    }
+  }
+  return pids;
 }
 
 export const GUEST_IMAGES = join(ROOT, 'var/images');
