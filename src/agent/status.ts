@@ -32,9 +32,12 @@ export interface StatusRow {
 }
 
 export interface AgentLiveness {
+  /** A live `agent run` holds the registry's reconciler claim. */
   running: boolean;
   pid: number | null;
   last_pass_at: string | null;
+  /** A live `agent run --once` holds it. */
+  once_in_progress: boolean;
 }
 
 export interface StatusReport {
@@ -52,8 +55,15 @@ export interface StatusReport {
 function agentLiveness(registry: Registry): AgentLiveness {
   const claim = registry.meta.reconciler();
   const hb = registry.meta.heartbeat();
-  const running = claim !== undefined && claim.mode === 'run' && identityLive(claim);
-  return { running, pid: running ? claim.pid : (hb?.pid ?? null), last_pass_at: hb?.at ?? null };
+  const live = claim !== undefined && identityLive(claim);
+  const running = live && claim.mode === 'run';
+  return {
+    running,
+    pid: live ? claim.pid : (hb?.pid ?? null),
+    last_pass_at: hb?.at ?? null,
+    // A one-shot pass under way (`run --once`, e.g. from cron) is reconciling too, just not for long.
+    once_in_progress: live && claim.mode === 'run --once',
+  };
 }
 
 export async function buildStatus(registry: Registry, runtimes: Map<RuntimeKind, Runtime>, config: AgentConfig): Promise<StatusReport> {

@@ -19,7 +19,12 @@ function table(head: string[]): Table.Table {
 
 export function formatStatus(r: StatusReport): string {
   const lines: string[] = [];
-  const agent = r.agent.running ? `running (pid ${r.agent.pid}, last pass ${ago(r.agent.last_pass_at)})` : `not running${r.agent.last_pass_at ? ` (last pass ${ago(r.agent.last_pass_at)})` : ''}`;
+  const lastPass = r.agent.last_pass_at ? `last pass ${ago(r.agent.last_pass_at)}` : '';
+  const agent = r.agent.running
+    ? `running (${[`pid ${r.agent.pid}`, lastPass].filter(Boolean).join(', ')})`
+    : r.agent.once_in_progress
+      ? `run --once in progress (pid ${r.agent.pid})`
+      : `not running${lastPass ? ` (${lastPass})` : ''}`;
   lines.push(`registry: ${r.registry}`);
   lines.push(`agent:    ${agent}`);
   const rts = Object.entries(r.runtimes).map(([k, v]) => (v.ok ? `${k} ok` : `${k} UNAVAILABLE (${v.error})`));

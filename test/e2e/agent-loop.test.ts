@@ -107,6 +107,20 @@ describe('the agent loop, end to end', () => {
     assert.equal((await node.status()).agent.running, false, 'a killed agent is not reported running');
     await node.ok(['run', '--once']); // the dead agent's claim is taken over
     assert.deepEqual((await node.status()).summary, { 'in-sync': 1 });
+
+    // status tells a one-shot pass under way from a running agent (six starts, one at a time)
+    await node.apply(containerService(svc, Object.fromEntries(['api', 'b', 'c', 'd', 'e', 'f'].map((c) => [c, SLEEP]))));
+    const serial = join(node.dir, 'serial.toml');
+    writeFileSync(serial, 'parallelism = 1\n');
+    const once = node.cli(['run', '--once'], { env: { AGENT_CONFIG: serial } });
+    const seen = await waitFor('status to see the run --once', async () => {
+      const a = (await node.status()).agent;
+      return a.once_in_progress ? a : undefined;
+    }, 30_000, 50);
+    assert.equal(seen.running, false);
+    assert.equal((await once).exitCode, 0);
+    const after = (await node.status()).agent;
+    assert.deepEqual([after.running, after.once_in_progress], [false, false]);
   });
 
   it('SIGTERM stops the agent cleanly and leaves its workloads running', async (t) => {

@@ -224,7 +224,7 @@ export interface StatusRowJson {
 }
 
 export interface StatusJson {
-  agent: { running: boolean; pid: number | null };
+  agent: { running: boolean; pid: number | null; once_in_progress: boolean };
   runtimes: Record<string, { ok: boolean; error: string | null }>;
   summary: Record<string, number>;
   components: StatusRowJson[];
