@@ -12,7 +12,7 @@ import type { Runtime } from '../runtime/types.js';
 import type { VmPaths } from '../config/config.js';
 import { placeVm, type NetPlacementSettings } from './placement.js';
 import { nextAttemptAt, type BackoffPolicy } from './backoff.js';
-import { labelsFor, workloadName } from './identity.js';
+import { attemptHash, labelsFor, workloadName } from './identity.js';
 import type { Action } from './planner.js';
 
 export interface ExecutorOptions {
@@ -112,9 +112,10 @@ export class Executor {
 
   /** Counts one more failure of this spec of the component and sets when it may be tried again. */
   private recordFailure(a: Extract<Action, { spec: unknown }>, message: string): void {
-    const failures = this.o.registry.instances.failuresFor(a.workload, a.specHash) + 1;
+    const attempted = attemptHash(a.spec);
+    const failures = this.o.registry.instances.failuresFor(a.workload, attempted) + 1;
     const next = nextAttemptAt(new Date(), failures, this.o.backoff);
-    this.o.registry.instances.recordFailure(a.workload, { ...a.key, runtime: a.runtime }, { failures, nextAttemptAt: next.toISOString(), error: message, specHash: a.specHash });
+    this.o.registry.instances.recordFailure(a.workload, { ...a.key, runtime: a.runtime }, { failures, nextAttemptAt: next.toISOString(), error: message, specHash: attempted });
   }
 
   private async perform(a: Action): Promise<string> {

@@ -59,6 +59,15 @@ export function specHash(spec: ComponentSpec): string {
   return createHash('sha256').update(canonicalJson(shaping)).digest('hex');
 }
 
+/**
+ * The hash the backoff is keyed on: every field of the spec, including those left out of
+ * specHash. A failed start is held back only while the operator has changed nothing, so a fix
+ * to any field (a corrected image_sha256, a pinned host key, the restart policy) is tried at once.
+ */
+export function attemptHash(spec: ComponentSpec): string {
+  return createHash('sha256').update(canonicalJson(spec)).digest('hex');
+}
+
 export function labelsFor(agentId: string, key: ComponentKey, hash: string): Record<string, string> {
   return {
     [LABEL_AGENT]: agentId,

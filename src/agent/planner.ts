@@ -8,7 +8,7 @@ import { keyString, type ComponentKey } from '../errors.js';
 import type { ComponentSpec, RuntimeKind } from '../manifest/schema.js';
 import type { DesiredState, InstanceRecord } from '../registry/index.js';
 import type { Observed } from '../runtime/types.js';
-import { specHash, workloadName } from './identity.js';
+import { attemptHash, specHash, workloadName } from './identity.js';
 import { networkDrift, type BridgeFact, type NetworkDrift } from './network-drift.js';
 
 export type Drift =
@@ -207,7 +207,7 @@ export function plan(input: PlanInput): PlanResult {
     let backoffUntil: string | undefined;
     // The backoff holds back only the spec that failed: an operator's fix is tried at once.
     const until = rec?.nextAttemptAt;
-    if (action && action.type !== 'adopt' && rec && until && Date.parse(until) > now.getTime() && (rec.failedSpecHash ?? hash) === hash) {
+    if (action && action.type !== 'adopt' && rec && until && Date.parse(until) > now.getTime() && (rec.failedSpecHash === null || rec.failedSpecHash === attemptHash(spec))) {
       backoffUntil = until;
       reason += `${reason ? '; ' : ''}failed ${rec.failures}x, backing off until ${shortTime(until)}${rec.lastError ? ` (last error: ${rec.lastError})` : ''}`;
       action = undefined;

@@ -298,15 +298,20 @@ describe('unikernel bad input and failures leave nothing behind', () => {
     const node = vmNode();
     t.after(() => node.cleanup());
     const svc = TestNode.serviceName();
+    // A long backoff, so that the fix below is tried only if a changed image_sha256 lifts it.
+    writeFileSync(join(node.dir, 'agent.toml'), `db = "agent.db"\nbackoff = { base_ms = 600000, max_ms = 600000 }\n`);
+    const env = { AGENT_CONFIG: join(node.dir, 'agent.toml') };
     await node.apply(vmService(svc, { d: `${DISK}\nimage_sha256 = "${'0'.repeat(64)}"` }));
-    assert.equal((await node.cli(['run', '--once'])).exitCode, 1);
+    assert.equal((await node.cli(['run', '--once'], { env })).exitCode, 1);
     const d = row(await node.status(), svc, 'd');
     assert.match(d.last_event?.message ?? '', /image attestation failed: .*guest\.img has sha256 [0-9a-f]{64}, the component expects 0{64}/);
+    assert.match(d.reason, /backing off/);
     assert.deepEqual(node.qemuProcesses(), []);
-    // the right hash boots
+    // the right hash boots at once: the backoff held back only the spec that failed
     const good = (await execa('sha256sum', [join(node.dir, 'images/guest.img')])).stdout.split(' ')[0]!;
     await node.apply(vmService(svc, { d: `${DISK}\nimage_sha256 = "${good}"` }));
-    await node.ok(['run', '--once']);
-    assert.equal(row(await node.status(), svc, 'd').drift, 'in-sync');
+    const out = await node.ok(['run', '--once'], { env });
+    const after = row(await node.status(), svc, 'd');
+    assert.equal(after.drift, 'in-sync', JSON.stringify({ after, out }));
   });
 });

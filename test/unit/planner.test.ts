@@ -2,7 +2,7 @@
 import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
 import { plan, type Action, type Assessment, type PlanInput, type PlanResult, type RuntimeListing } from '../../src/agent/planner.js';
-import { specHash, workloadName } from '../../src/agent/identity.js';
+import { attemptHash, specHash, workloadName } from '../../src/agent/identity.js';
 import type { ComponentSpec, RuntimeKind } from '../../src/manifest/schema.js';
 import type { DesiredComponent, DesiredService, DesiredState, InstanceRecord } from '../../src/registry/index.js';
 import type { Observed } from '../../src/runtime/types.js';
@@ -249,7 +249,7 @@ describe('plan: desired components against observed workloads', () => {
     assert.deepEqual(actionTypes(r), ['replace:edge-fw']);
     assert.deepEqual(actionTypes(on({ bridge: { name: 'mcp-br0', present: false } })), []);
     assert.equal(only(on({}), 'edge-fw').drift, 'in-sync', 'no bridge fact: not checked');
-    const held = on({ bridge: { name: 'mcp-br0', present: true } }, record(s, { failures: 2, nextAttemptAt: '2024-05-01T12:05:00.000Z', failedSpecHash: specHash(s) }));
+    const held = on({ bridge: { name: 'mcp-br0', present: true } }, record(s, { failures: 2, nextAttemptAt: '2024-05-01T12:05:00.000Z', failedSpecHash: attemptHash(s) }));
     assert.deepEqual(actionTypes(held), []);
     assert.match(only(held, 'edge-fw').reason, /backing off/);
   });
@@ -478,6 +478,20 @@ describe('plan: backoff and settling', () => {
       const a = only(r, 'web-api');
       assert.equal(a.backoffUntil, undefined);
       assert.doesNotMatch(a.reason, /backing off/);
+    }
+  });
+
+  it('holds back only the spec that failed: any change by the operator is tried at once', () => {
+    const failed = spec('edge', 'fw', { runtime: 'unikernel', image_sha256: '0'.repeat(64) });
+    const rec = record(failed, { handle: null, failures: 3, nextAttemptAt: future, failedSpecHash: attemptHash(failed) });
+    const planFor = (s: ComponentSpec) => plan(input(desired([validRow(s)]), { unikernel: ok() }, [rec]));
+    assert.deepEqual(actionTypes(planFor(failed)), [], 'the same spec waits');
+    // Fields outside specHash (checks on the workload, the restart policy) still count as a fix.
+    const fixes: Array<Partial<ComponentSpec>> = [{ image_sha256: 'a'.repeat(64) }, { image_sha256: undefined }, { ssh_host_key: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKeyKeyKeyKeyKeyKeyKeyKeyKeyKeyKeyKeyKeyKeyKey' }, { restart: 'never' }, { memory: 512 }];
+    for (const fix of fixes) {
+      const s = { ...failed, ...fix };
+      assert.notEqual(attemptHash(s), attemptHash(failed), JSON.stringify(fix));
+      assert.deepEqual(actionTypes(planFor(s)), ['start:edge-fw'], JSON.stringify(fix));
     }
   });
 
