@@ -13,7 +13,7 @@ import type { Registry } from '../registry/index.js';
 import type { VmPlacement } from '../runtime/types.js';
 import { resolveBootFiles, resolveBootPath } from './images.js';
 import { candidatePorts, preferredSshPort, SERVICE_PORT_RANGE, SSH_PORT_RANGE } from './ports.js';
-import { bridgeExists, ensureRules, type BridgeSettings } from '../net/host.js';
+import { bridgeExists, ensureRules, otherAgentsOnBridge, type BridgeSettings } from '../net/host.js';
 import { ipToInt, parseSubnet, pickIp, tapName, vmAddresses } from '../net/plan.js';
 
 /** Whether anyone (any process, any agent) holds the port on 127.0.0.1 right now. */
@@ -95,7 +95,8 @@ export async function placeVm(registry: Registry, paths: VmPaths, net: NetPlacem
   const hostKey = resolveHostKey(spec, paths.imagesDirs, workload);
 
   // auto: the bridge when it exists with its isolation rules (loaded again here if they went
-  // missing), else SLIRP. No VM is ever put on a bridge where it could reach the others.
+  // missing) and no other agent's VMs, else SLIRP. No VM is ever put on a bridge where it could
+  // reach the others, or where its address could be another agent's.
   const present = spec.network === 'slirp' ? false : await bridgeExists(net.bridge.bridge);
   if (spec.network === 'bridge' && !present) fail(workload, `network 'bridge': the bridge ${net.bridge.bridge} does not exist (agent net up creates it)`);
   let isolated = false;
@@ -105,6 +106,15 @@ export async function placeVm(registry: Registry, paths: VmPaths, net: NetPlacem
       isolated = true;
     } catch (err) {
       if (spec.network === 'bridge') fail(workload, `network 'bridge': the isolation rules of ${net.bridge.bridge} are not in place and cannot be loaded: ${(err as Error).message}`);
+    }
+  }
+  // Another agent's VMs on this bridge: its registry leases the same addresses as ours.
+  if (present && isolated) {
+    const others = await otherAgentsOnBridge(net.bridge.bridge, registry.meta.agentId());
+    if (others.length > 0) {
+      const why = `the bridge ${net.bridge.bridge} carries VMs of another agent (${others.join(', ')}): two registries on one bridge would lease the same addresses`;
+      if (spec.network === 'bridge') fail(workload, `network 'bridge': ${why}`);
+      isolated = false;
     }
   }
   if (present && isolated) {

@@ -7,7 +7,7 @@ import { bridgeSettings, vmPaths, type AgentConfig } from '../config/config.js';
 import { keyString } from '../errors.js';
 import type { RuntimeKind } from '../manifest/schema.js';
 import type { DesiredState, Registry } from '../registry/index.js';
-import { bridgePresence, checkRules, ensureRules } from '../net/host.js';
+import { bridgePresence, checkRules, ensureRules, otherAgentsOnBridge } from '../net/host.js';
 import type { BridgeFact } from './network-drift.js';
 import type { Runtime } from '../runtime/types.js';
 import { Executor, type ActionOutcome } from './executor.js';
@@ -37,7 +37,7 @@ export async function assess(
   repairs?: AssessRepairs,
 ): Promise<PlanResult & { listings: Partial<Record<RuntimeKind, RuntimeListing>> }> {
   const desired = registry.desired.read();
-  const [observed, bridge] = await Promise.all([observeAll(runtimes), bridgeFact(config, desired, repairs)]);
+  const [observed, bridge] = await Promise.all([observeAll(runtimes), bridgeFact(config, desired, registry.meta.agentId(), repairs)]);
   const result = plan({
     desired,
     observed,
@@ -55,7 +55,7 @@ export async function assess(
  * let VMs reach each other: a pass loads them again (a host firewall reload with `flush ruleset`
  * removes them), and until then no VM is put on the bridge.
  */
-async function bridgeFact(config: AgentConfig, desired: DesiredState, repairs?: AssessRepairs): Promise<BridgeFact | undefined> {
+async function bridgeFact(config: AgentConfig, desired: DesiredState, agentId: string, repairs?: AssessRepairs): Promise<BridgeFact | undefined> {
   const wantsBridge = desired.components.some((c) => c.valid && c.spec.runtime === 'unikernel' && c.spec.network !== 'slirp');
   if (!wantsBridge) return undefined;
   const name = config.net.bridge;
@@ -64,18 +64,20 @@ async function bridgeFact(config: AgentConfig, desired: DesiredState, repairs?: 
   if (present === undefined) return undefined;
   if (!present) return { name, present };
   const settings = bridgeSettings(config);
+  // Undefined when `ip` cannot tell: the sharing check is then skipped, not guessed.
+  const otherAgents = await otherAgentsOnBridge(name, agentId).catch(() => undefined);
   if (repairs) {
     try {
       if (await ensureRules(settings)) repairs.isolation({ reloaded: true });
-      return { name, present, isolated: true };
+      return { name, present, isolated: true, otherAgents };
     } catch (err) {
       const error = (err as Error).message;
       repairs.isolation({ reloaded: false, error });
-      return { name, present, isolated: false, isolationDetail: error };
+      return { name, present, isolated: false, isolationDetail: error, otherAgents };
     }
   }
   const rules = await checkRules(settings);
-  return { name, present, isolated: rules.loaded, isolationDetail: rules.detail };
+  return { name, present, isolated: rules.loaded, isolationDetail: rules.detail, otherAgents };
 }
 
 export class Reconciler {

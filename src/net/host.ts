@@ -221,6 +221,25 @@ export async function tapAttachments(): Promise<Map<string, string | undefined> 
   }
 }
 
+/**
+ * Agent ids other than `agentId` with a TAP enslaved to `bridge`. Each registry leases addresses
+ * on its own, so a second agent on the same bridge would hand out the same IPs: placement keeps
+ * off a bridge another agent uses.
+ */
+export async function otherAgentsOnBridge(bridge: string, agentId: string): Promise<string[]> {
+  const out = await execa('ip', ['-j', 'link', 'show', 'type', 'tun'], { stdin: 'ignore', reject: false });
+  if (out.exitCode !== 0) throw new RuntimeError('net', 'tap', undefined, `cannot list TAPs: ${out.stderr.trim()}`);
+  const links = LinkSchema.safeParse(JSON.parse(out.stdout || '[]'));
+  if (!links.success) throw new RuntimeError('net', 'tap', undefined, 'cannot read the TAP list of `ip -j link`');
+  const others = new Set<string>();
+  for (const l of links.data) {
+    if (l.master !== bridge || !l.ifalias?.startsWith(`${AGENT_ALIAS}:`)) continue;
+    const owner = l.ifalias.slice(AGENT_ALIAS.length + 1).split(':')[0];
+    if (owner && owner !== agentId) others.add(owner);
+  }
+  return [...others].sort();
+}
+
 /** TAPs made by an agent (alias `mcp-agent:<owner>`, owner = `<agent id>:<workload>`), by owner. */
 export async function agentTaps(): Promise<Map<string, string>> {
   const out = await execa('ip', ['-j', 'link', 'show', 'type', 'tun'], { stdin: 'ignore', reject: false });

@@ -162,6 +162,46 @@ describe('isolated bridge networking (inside test namespaces)', () => {
     assert.equal(leases(node).find((l) => l.value === '10.99.0.3')?.component, 'two');
   });
 
+  it('a second agent keeps off a bridge the first one uses (its leases would collide); the first reports a bridge shared with it', async (t) => {
+    const other = new TestNode({ AGENT_ACCEL: 'tcg' });
+    other.netns = NS;
+    t.after(() => other.cleanup());
+    other.useGuestImages();
+    const svc2 = TestNode.serviceName();
+    await other.ok(['net', 'up']);
+    const comp = (name: string, network: string) => `\n[[components]]\nname = "${name}"\nmemory = 128\nnetwork = "${network}"\n${KERNEL}\n`;
+    await other.apply(`name = "${svc2}"\nruntime = "unikernel"\n${comp('a', 'auto')}${comp('b', 'bridge')}`);
+    const r = await other.cli(['run', '--once']);
+    assert.equal(r.exitCode, 1, 'the bridge-only component failed');
+    const st = await other.status();
+    const a = row(st, svc2, 'a');
+    const b = row(st, svc2, 'b');
+    assert.deepEqual([a.drift, a.network], ['in-sync', 'slirp'], JSON.stringify(a));
+    assert.equal(b.drift, 'missing');
+    assert.match(b.last_event?.message ?? '', new RegExp(`mcp-br0 carries VMs of another agent \\(${node.agentId()}\\)`));
+    assert.ok(!(await links()).some((l) => l === tapName(`${svc2}-a`) || l === tapName(`${svc2}-b`)), 'no TAP of the second agent');
+    assert.deepEqual(leases(other).filter((l) => l.kind === 'ip'), [], 'no IP leased by the second agent');
+    for (const c of ['one', 'two']) assert.equal(row(await node.status(), svc, c).drift, 'in-sync', 'the second agent has nothing on the bridge');
+
+    // the first agent, once a TAP of another agent is on its bridge: drift network, no restart
+    const pids = [node.qemuPid(`${svc}-one`), node.qemuPid(`${svc}-two`)];
+    const foreign = `mcpx${tag}`;
+    await ns(NS, 'ip', 'tuntap', 'add', 'dev', foreign, 'mode', 'tap');
+    try {
+      await ns(NS, 'ip', 'link', 'set', 'dev', foreign, 'alias', 'mcp-agent:0123456789abcdef:x-y');
+      await ns(NS, 'ip', 'link', 'set', 'dev', foreign, 'master', 'mcp-br0', 'up');
+      const one = row(await node.status(), svc, 'one');
+      assert.equal(one.drift, 'network');
+      assert.match(one.reason, /shared bridge: mcp-br0 also carries VMs of agent 0123456789abcdef/);
+      assert.equal(one.next_action, null);
+      await node.ok(['run', '--once']);
+      assert.deepEqual([node.qemuPid(`${svc}-one`), node.qemuPid(`${svc}-two`)], pids, 'no VM restarted');
+    } finally {
+      await ns(NS, 'ip', 'link', 'del', 'dev', foreign);
+    }
+    assert.equal(row(await node.status(), svc, 'one').drift, 'in-sync');
+  });
+
   it('a host firewall reload that flushes the rules: status says the VMs are not isolated, the next pass loads the rules again', async () => {
     await ns(NS, 'nft', 'flush', 'ruleset'); // what `systemctl restart nftables` does with a stock nftables.conf
     assert.equal((await inVm(node, `${svc}/one`, PING('10.99.0.3'))).trim(), 'reach', 'without the rules the VMs reach each other');

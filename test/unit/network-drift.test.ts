@@ -55,4 +55,17 @@ describe('networkDrift', () => {
     }
     assert.equal(networkDrift(vm('auto'), running('bridge'), { ...bare, isolated: true }), undefined);
   });
+
+  it('a bridge shared with another agent: no VM moves onto it, VMs on it are reported, none is restarted for it', () => {
+    const shared = { name: 'mcp-br0', present: true, isolated: true, otherAgents: ['a1', 'b2'] };
+    assert.equal(networkDrift(vm('auto'), running('slirp'), shared), undefined, 'auto stays on SLIRP');
+    for (const mode of ['auto', 'bridge'] as const) {
+      assert.deepEqual(networkDrift(vm(mode), running('bridge'), shared), {
+        reason: "shared bridge: mcp-br0 also carries VMs of agent a1, b2, whose addresses may collide with this agent's; give each agent its own bridge",
+        fixable: false,
+      });
+    }
+    assert.equal(networkDrift(vm('auto'), running('bridge'), { ...shared, otherAgents: [] }), undefined);
+    assert.deepEqual(networkDrift(vm('auto'), running('slirp'), { ...shared, otherAgents: [] })?.fixable, true, 'no other agent: auto moves onto it');
+  });
 });
