@@ -2,8 +2,8 @@
 // namespace this benchmark creates and deletes: the outer process makes the namespace and re-runs
 // itself inside it with `ip netns exec`.
 //
-// (a) per-VM network setup: the agent's placement (IP lease in the registry, bridge check, host
-//     key) + its TAP step (create, alias, enslave, up), for 50 VMs; baseline: bare `ip tuntap add`
+// (a) per-VM network setup: the agent's placement (IP lease in the registry, bridge check, rules
+//     check, no other agent's TAP on the bridge, host key) + its TAP step (create, alias, enslave, up), for 50 VMs; baseline: bare `ip tuntap add`
 //     + `ip link set master up` for 50 TAPs, same run.
 // (b) the isolation rules: `netUp` on an existing bridge (idempotent reload) vs a bare `nft -f`.
 // (c) a reconcile pass over 50 running VM components with a fake QEMU: `agent run --once` and
@@ -103,10 +103,10 @@ async function inner(): Promise<void> {
         const key = { service: 'bench', component: `vm${i}` };
         const p = await placeVm(registry, paths, { bridge: net, subnet: cfg.net.subnet }, key, names[i]!, specs[i]!);
         if (p.net.mode !== 'bridge') throw new Error('expected bridge mode');
-        await tapUp(p.net.tap, net.bridge, `bench:${names[i]}`);
+        await tapUp(p.net.tap, net.bridge, `${registry.meta.agentId()}:${names[i]}`);
       }
       agentPer.push((performance.now() - t) / N);
-      for (const n of names) await tapDown(tapName(n), `bench:${n}`);
+      for (const n of names) await tapDown(tapName(n), `${registry.meta.agentId()}:${n}`);
       for (let i = 0; i < N; i++) registry.leases.releaseComponent({ service: 'bench', component: `vm${i}` });
     }
 

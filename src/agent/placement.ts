@@ -99,25 +99,23 @@ export async function placeVm(registry: Registry, paths: VmPaths, net: NetPlacem
   // reach the others, or where its address could be another agent's.
   const present = spec.network === 'slirp' ? false : await bridgeExists(net.bridge.bridge);
   if (spec.network === 'bridge' && !present) fail(workload, `network 'bridge': the bridge ${net.bridge.bridge} does not exist (agent net up creates it)`);
-  let isolated = false;
+  // Two checks before a VM goes on the bridge, run side by side: its isolation rules are in
+  // place, and no other agent's VMs are on it (that agent's registry leases the same addresses).
+  let usable = false;
   if (present) {
-    try {
-      await ensureRules(net.bridge);
-      isolated = true;
-    } catch (err) {
-      if (spec.network === 'bridge') fail(workload, `network 'bridge': the isolation rules of ${net.bridge.bridge} are not in place and cannot be loaded: ${(err as Error).message}`);
-    }
+    const [rules, others] = await Promise.allSettled([ensureRules(net.bridge), otherAgentsOnBridge(net.bridge.bridge, registry.meta.agentId())]);
+    const why =
+      rules.status === 'rejected'
+        ? `the isolation rules of ${net.bridge.bridge} are not in place and cannot be loaded: ${(rules.reason as Error).message}`
+        : others.status === 'rejected'
+          ? `cannot tell whether another agent uses ${net.bridge.bridge}: ${(others.reason as Error).message}`
+          : others.value.length > 0
+            ? `the bridge ${net.bridge.bridge} carries VMs of another agent (${others.value.join(', ')}): two registries on one bridge would lease the same addresses`
+            : undefined;
+    if (why && spec.network === 'bridge') fail(workload, `network 'bridge': ${why}`);
+    usable = !why;
   }
-  // Another agent's VMs on this bridge: its registry leases the same addresses as ours.
-  if (present && isolated) {
-    const others = await otherAgentsOnBridge(net.bridge.bridge, registry.meta.agentId());
-    if (others.length > 0) {
-      const why = `the bridge ${net.bridge.bridge} carries VMs of another agent (${others.join(', ')}): two registries on one bridge would lease the same addresses`;
-      if (spec.network === 'bridge') fail(workload, `network 'bridge': ${why}`);
-      isolated = false;
-    }
-  }
-  if (present && isolated) {
+  if (usable) {
     const ip = leaseIp(registry, key, workload, net.bridge, net.subnet);
     // Host ports belong to SLIRP mode: give them back.
     for (const l of registry.leases.forComponent(key)) if (l.kind === 'host_port') registry.leases.release(l.kind, l.value);

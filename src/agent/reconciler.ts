@@ -65,19 +65,19 @@ async function bridgeFact(config: AgentConfig, desired: DesiredState, agentId: s
   if (!present) return { name, present };
   const settings = bridgeSettings(config);
   // Undefined when `ip` cannot tell: the sharing check is then skipped, not guessed.
-  const otherAgents = await otherAgentsOnBridge(name, agentId).catch(() => undefined);
+  const sharing = otherAgentsOnBridge(name, agentId).catch(() => undefined);
   if (repairs) {
     try {
       if (await ensureRules(settings)) repairs.isolation({ reloaded: true });
-      return { name, present, isolated: true, otherAgents };
+      return { name, present, isolated: true, otherAgents: await sharing };
     } catch (err) {
       const error = (err as Error).message;
       repairs.isolation({ reloaded: false, error });
-      return { name, present, isolated: false, isolationDetail: error, otherAgents };
+      return { name, present, isolated: false, isolationDetail: error, otherAgents: await sharing };
     }
   }
   const rules = await checkRules(settings);
-  return { name, present, isolated: rules.loaded, isolationDetail: rules.detail, otherAgents };
+  return { name, present, isolated: rules.loaded, isolationDetail: rules.detail, otherAgents: await sharing };
 }
 
 export class Reconciler {

@@ -227,13 +227,14 @@ export async function tapAttachments(): Promise<Map<string, string | undefined> 
  * off a bridge another agent uses.
  */
 export async function otherAgentsOnBridge(bridge: string, agentId: string): Promise<string[]> {
-  const out = await execa('ip', ['-j', 'link', 'show', 'type', 'tun'], { stdin: 'ignore', reject: false });
-  if (out.exitCode !== 0) throw new RuntimeError('net', 'tap', undefined, `cannot list TAPs: ${out.stderr.trim()}`);
+  // Only the bridge's ports: the cost does not grow with links elsewhere on the host.
+  const out = await execa('ip', ['-j', 'link', 'show', 'master', bridge], { stdin: 'ignore', reject: false });
+  if (out.exitCode !== 0) throw new RuntimeError('net', 'tap', undefined, `cannot list the ports of ${bridge}: ${out.stderr.trim()}`);
   const links = LinkSchema.safeParse(JSON.parse(out.stdout || '[]'));
-  if (!links.success) throw new RuntimeError('net', 'tap', undefined, 'cannot read the TAP list of `ip -j link`');
+  if (!links.success) throw new RuntimeError('net', 'tap', undefined, `cannot read the port list of ${bridge} from \`ip -j link\``);
   const others = new Set<string>();
   for (const l of links.data) {
-    if (l.master !== bridge || !l.ifalias?.startsWith(`${AGENT_ALIAS}:`)) continue;
+    if (!l.ifalias?.startsWith(`${AGENT_ALIAS}:`)) continue;
     const owner = l.ifalias.slice(AGENT_ALIAS.length + 1).split(':')[0];
     if (owner && owner !== agentId) others.add(owner);
   }

@@ -1,6 +1,7 @@
 // End to end through the real CLI, real SQLite and real podman: the reconcile story of one node.
 import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
+import { writeFileSync } from 'node:fs';
 import { execa } from 'execa';
 import { TestNode, containerService, row, waitFor, SLEEP, PODMAN_FLAGS, IMAGE } from '../helpers/agent.js';
 
@@ -121,8 +122,11 @@ describe('container reconcile, end to end', () => {
       await node.cleanup();
     });
     const foreign = (await execa('podman', ['run', '-d', ...PODMAN_FLAGS, '--name', `${svc}-api`, IMAGE, ...SLEEP])).stdout.trim();
+    // A backoff longer than the test, so that status still shows it however slow the machine.
+    const cfg = `${node.dir}/agent.toml`;
+    writeFileSync(cfg, `db = "agent.db"\n[backoff]\nbase_ms = 600000\nmax_ms = 600000\n`);
     await node.apply(containerService(svc, { api: SLEEP }));
-    const r = await node.cli(['run', '--once']);
+    const r = await node.cli(['run', '--once'], { env: { AGENT_CONFIG: cfg } });
     assert.equal(r.exitCode, 1, 'a failed action makes run --once exit 1');
     const { stdout } = await execa('podman', ['inspect', '--format', '{{.Id}} {{.State.Status}}', `${svc}-api`]);
     assert.equal(stdout.trim(), `${foreign} running`, 'the foreign container is untouched');

@@ -279,7 +279,8 @@ describe('unikernel bad input and failures leave nothing behind', () => {
     t.after(() => node.cleanup());
     const svc = TestNode.serviceName();
     // A kernel that boots but an initrd that is garbage: the kernel panics, SSH never answers.
-    writeFileSync(join(node.dir, 'agent.toml'), `db = "agent.db"\nqemu = { boot_timeout_seconds = 15 }\n`);
+    // (and a backoff longer than the test, so that status still shows it however slow the machine)
+    writeFileSync(join(node.dir, 'agent.toml'), `db = "agent.db"\nqemu = { boot_timeout_seconds = 15 }\nbackoff = { base_ms = 600000, max_ms = 600000 }\n`);
     const env = { AGENT_CONFIG: join(node.dir, 'agent.toml') };
     await node.apply(vmService(svc, { k: `kernel = "vmlinux"\ninitrd = "host_key.pub"` }));
     const r = await node.cli(['run', '--once'], { env });
