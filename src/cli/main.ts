@@ -237,7 +237,7 @@ function program(): Command {
     });
   net
     .command('status')
-    .description('whether the bridge exists and the isolation rules are in place')
+    .description('whether the bridge exists, the isolation rules are in place, and whose VMs are on it (exit 1 when the rules are missing or several agents share it)')
     .option('--json', 'print JSON')
     .action(async (opts: { json?: boolean }, cmd: Command) => {
       const s = await netStatus(bridgeSettings(settings(cmd)));
@@ -245,7 +245,9 @@ function program(): Command {
       const b = s.bridge;
       print(`bridge: ${b.name} ${b.present ? `present${b.created_by_agent ? ' (created by the agent)' : ''}, ${b.up ? 'up' : 'down'}, ${b.address ?? 'no address'}` : 'absent (VMs with network auto use SLIRP)'}`);
       print(`rules:  ${s.rules.detail}`);
-      if (b.present && !s.rules.loaded) process.exitCode = 1;
+      const agents = Object.entries(s.agents);
+      if (b.present) print(`VMs:    ${agents.length === 0 ? 'none' : agents.map(([id, n]) => `${n} of agent ${id}`).join(', ')}${agents.length > 1 ? ' (shared by several agents: their addresses may collide; agents keep new VMs off it)' : ''}`);
+      if (b.present && (!s.rules.loaded || agents.length > 1)) process.exitCode = 1;
     });
 
   p.command('events')

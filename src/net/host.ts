@@ -126,15 +126,18 @@ export async function netDown(s: BridgeSettings): Promise<string[]> {
 export interface NetStatus {
   bridge: { name: string; present: boolean; created_by_agent: boolean; address: string | null; up: boolean };
   rules: { loaded: boolean; detail: string };
+  /** Agent id -> its TAPs on the bridge. More than one agent means their addresses may collide. */
+  agents: Record<string, number>;
 }
 
 export async function netStatus(s: BridgeSettings): Promise<NetStatus> {
   const l = await link(s.bridge);
   const addr = l?.addr_info?.find((a) => a.family === 'inet');
-  const rules = await checkRules(s);
+  const [rules, owners] = await Promise.all([checkRules(s), l ? bridgeTapOwners(s.bridge) : new Map<string, number>()]);
   return {
     bridge: { name: s.bridge, present: !!l, created_by_agent: l?.ifalias === AGENT_ALIAS, address: addr ? `${addr.local}/${addr.prefixlen}` : null, up: l?.operstate !== 'DOWN' && !!l },
     rules: { loaded: rules.loaded, detail: rules.detail },
+    agents: Object.fromEntries([...owners].sort(([a], [b]) => a.localeCompare(b))),
   };
 }
 
@@ -222,23 +225,30 @@ export async function tapAttachments(): Promise<Map<string, string | undefined> 
 }
 
 /**
+ * The agents with VMs on `bridge`: agent id -> how many of its TAPs are ports of the bridge.
+ * Only the bridge's ports are listed, so the cost does not grow with links elsewhere on the host.
+ */
+export async function bridgeTapOwners(bridge: string): Promise<Map<string, number>> {
+  const out = await execa('ip', ['-j', 'link', 'show', 'master', bridge], { stdin: 'ignore', reject: false });
+  if (out.exitCode !== 0) throw new RuntimeError('net', 'tap', undefined, `cannot list the ports of ${bridge}: ${out.stderr.trim()}`);
+  const links = LinkSchema.safeParse(JSON.parse(out.stdout || '[]'));
+  if (!links.success) throw new RuntimeError('net', 'tap', undefined, `cannot read the port list of ${bridge} from \`ip -j link\``);
+  const owners = new Map<string, number>();
+  for (const l of links.data) {
+    if (!l.ifalias?.startsWith(`${AGENT_ALIAS}:`)) continue;
+    const owner = l.ifalias.slice(AGENT_ALIAS.length + 1).split(':')[0];
+    if (owner) owners.set(owner, (owners.get(owner) ?? 0) + 1);
+  }
+  return owners;
+}
+
+/**
  * Agent ids other than `agentId` with a TAP enslaved to `bridge`. Each registry leases addresses
  * on its own, so a second agent on the same bridge would hand out the same IPs: placement keeps
  * off a bridge another agent uses.
  */
 export async function otherAgentsOnBridge(bridge: string, agentId: string): Promise<string[]> {
-  // Only the bridge's ports: the cost does not grow with links elsewhere on the host.
-  const out = await execa('ip', ['-j', 'link', 'show', 'master', bridge], { stdin: 'ignore', reject: false });
-  if (out.exitCode !== 0) throw new RuntimeError('net', 'tap', undefined, `cannot list the ports of ${bridge}: ${out.stderr.trim()}`);
-  const links = LinkSchema.safeParse(JSON.parse(out.stdout || '[]'));
-  if (!links.success) throw new RuntimeError('net', 'tap', undefined, `cannot read the port list of ${bridge} from \`ip -j link\``);
-  const others = new Set<string>();
-  for (const l of links.data) {
-    if (!l.ifalias?.startsWith(`${AGENT_ALIAS}:`)) continue;
-    const owner = l.ifalias.slice(AGENT_ALIAS.length + 1).split(':')[0];
-    if (owner && owner !== agentId) others.add(owner);
-  }
-  return [...others].sort();
+  return [...(await bridgeTapOwners(bridge)).keys()].filter((id) => id !== agentId).sort();
 }
 
 /** TAPs made by an agent (alias `mcp-agent:<owner>`, owner = `<agent id>:<workload>`), by owner. */

@@ -196,10 +196,19 @@ describe('isolated bridge networking (inside test namespaces)', () => {
       assert.equal(one.next_action, null);
       await node.ok(['run', '--once']);
       assert.deepEqual([node.qemuPid(`${svc}-one`), node.qemuPid(`${svc}-two`)], pids, 'no VM restarted');
+      // net status names both agents and exits 1
+      const shared = JSON.parse(await node.ok(['net', 'status', '--json'])) as { agents: Record<string, number> };
+      assert.deepEqual(shared.agents, Object.fromEntries([[node.agentId(), 2], ['0123456789abcdef', 1]].sort(([a], [b]) => String(a).localeCompare(String(b)))));
+      const text = await node.cli(['net', 'status']);
+      assert.equal(text.exitCode, 1);
+      assert.match(text.stdout, /VMs: +.*1 of agent 0123456789abcdef.*shared by several agents/);
     } finally {
       await ns(NS, 'ip', 'link', 'del', 'dev', foreign);
     }
     assert.equal(row(await node.status(), svc, 'one').drift, 'in-sync');
+    const alone = await node.cli(['net', 'status']);
+    assert.equal(alone.exitCode, 0, alone.stdout);
+    assert.match(alone.stdout, new RegExp(`VMs: +2 of agent ${node.agentId()}$`));
   });
 
   it('a host firewall reload that flushes the rules: status says the VMs are not isolated, the next pass loads the rules again', async () => {
