@@ -60,7 +60,8 @@ export class Executor {
     for (const a of actions) {
       const unit = unitOf(a);
       if (this.inflight.has(unit)) continue; // one action at a time per component
-      const p = this.withSlot(() => this.apply(a)).finally(() => {
+      // apply() catches the action's errors, but its bookkeeping may still throw: never leave that unhandled.
+      const p = this.withSlot(() => this.apply(a)).catch((err: Error) => ({ action: a, ok: false, message: err.message })).finally(() => {
         this.inflight.delete(unit);
         this.o.onSettled?.();
       });

@@ -6,7 +6,7 @@ import type { AgentConfig } from '../config/config.js';
 import { keyString } from '../errors.js';
 import type { RuntimeKind } from '../manifest/schema.js';
 import { identityLive } from './process-identity.js';
-import type { Registry } from '../registry/index.js';
+import { registryWritability, type Registry, type RegistryWritability } from '../registry/index.js';
 import type { Runtime } from '../runtime/types.js';
 import type { Drift } from './planner.js';
 import { assess } from './reconciler.js';
@@ -41,7 +41,8 @@ export interface AgentLiveness {
 }
 
 export interface StatusReport {
-  registry: string;
+  /** The file, and whether it takes writes (a full disk: the agent keeps its bookkeeping in memory). */
+  registry: { path: string } & RegistryWritability;
   agent: AgentLiveness;
   runtimes: Partial<Record<RuntimeKind, { ok: boolean; error: string | null }>>;
   summary: Record<string, number>;
@@ -100,7 +101,7 @@ export async function buildStatus(registry: Registry, runtimes: Map<RuntimeKind,
   const summary: Record<string, number> = {};
   for (const c of components) summary[c.drift] = (summary[c.drift] ?? 0) + 1;
   return {
-    registry: registry.path,
+    registry: { path: registry.path, ...registryWritability(registry.path) },
     agent: agentLiveness(registry),
     runtimes: runtimeHealth,
     summary,

@@ -25,7 +25,7 @@ export function formatStatus(r: StatusReport): string {
     : r.agent.once_in_progress
       ? `run --once in progress (pid ${r.agent.pid})`
       : `not running${lastPass ? ` (${lastPass})` : ''}`;
-  lines.push(`registry: ${r.registry}`);
+  lines.push(`registry: ${r.registry.path}${r.registry.writable ? '' : ` NOT WRITABLE (${r.registry.reason}; a running agent keeps its bookkeeping in memory)`}`);
   lines.push(`agent:    ${agent}`);
   const rts = Object.entries(r.runtimes).map(([k, v]) => (v.ok ? `${k} ok` : `${k} UNAVAILABLE (${v.error})`));
   lines.push(`runtimes: ${rts.join('; ')}`);

@@ -32,8 +32,9 @@ function settings(cmd: Command): AgentConfig {
   return loadConfig({ configPath: g.config, env: process.env, flags: { db: g.db, logLevel: g.logLevel }, cwd: process.cwd() });
 }
 
-function withRegistry<T>(cfg: AgentConfig, fn: (r: Registry) => Promise<T> | T): Promise<T> {
-  const registry = Registry.open(cfg.db);
+/** Only `apply` (and `run`) create a missing registry: elsewhere a missing file is a wrong path. */
+function withRegistry<T>(cfg: AgentConfig, fn: (r: Registry) => Promise<T> | T, opts: { create?: boolean } = {}): Promise<T> {
+  const registry = Registry.open(cfg.db, { create: opts.create ?? false });
   return Promise.resolve()
     .then(() => fn(registry))
     .finally(() => registry.close());
@@ -90,7 +91,7 @@ function program(): Command {
     .action(async (opts: { once?: boolean }, cmd: Command) => {
       const cfg = settings(cmd);
       const log = createLogger(cfg.log_level);
-      const registry = Registry.open(cfg.db);
+      const registry = Registry.open(cfg.db, { create: true, log });
       let release: () => void;
       try {
         release = claimRegistry(registry, opts.once ? 'run --once' : 'run');
@@ -151,7 +152,7 @@ function program(): Command {
         const res = r.desired.apply(specs, { prune: opts.prune ?? false });
         for (const s of specs) print(`service ${s.name} ${res.created.includes(s.name) ? 'created' : 'updated'} (${s.components.length} component${s.components.length === 1 ? '' : 's'})`);
         for (const d of res.deleted) print(`service ${d} deleted (pruned)`);
-      });
+      }, { create: true });
     });
 
   p.command('delete')

@@ -6,6 +6,7 @@ import { ValidationError } from '../errors.js';
 import { ComponentSpecSchema, type ComponentSpec, type ServiceSpec } from '../manifest/schema.js';
 import { issuesOf } from '../manifest/load.js';
 import type { Db } from './open.js';
+import { WriteGuard } from './write-guard.js';
 
 export interface DesiredService {
   name: string;
@@ -79,7 +80,11 @@ function rowToSpec(row: ComponentRow): DesiredComponent {
 }
 
 export class DesiredRepo {
-  constructor(private readonly db: Db) {}
+  /** Writes here decide: on a disk that refuses them they throw RegistryUnwritableError, nothing written. */
+  constructor(
+    private readonly db: Db,
+    private readonly writes = new WriteGuard(db, '(registry)'),
+  ) {}
 
   /** One consistent snapshot: a master's commit between the two reads cannot tear it. */
   read(): DesiredState {
@@ -170,12 +175,12 @@ export class DesiredRepo {
         (existing.has(s.name) ? result.updated : result.created).push(s.name);
       }
     });
-    tx.immediate();
+    this.writes.decide(() => tx.immediate());
     return result;
   }
 
   /** Returns false when there was no such service. */
   delete(name: string): boolean {
-    return this.db.prepare('DELETE FROM services WHERE name = ?').run(name).changes > 0;
+    return this.writes.decide(() => this.db.prepare('DELETE FROM services WHERE name = ?').run(name).changes > 0);
   }
 }

@@ -1,5 +1,6 @@
 /** The events log: what the agent did, to which component, why, and how it went. */
 import type { Db } from './open.js';
+import { WriteGuard } from './write-guard.js';
 
 export type EventOutcome = 'ok' | 'error' | 'info';
 
@@ -22,17 +23,23 @@ export const EVENTS_KEPT = 20_000;
 
 export class EventsRepo {
   private appended = 0;
-  constructor(private readonly db: Db) {}
+  constructor(
+    private readonly db: Db,
+    private readonly writes = new WriteGuard(db, '(registry)'),
+  ) {}
 
+  /** Bookkeeping: while the disk refuses writes, kept in memory and appended later, in order. */
   append(e: NewEvent): void {
-    this.db
-      .prepare(
-        'INSERT INTO events (service, component, workload, action, reason, outcome, message) VALUES (@service, @component, @workload, @action, @reason, @outcome, @message)',
-      )
-      .run(e);
-    if (++this.appended % 500 === 0) {
-      this.db.prepare('DELETE FROM events WHERE id <= (SELECT max(id) FROM events) - ?').run(EVENTS_KEPT);
-    }
+    const trim = ++this.appended % 500 === 0;
+    const row = { ...e, at: new Date().toISOString() }; // when it happened, also if written later
+    this.writes.record('events', () => {
+      this.db
+        .prepare(
+          'INSERT INTO events (at, service, component, workload, action, reason, outcome, message) VALUES (@at, @service, @component, @workload, @action, @reason, @outcome, @message)',
+        )
+        .run(row);
+      if (trim) this.db.prepare('DELETE FROM events WHERE id <= (SELECT max(id) FROM events) - ?').run(EVENTS_KEPT);
+    });
   }
 
   recent(limit: number, filter: { service?: string; component?: string } = {}): AgentEvent[] {

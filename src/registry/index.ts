@@ -5,12 +5,15 @@ import { InstancesRepo } from './instances.js';
 import { LeasesRepo } from './leases.js';
 import { MetaRepo } from './meta.js';
 import { openDatabase, type Db, type OpenOptions } from './open.js';
+import { WriteGuard, type WritabilityLog } from './write-guard.js';
 
 export type { DesiredComponent, DesiredService, DesiredState } from './desired.js';
 export type { AgentEvent, EventOutcome, NewEvent } from './events.js';
 export type { InstanceRecord } from './instances.js';
 export type { Heartbeat, ReconcilerClaim } from './meta.js';
 export type { Lease, LeaseKind } from './leases.js';
+export { RegistryUnwritableError, type DiskCause } from './write-guard.js';
+export { registryWritability, type RegistryWritability } from './writable.js';
 
 export class Registry {
   readonly desired: DesiredRepo;
@@ -18,20 +21,25 @@ export class Registry {
   readonly events: EventsRepo;
   readonly meta: MetaRepo;
   readonly leases: LeasesRepo;
+  /** Every write goes through it: bookkeeping is queued while the disk refuses, decisions throw. */
+  readonly writes: WriteGuard;
 
   private constructor(
     readonly path: string,
     private readonly db: Db,
+    log?: WritabilityLog,
   ) {
-    this.desired = new DesiredRepo(db);
-    this.instances = new InstancesRepo(db);
-    this.events = new EventsRepo(db);
-    this.meta = new MetaRepo(db);
-    this.leases = new LeasesRepo(db);
+    this.writes = new WriteGuard(db, path, log);
+    this.desired = new DesiredRepo(db, this.writes);
+    this.instances = new InstancesRepo(db, this.writes);
+    this.events = new EventsRepo(db, this.writes);
+    this.meta = new MetaRepo(db, this.writes);
+    this.leases = new LeasesRepo(db, this.writes);
   }
 
-  static open(path: string, opts: OpenOptions = {}): Registry {
-    return new Registry(path, openDatabase(path, opts));
+  /** `log` hears, once each, when the registry stops taking writes and when it takes them again. */
+  static open(path: string, opts: OpenOptions & { log?: WritabilityLog } = {}): Registry {
+    return new Registry(path, openDatabase(path, opts), opts.log);
   }
 
   /**
@@ -43,6 +51,8 @@ export class Registry {
   }
 
   close(): void {
-    if (this.db.open) this.db.close();
+    if (!this.db.open) return;
+    this.writes.close();
+    this.db.close();
   }
 }

@@ -1,5 +1,6 @@
 /** Facts about the registry itself: the agent id, the running agent's heartbeat. */
 import type { Db } from './open.js';
+import { WriteGuard } from './write-guard.js';
 
 /** Who reconciles this registry now: one process at a time (see claimReconciler). */
 export interface ReconcilerClaim {
@@ -17,18 +18,23 @@ export interface Heartbeat {
 }
 
 export class MetaRepo {
-  constructor(private readonly db: Db) {}
+  /** set, delete and beat are bookkeeping (queued while the disk refuses); the claim decides. */
+  constructor(
+    private readonly db: Db,
+    private readonly writes = new WriteGuard(db, '(registry)'),
+  ) {}
 
   get(key: string): string | undefined {
     return (this.db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined)?.value;
   }
 
   set(key: string, value: string): void {
-    this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(key, value);
+    // Only the newest value of a key matters: a queued older one is replaced.
+    this.writes.record('meta', () => this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(key, value), `meta:${key}`);
   }
 
   delete(key: string): void {
-    this.db.prepare('DELETE FROM meta WHERE key = ?').run(key);
+    this.writes.record('meta', () => this.db.prepare('DELETE FROM meta WHERE key = ?').run(key), `meta:${key}`);
   }
 
   /** The id in every workload label of this agent; created by the first migration. */
@@ -65,15 +71,17 @@ export class MetaRepo {
       this.set('reconciler', JSON.stringify(me));
       return undefined;
     });
-    return tx.immediate();
+    return this.writes.decide(() => tx.immediate());
   }
 
   /** Gives the claim back, if it is still ours. */
   releaseReconciler(me: Pick<ReconcilerClaim, 'pid' | 'start'>): void {
-    this.db.transaction(() => {
+    const tx = this.db.transaction(() => {
       const holder = this.reconciler();
       if (holder && holder.pid === me.pid && holder.start === me.start) this.delete('reconciler');
-    }).immediate();
+    });
+    // Bookkeeping: a claim left behind names a process that is gone, and is taken over.
+    this.writes.record('meta', () => tx.immediate(), 'meta:reconciler');
   }
 
   reconciler(): ReconcilerClaim | undefined {

@@ -1,12 +1,16 @@
 /**
- * Opens the registry file: creates it 0600 if missing, sets the pragmas, and brings the schema
- * up to date from migrations/NNN_*.sql (each in one transaction, PRAGMA user_version = NNN).
+ * Opens the registry file: creates it 0600 if missing (only when asked), sets the pragmas, and
+ * brings the schema up to date from migrations/NNN_*.sql (each in one transaction, PRAGMA
+ * user_version = NNN). A registry appears at its path only complete: it is made under a temporary
+ * name beside it and linked into place, so a 0-byte file is never one being created.
  */
 import Database from 'better-sqlite3';
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, closeSync, existsSync, linkSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RegistryError } from '../errors.js';
+import { diskCause, RegistryUnwritableError } from './write-guard.js';
 
 export type Db = Database.Database;
 
@@ -32,6 +36,11 @@ export function readMigrations(dir = MIGRATIONS_DIR): Migration[] {
 
 export interface OpenOptions {
   readonly?: boolean;
+  /**
+   * Create the registry (and its directory) when the file is missing; default true. The CLI asks
+   * for it only in `apply` and `run`: elsewhere a missing file is a typo'd path, not a new node.
+   */
+  create?: boolean;
   migrationsDir?: string;
 }
 
@@ -54,14 +63,20 @@ export function openDatabase(path: string, opts: OpenOptions = {}): Db {
 }
 
 function openOnce(path: string, opts: OpenOptions): Db {
-  if (!opts.readonly && !existsSync(path)) {
-    mkdirSync(dirname(path), { recursive: true });
-    // Create the file ourselves so it is 0600 from the first byte, whatever the umask.
-    closeSync(openSync(path, 'a', 0o600));
+  const st = statSync(path, { throwIfNoEntry: false });
+  if (!st) {
+    if (opts.readonly || opts.create === false) {
+      throw new RegistryError(`no registry at ${path}: create one with \`agent apply\` or \`agent run\`, or check --db / AGENT_DB`);
+    }
+    createRegistry(path, opts);
+  } else if (st.isFile() && st.size === 0) {
+    // Never one being created (see createRegistry): a truncated file. A new one would get a new
+    // agent id and leave the old id's workloads running unmanaged.
+    throw new RegistryError(`${path} is empty: not a registry (restore it from a backup, or remove it to start a new registry with a new agent id)`);
   }
   let db: Db;
   try {
-    db = new Database(path, { readonly: opts.readonly ?? false, fileMustExist: opts.readonly ?? false });
+    db = new Database(path, { readonly: opts.readonly ?? false, fileMustExist: true });
   } catch (err) {
     throw new RegistryError(`cannot open registry ${path}: ${(err as Error).message}`, { cause: err });
   }
@@ -84,10 +99,58 @@ function openOnce(path: string, opts: OpenOptions): Db {
     db.close();
     if (err instanceof RegistryError) throw err;
     const msg = (err as Error).message;
+    const cause = diskCause(err);
+    if (cause) throw new RegistryUnwritableError(path, cause, msg);
     if (/file is not a database|file is encrypted/i.test(msg)) {
       throw new RegistryError(`${path} is not an agent registry: not an SQLite database`, { cause: err });
     }
     throw new RegistryError(`cannot use registry ${path}: ${msg}`, { cause: err });
+  }
+}
+
+/**
+ * Makes a new registry under a temporary name in the same directory (migrated, in WAL mode, 0600),
+ * then links it into place: another process sees no file or a whole registry. EEXIST means another
+ * process made one first: theirs is used.
+ */
+function createRegistry(path: string, opts: OpenOptions): void {
+  const dir = dirname(path);
+  try {
+    mkdirSync(dir, { recursive: true });
+  } catch (err) {
+    throw new RegistryError(`cannot create registry ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  const tmp = join(dir, `.${basename(path)}.new-${process.pid}-${randomBytes(4).toString('hex')}`);
+  try {
+    // Create the file ourselves so it is 0600 from the first byte, whatever the umask.
+    closeSync(openSync(tmp, 'wx', 0o600));
+    const db = new Database(tmp, { fileMustExist: true });
+    try {
+      db.pragma('journal_mode = WAL');
+      migrate(db, path, readMigrations(opts.migrationsDir));
+    } finally {
+      db.close(); // checkpoints and removes tmp-wal: the file alone is the whole registry
+    }
+    linkInto(tmp, path);
+  } catch (err) {
+    if (err instanceof RegistryError) throw err;
+    const cause = diskCause(err);
+    if (cause) throw new RegistryUnwritableError(path, cause, (err as Error).message);
+    throw new RegistryError(`cannot create registry ${path}: ${(err as Error).message}`, { cause: err });
+  } finally {
+    for (const f of [tmp, `${tmp}-wal`, `${tmp}-shm`]) rmSync(f, { force: true });
+  }
+}
+
+function linkInto(tmp: string, path: string): void {
+  try {
+    linkSync(tmp, path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return;
+    // A filesystem without hard links: rename, unless someone made one meanwhile (a narrow race).
+    if ((code === 'EPERM' || code === 'ENOTSUP' || code === 'EOPNOTSUPP') && !existsSync(path)) return renameSync(tmp, path);
+    throw err;
   }
 }
 
