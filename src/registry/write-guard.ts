@@ -110,11 +110,12 @@ export class WriteGuard {
     }
   }
 
-  /** Reads `table` as if its queued writes were done: replayed in a savepoint, then rolled back. */
+  /** Reads `table` as if its queued writes were done: replayed in a transaction, then rolled back. */
   read<T>(table: string, fn: () => T): T {
     const mine = this.pending.filter((w) => w.table === table);
     if (mine.length === 0 || this.db.inTransaction) return fn();
-    this.db.exec('SAVEPOINT queued_writes');
+    // Outside any transaction (checked above): a transaction of our own, always rolled back.
+    this.db.exec('BEGIN');
     try {
       for (const w of mine) {
         try {
@@ -125,8 +126,7 @@ export class WriteGuard {
       }
       return fn();
     } finally {
-      this.db.exec('ROLLBACK TO queued_writes');
-      this.db.exec('RELEASE queued_writes');
+      if (this.db.inTransaction) this.db.exec('ROLLBACK');
     }
   }
 

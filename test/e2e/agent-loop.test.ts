@@ -48,7 +48,7 @@ describe('the agent loop, end to end', () => {
     const node = new TestNode();
     t.after(() => node.cleanup());
     const svc = TestNode.serviceName();
-    await node.ok(['status']); // creates and migrates the registry
+    await node.ok(['run', '--once']); // creates and migrates the registry
     const agent = node.startAgent({ ...NO_RESYNC });
     await waitFor('the agent heartbeat', async () => (await node.status()).agent.running);
 

@@ -1,7 +1,7 @@
 // Bad input through the real CLI: a clear error naming the field and the rule, a non-zero exit,
 // and a registry exactly as it was (compared as a full SQL dump, before and after).
 import { strict as assert } from 'node:assert';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it, before, after } from 'node:test';
 import Database from 'better-sqlite3';
@@ -125,6 +125,30 @@ describe('bad manifests are refused and change nothing', () => {
 });
 
 describe('registry files the agent must not use', () => {
+  it('a missing registry: every command but apply and run fails with exit 3 and creates nothing', async () => {
+    const missingDir = join(node.dir, 'typo', 'deeper');
+    const file = join(missingDir, 'agent.db');
+    const commands = [['status'], ['status', '--json'], ['plan'], ['events'], ['delete', svc], ['exec', `${svc}/api`, '--', 'true'], ['logs', `${svc}/api`]];
+    for (const args of commands) {
+      const r = await execa('node', ['bin/agent.js', '--db', file, ...args], { reject: false, cwd: ROOT });
+      assert.equal(r.exitCode, 3, `${args.join(' ')}: ${r.stderr}`);
+      assert.equal(r.stderr, `agent: no registry at ${file}: create one with \`agent apply\` or \`agent run\`, or check --db / AGENT_DB`);
+      assert.equal(existsSync(join(node.dir, 'typo')), false, `${args.join(' ')} created no directory`);
+    }
+  });
+
+  it('an empty (0-byte) registry file: exit 3, not re-created with a new agent id', async () => {
+    const file = join(node.dir, 'empty.db');
+    writeFileSync(file, '');
+    writeFileSync(join(node.dir, 'one.toml'), VALID);
+    for (const args of [['status'], ['apply', '-f', join(node.dir, 'one.toml')], ['run', '--once']]) {
+      const r = await execa('node', ['bin/agent.js', '--db', file, ...args], { reject: false, cwd: ROOT });
+      assert.equal(r.exitCode, 3, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, /^agent: .*empty\.db is empty: not a registry \(restore it from a backup, or remove it/);
+      assert.equal(statSync(file).size, 0, `${args.join(' ')} left the file as it was`);
+    }
+  });
+
   it('a file that is not SQLite: exit 3, file untouched', async () => {
     const file = join(node.dir, 'notes.db');
     writeFileSync(file, 'shopping list: milk, eggs\n'.repeat(100));

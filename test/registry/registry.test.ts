@@ -1,14 +1,15 @@
 // The registry against real SQLite files: migrations, file mode, refusals, transactions,
 // change detection across connections, validation of rows a master wrote directly.
 import { strict as assert } from 'node:assert';
-import { mkdtempSync, rmSync, statSync, writeFileSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, statSync, writeFileSync, writeSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
+import { execa } from 'execa';
 import { RegistryError, ValidationError } from '../../src/errors.js';
 import { loadManifestText } from '../../src/manifest/load.js';
-import { Registry } from '../../src/registry/index.js';
+import { Registry, RegistryUnwritableError, registryWritability } from '../../src/registry/index.js';
 import { readMigrations } from '../../src/registry/open.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'agent-registry-test-'));
@@ -83,6 +84,92 @@ describe('registry file', () => {
     const check = new Database(path, { readonly: true });
     assert.equal(check.pragma('user_version', { simple: true }), 99);
     check.close();
+  });
+});
+
+describe('a missing or empty registry file', () => {
+  it('is not created when creation is not asked for: no file, no directory', () => {
+    const path = freshPath();
+    assert.throws(() => Registry.open(path, { create: false }), (e: unknown) => e instanceof RegistryError && e.exitCode === 3 && /^no registry at .*agent\.db: create one with `agent apply` or `agent run`, or check --db \/ AGENT_DB$/.test(e.message));
+    assert.equal(existsSync(join(path, '..')), false, 'no directory made either');
+  });
+
+  it('an empty (0-byte) file is refused, not re-created with a new agent id', () => {
+    const path = freshPath();
+    mkdirSync(join(path, '..'));
+    writeFileSync(path, '');
+    for (const create of [true, false]) {
+      assert.throws(() => Registry.open(path, { create }), (e: unknown) => e instanceof RegistryError && e.exitCode === 3 && /agent\.db is empty: not a registry/.test(e.message));
+    }
+    assert.equal(statSync(path).size, 0, 'left as it was');
+  });
+
+  it('processes creating one registry at once all open the same one: none sees a half-made file', async () => {
+    const path = freshPath();
+    const script = `import { Registry } from ${JSON.stringify(new URL('../../src/registry/index.ts', import.meta.url).href)};
+      const r = Registry.open(${JSON.stringify(path)}); console.log(r.meta.agentId()); r.close();`;
+    const runs = await Promise.all(Array.from({ length: 6 }, () => execa('node', ['--import', 'tsx', '--input-type=module', '-e', script], { reject: false })));
+    for (const r of runs) assert.equal(r.exitCode, 0, r.stderr);
+    assert.equal(new Set(runs.map((r) => r.stdout.trim())).size, 1, 'one agent id');
+    assert.equal(statSync(path).mode & 0o777, 0o600);
+    assert.deepEqual(readdirSync(join(path, '..')).filter((f) => f.includes('.new-')), [], 'no temporary file left');
+  });
+});
+
+/**
+ * A real full disk: a small tmpfs, filled with a file. Bookkeeping must not throw and must land,
+ * in order, once there is room; decisions must throw; nothing may be corrupted.
+ */
+describe('a registry on a full disk', () => {
+  it('queues bookkeeping, refuses leases and desired state, then replays in order when there is room', async (t) => {
+    const mnt = mkdtempSync(join(tmpdir(), 'agent-fulldisk-'));
+    await execa('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mnt]);
+    const logged: string[] = [];
+    const log = { error: (_o: object, m: string) => void logged.push(`error ${m}`), warn: (_o: object, m: string) => void logged.push(`warn ${m}`) };
+    const path = join(mnt, 'agent.db');
+    const r = Registry.open(path, { log });
+    const direct = new Database(path);
+    t.after(async () => {
+      rmSync(join(mnt, 'filler'), { force: true });
+      r.close();
+      direct.close();
+      await execa('umount', [mnt]);
+      rmSync(mnt, { recursive: true, force: true });
+    });
+    r.desired.apply([svc('web', ['api'])]);
+    const key = { service: 'web', component: 'api', runtime: 'container' };
+    direct.pragma('wal_checkpoint(TRUNCATE)'); // no slack left in the WAL for writes to reuse
+    const filler = openSync(join(mnt, 'filler'), 'w');
+    try {
+      for (;;) writeSync(filler, Buffer.alloc(64 * 1024));
+    } catch (err) {
+      assert.equal((err as NodeJS.ErrnoException).code, 'ENOSPC');
+    }
+    closeSync(filler);
+    const before = direct.prepare('SELECT count(*) AS n FROM events').get() as { n: number };
+
+    for (let i = 0; i < 50; i++) r.events.append({ service: 'web', component: 'api', workload: 'web-api', action: 'restart', reason: `r${i}`, outcome: 'ok', message: '' });
+    r.instances.recordFailure('web-api', key, { failures: 3, nextAttemptAt: '2030-01-01T00:00:00.000Z', error: 'boom', specHash: 'h1' });
+    r.meta.beat(1, new Date());
+    assert.equal(r.writes.state().writable, false);
+    assert.equal(r.instances.failuresFor('web-api', 'h1'), 3, 'reads see the queued writes');
+    assert.equal(r.instances.all()[0]?.nextAttemptAt, '2030-01-01T00:00:00.000Z');
+    assert.throws(() => r.leases.take('host_port', '2222', key, 'ssh'), (e: unknown) => e instanceof RegistryUnwritableError && /^cannot write registry .*agent\.db: the disk is full .*nothing was changed$/.test(e.message));
+    assert.throws(() => r.desired.apply([svc('other', ['x'])]), RegistryUnwritableError);
+    assert.equal(registryWritability(path).writable, false);
+    assert.match(registryWritability(path).reason ?? '', /the disk is full/);
+    assert.deepEqual(direct.prepare('SELECT count(*) AS n FROM events').get(), before, 'nothing reached the file yet');
+    assert.deepEqual(logged.filter((l) => l.startsWith('error')).length, 1, `logged once: ${logged.join(' | ')}`);
+
+    rmSync(join(mnt, 'filler'));
+    assert.equal(r.writes.flush(), true);
+    const reasons = (direct.prepare("SELECT reason FROM events WHERE action = 'restart' ORDER BY id").all() as Array<{ reason: string }>).map((e) => e.reason);
+    assert.deepEqual(reasons, Array.from({ length: 50 }, (_, i) => `r${i}`), 'every queued event, in order');
+    assert.equal((direct.prepare("SELECT failures FROM instances WHERE workload = 'web-api'").get() as { failures: number }).failures, 3);
+    assert.equal(direct.pragma('integrity_check', { simple: true }), 'ok');
+    assert.equal(r.leases.take('host_port', '2222', key, 'ssh'), true);
+    assert.equal(r.writes.state().writable, true);
+    assert.deepEqual(logged.map((l) => l.split(':')[0]), ['error registry not writable', 'warn registry writable again'], logged.join(' | '));
   });
 });
 
