@@ -1,6 +1,6 @@
 // Helpers for end-to-end tests: run the real CLI (bin/agent.js over dist/), talk to real podman,
 // and clean up every container a test's registry owns, even when the test fails.
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -170,7 +170,44 @@ export class TestNode {
         /* already gone */
       }
     }
+    await this.removeFiles();
+  }
+
+  protected async removeFiles(): Promise<void> {
     rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * A node whose registry lives alone on a small tmpfs (<dir>/registry), to fill it for real. The
+ * agent's logs stay outside it. Only for containers: VM state and images live beside the registry.
+ */
+export class TmpfsRegistryNode extends TestNode {
+  readonly registryDir = join(this.dir, 'registry');
+  override readonly db = join(this.registryDir, 'agent.db');
+  private mounted = false;
+
+  async mount(sizeMiB: number): Promise<void> {
+    mkdirSync(this.registryDir);
+    await execa('mount', ['-t', 'tmpfs', '-o', `size=${sizeMiB}m,mode=0700`, 'tmpfs', this.registryDir]);
+    this.mounted = true;
+  }
+
+  /** Fills the tmpfs to the last block (after moving the WAL into the file: no slack left to reuse). */
+  async fill(): Promise<void> {
+    await execa('sqlite3', [this.db, 'PRAGMA wal_checkpoint(TRUNCATE);']);
+    const r = await execa('dd', ['if=/dev/zero', `of=${join(this.registryDir, 'filler')}`, 'bs=64k'], { reject: false });
+    if (!/No space left on device/.test(String(r.stderr))) throw new Error(`dd did not fill ${this.registryDir}: ${r.stderr}`);
+  }
+
+  unfill(): void {
+    rmSync(join(this.registryDir, 'filler'), { force: true });
+  }
+
+  protected override async removeFiles(): Promise<void> {
+    if (this.mounted) await execa('umount', [this.registryDir]);
+    this.mounted = false;
+    await super.removeFiles();
   }
 }
 
@@ -224,6 +261,7 @@ export interface StatusRowJson {
 }
 
 export interface StatusJson {
+  registry: { path: string; writable: boolean; reason: string | null; free_bytes: number | null };
   agent: { running: boolean; pid: number | null; once_in_progress: boolean };
   runtimes: Record<string, { ok: boolean; error: string | null }>;
   summary: Record<string, number>;
