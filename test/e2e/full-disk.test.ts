@@ -9,10 +9,17 @@ import { describe, it } from 'node:test';
 import { execa } from 'execa';
 import { TmpfsRegistryNode, TestNode, containerService, waitFor, SLEEP } from '../helpers/agent.js';
 
+/** The agent's JSON log lines whose message matches (a crash's stack trace is not JSON: skipped). */
 const logLines = (node: TestNode, msg: RegExp): string[] =>
   readFileSync(join(node.dir, 'agent.log'), 'utf8')
     .split('\n')
-    .filter((l) => msg.test((JSON.parse(l || '{}') as { msg?: string }).msg ?? ''));
+    .filter((l) => {
+      try {
+        return msg.test((JSON.parse(l) as { msg?: string }).msg ?? '');
+      } catch {
+        return false;
+      }
+    });
 
 const containerPid = async (name: string): Promise<number> => Number((await execa('podman', ['inspect', '-f', '{{.State.Pid}}', name])).stdout.trim());
 
