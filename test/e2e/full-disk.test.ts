@@ -54,6 +54,9 @@ describe('a full disk under the registry', () => {
     const r = await node.cli(['apply', '-f', '-', '--format', 'toml'], { input: containerService(TestNode.serviceName(), { x: SLEEP }) });
     assert.equal(r.exitCode, 3, r.stderr);
     assert.equal(r.stderr, `agent: cannot write registry ${node.db}: the disk is full (database or disk is full); nothing was changed`);
+    const d = await node.cli(['delete', svc]);
+    assert.equal(d.exitCode, 3, d.stderr);
+    assert.match(d.stderr, /^agent: cannot write registry .*: the disk is full .*; nothing was changed$/);
     assert.equal(await dump(node.db), before, 'the registry is unchanged');
     assert.ok(!(await node.ok(['events', '--json'])).includes('"restart"'), 'the restart is not written yet');
 
