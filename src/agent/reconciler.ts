@@ -11,6 +11,7 @@ import { bridgePresence, checkRules, ensureRules, otherAgentsOnBridge } from '..
 import type { BridgeFact } from './network-drift.js';
 import type { Runtime } from '../runtime/types.js';
 import { Executor, type ActionOutcome } from './executor.js';
+import { withBootFilesChecked } from './images.js';
 import { observeAll } from './observe.js';
 import { plan, type PlanResult, type RuntimeListing } from './planner.js';
 
@@ -36,7 +37,8 @@ export async function assess(
   now = new Date(),
   repairs?: AssessRepairs,
 ): Promise<PlanResult & { listings: Partial<Record<RuntimeKind, RuntimeListing>> }> {
-  const desired = registry.desired.read();
+  // The node-dependent rules of `apply` (boot file paths), for rows a master wrote directly.
+  const desired = withBootFilesChecked(registry.desired.read(), vmPaths(config).imagesDirs);
   const [observed, bridge] = await Promise.all([observeAll(runtimes), bridgeFact(config, desired, registry.meta.agentId(), repairs)]);
   const result = plan({
     desired,
