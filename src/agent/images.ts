@@ -1,10 +1,12 @@
 /**
  * Where VM boot files may come from. A relative path is inside the first images directory; an
  * absolute path must be inside one of the allowed directories. Pure (path arithmetic only).
+ * `apply` refuses a manifest that breaks the rule; a row a master wrote is held to it on read.
  */
 import { isAbsolute, relative, resolve } from 'node:path';
 import type { FieldIssue } from '../errors.js';
 import type { ComponentSpec } from '../manifest/schema.js';
+import type { DesiredState } from '../registry/desired.js';
 
 export function resolveBootPath(p: string, allowedDirs: string[]): { ok: true; path: string } | { ok: false; rule: string } {
   if (p.split('/').includes('..')) return { ok: false, rule: "must not contain '..'" };
@@ -33,4 +35,19 @@ export function resolveBootFiles(spec: ComponentSpec, allowedDirs: string[]): { 
     else issues.push({ field, rule: r.rule });
   }
   return { files, issues };
+}
+
+/**
+ * Desired state with every unikernel row whose boot files break the rule turned invalid, with
+ * the reason: the check `apply` makes, for rows a master wrote with any SQLite client. Status,
+ * plan and run all read desired state through here, so such a row is shown, never started.
+ */
+export function withBootFilesChecked(desired: DesiredState, allowedDirs: string[]): DesiredState {
+  const components = desired.components.map((c) => {
+    if (!c.valid || c.spec.runtime !== 'unikernel') return c;
+    const { issues } = resolveBootFiles(c.spec, allowedDirs);
+    if (issues.length === 0) return c;
+    return { service: c.service, component: c.component, valid: false as const, error: issues.map((i) => `${i.field}: ${i.rule}`).join('; ') };
+  });
+  return { ...desired, components };
 }

@@ -12,7 +12,7 @@ import type { RuntimeKind } from '../manifest/schema.js';
 import type { Registry } from '../registry/index.js';
 import type { Runtime } from '../runtime/types.js';
 import { Reconciler } from './reconciler.js';
-import { watchHostNet } from '../net/watch.js';
+import { HostNetWatchSwitch } from '../net/watch.js';
 
 export interface LoopOptions {
   registry: Registry;
@@ -29,6 +29,7 @@ export class AgentLoop {
   private stopping = false;
   private started = false;
   private wakeReasons = new Set<string>();
+  private hostNet: HostNetWatchSwitch | undefined;
 
   constructor(private readonly o: LoopOptions) {
     this.reconciler = new Reconciler({ ...o, onActionSettled: () => this.wake('action finished') });
@@ -59,8 +60,11 @@ export class AgentLoop {
     }
     // VMs depend on the host's bridge, TAPs and isolation rules: a change there (a firewall reload
     // that flushed the rules, a bridge deleted) wakes a pass at once, not at the next resync.
+    // The monitors run only while a VM could use the bridge: each pass switches them (runPasses).
     if (runtimes.has('unikernel')) {
-      this.disposers.push(watchHostNet({ bridge: config.net.bridge, table: config.net.table, agentId: registry.meta.agentId(), onChange: (why) => this.wake(why) }));
+      const hostNet = new HostNetWatchSwitch({ bridge: config.net.bridge, table: config.net.table, agentId: registry.meta.agentId(), onChange: (why) => this.wake(why) });
+      this.hostNet = hostNet;
+      this.disposers.push(() => hostNet.follow(undefined));
     }
     const job = CronJob.from({ cronTime: config.resync, onTick: () => this.wake('scheduled resync'), start: true });
     this.disposers.push(() => void job.stop());
@@ -88,6 +92,7 @@ export class AgentLoop {
       this.o.log.debug({ reasons }, 'wake');
       try {
         await this.reconciler.pass();
+        if (!this.stopping) this.hostNet?.follow(this.o.registry.desired.read());
       } catch (err) {
         this.o.log.error({ err: (err as Error).message }, 'reconcile pass failed');
       }

@@ -1,10 +1,10 @@
 /**
  * Placing a VM before it starts: its boot files (inside the allowed image directories), the SSH
- * host key to pin, and its host ports. Ports are leased in the registry (PRIMARY KEY: one owner),
- * preferred port first, the next free one on a collision, and kept across restarts: the lease a
- * component already holds is reused while its port can be bound.
+ * host key to pin, the agent's SSH key, and its host ports. Ports are leased in the registry
+ * (PRIMARY KEY: one owner), preferred port first, the next free one on a collision, and kept
+ * across restarts: the lease a component already holds is reused while its port can be bound.
  */
-import { readFileSync } from 'node:fs';
+import { accessSync, constants, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import type { VmPaths } from '../config/config.js';
 import { RuntimeError, type ComponentKey } from '../errors.js';
@@ -42,6 +42,16 @@ export function resolveHostKey(spec: ComponentSpec, imagesDirs: string[], worklo
   }
   const line = text.split('\n').find((l) => /^(ssh-|ecdsa-)/.test(l));
   return line ? line.trim() : fail(workload, `${r.path} holds no public key line`);
+}
+
+/** The agent's SSH key must be readable before QEMU starts: without it no readiness check can pass. */
+export function checkSshKey(sshKey: string, workload: string): void {
+  try {
+    accessSync(sshKey, constants.R_OK);
+  } catch (err) {
+    const why = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'is missing' : 'cannot be read';
+    fail(workload, `no SSH key to reach the guest: ${sshKey} ${why} (set qemu.ssh_key, or put the private key the guest trusts there)`);
+  }
 }
 
 async function leasePort(registry: Registry, key: ComponentKey, workload: string, purpose: string, preferred: number, range: { first: number; last: number }, fixed: boolean): Promise<number> {
@@ -93,6 +103,7 @@ export async function placeVm(registry: Registry, paths: VmPaths, net: NetPlacem
   const { files, issues } = resolveBootFiles(spec, paths.imagesDirs);
   if (issues.length > 0) fail(workload, issues.map((i) => `${i.field} ${i.rule}`).join('; '));
   const hostKey = resolveHostKey(spec, paths.imagesDirs, workload);
+  checkSshKey(paths.sshKey, workload);
 
   // auto: the bridge when it exists with its isolation rules (loaded again here if they went
   // missing) and no other agent's VMs, else SLIRP. No VM is ever put on a bridge where it could

@@ -8,9 +8,12 @@ import { keyString } from '../errors.js';
 import type { RuntimeKind } from '../manifest/schema.js';
 import type { DesiredState, Registry } from '../registry/index.js';
 import { bridgePresence, checkRules, ensureRules, otherAgentsOnBridge } from '../net/host.js';
+import { vmsMayUseBridge } from '../net/watch.js';
 import type { BridgeFact } from './network-drift.js';
 import type { Runtime } from '../runtime/types.js';
 import { Executor, type ActionOutcome } from './executor.js';
+import { withBootFilesChecked } from './images.js';
+import { mustHoldLease } from './lease-check.js';
 import { observeAll } from './observe.js';
 import { plan, type PlanResult, type RuntimeListing } from './planner.js';
 
@@ -36,7 +39,8 @@ export async function assess(
   now = new Date(),
   repairs?: AssessRepairs,
 ): Promise<PlanResult & { listings: Partial<Record<RuntimeKind, RuntimeListing>> }> {
-  const desired = registry.desired.read();
+  // The node-dependent rules of `apply` (boot file paths), for rows a master wrote directly.
+  const desired = withBootFilesChecked(registry.desired.read(), vmPaths(config).imagesDirs);
   const [observed, bridge] = await Promise.all([observeAll(runtimes), bridgeFact(config, desired, registry.meta.agentId(), repairs)]);
   const result = plan({
     desired,
@@ -56,8 +60,7 @@ export async function assess(
  * removes them), and until then no VM is put on the bridge.
  */
 async function bridgeFact(config: AgentConfig, desired: DesiredState, agentId: string, repairs?: AssessRepairs): Promise<BridgeFact | undefined> {
-  const wantsBridge = desired.components.some((c) => c.valid && c.spec.runtime === 'unikernel' && c.spec.network !== 'slirp');
-  if (!wantsBridge) return undefined;
+  if (!vmsMayUseBridge(desired)) return undefined;
   const name = config.net.bridge;
   // When `ip` cannot tell, VM networks go unchecked this pass: a guess could replace every VM.
   const present = await bridgePresence(name);
@@ -108,8 +111,9 @@ export class Reconciler {
     const { registry, log } = this.o;
     // No VM without a lease: a bridge VM that runs holds its IP in the registry, whatever happened
     // to the row (so the address is never handed to a second VM).
+    const busy = this.executor.busyUnits();
     for (const a of result.assessments) {
-      if (a.network !== 'bridge' || !a.address || a.observed === 'absent' || a.observed === 'unknown') continue;
+      if (!mustHoldLease(a, busy)) continue;
       const owner = registry.leases.all().find((l) => l.kind === 'ip' && l.value === a.address);
       if (!owner && registry.leases.take('ip', a.address, a.key, 'bridge')) log.warn({ workload: a.workload, ip: a.address }, 're-took the lease of a running VM');
       else if (owner && (owner.service !== a.key.service || owner.component !== a.key.component)) {

@@ -16,7 +16,7 @@ import { workloadName } from '../agent/identity.js';
 import type { FieldIssue } from '../errors.js';
 import { AgentError, NotFoundError, ValidationError } from '../errors.js';
 import { createLogger } from '../log.js';
-import { loadManifestDir, loadManifestFile, loadManifestText, type ManifestFormat } from '../manifest/load.js';
+import { loadManifestDir, loadManifestFile, loadManifestStdin, type ManifestFormat } from '../manifest/load.js';
 import type { ServiceSpec } from '../manifest/schema.js';
 import { Registry } from '../registry/index.js';
 import { actionJson, formatEvents, formatPlan, formatStatus } from './format.js';
@@ -43,7 +43,7 @@ function withRegistry<T>(cfg: AgentConfig, fn: (r: Registry) => Promise<T> | T, 
 const print = (s: string): void => void process.stdout.write(s.endsWith('\n') ? s : `${s}\n`);
 
 function readManifests(file: string, format: ManifestFormat | undefined): ServiceSpec[] {
-  if (file === '-') return [loadManifestText(readFileSync(0, 'utf8'), format ?? 'toml', 'manifest from stdin')];
+  if (file === '-') return [loadManifestStdin(readFileSync(0, 'utf8'), format)];
   let isDir = false;
   try {
     isDir = statSync(file).isDirectory();

@@ -152,7 +152,7 @@ export function loadConfig(src: ConfigSources): AgentConfig & { configFile: stri
 
   const source = file ? `config ${file} (with environment and flags)` : 'settings from environment and flags';
   const parsed = ConfigSchema.safeParse(merged);
-  if (!parsed.success) throw new ValidationError(source, issuesOf(parsed.error));
+  if (!parsed.success) throw new ValidationError(source, issuesOf(parsed.error, [], ConfigSchema));
   const cfg = parsed.data;
   // Rules across fields, or beyond a regex: checked together so one run reports them all.
   const semantic: { field: string; rule: string }[] = [];

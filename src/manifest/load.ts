@@ -12,6 +12,7 @@ const require = createRequire(import.meta.url);
 import type { z } from 'zod';
 import { ValidationError, type FieldIssue } from '../errors.js';
 import { ComponentSpecSchema, ServiceManifestSchema, type ComponentSpec, type ServiceSpec } from './schema.js';
+import { closest } from './suggest.js';
 
 export type ManifestFormat = 'toml' | 'yaml' | 'json';
 
@@ -31,35 +32,73 @@ export function fieldPath(path: ReadonlyArray<PropertyKey>): string {
   return out || '(document)';
 }
 
-export function issuesOf(error: z.ZodError, prefix: ReadonlyArray<PropertyKey> = []): FieldIssue[] {
-  return error.issues.map((i) => {
-    // Unknown keys are reported on the parent object: name the key itself, it is what was mistyped.
+/** The parts of a zod schema's definition needed to find the keys an object at a path accepts. */
+interface SchemaDef {
+  type: string;
+  shape?: Record<string, z.ZodType>;
+  element?: z.ZodType;
+  innerType?: z.ZodType;
+  getter?: () => z.ZodType;
+  in?: z.ZodType;
+}
+
+/** The field names the object at `path` of `schema` accepts, or undefined when it cannot tell. */
+export function knownKeysAt(schema: z.ZodType, path: ReadonlyArray<PropertyKey>): string[] | undefined {
+  const unwrap = (s: z.ZodType | undefined): SchemaDef | undefined => {
+    for (let i = 0; s && i < 20; i++) {
+      const def = (s as unknown as { _zod: { def: SchemaDef } })._zod.def;
+      if (def.innerType) s = def.innerType; // optional, default, nullable, readonly, catch
+      else if (def.getter) s = def.getter(); // lazy
+      else if (def.type === 'pipe') s = def.in;
+      else return def;
+    }
+    return undefined;
+  };
+  let def = unwrap(schema);
+  for (const step of path) {
+    def = unwrap(typeof step === 'number' ? def?.element : def?.shape?.[String(step)]);
+  }
+  return def?.shape ? Object.keys(def.shape) : undefined;
+}
+
+/**
+ * Zod's issues as field + rule. With `schema` (the one that was parsed), an unknown key gets a
+ * "did you mean" when one known field is close to it.
+ */
+export function issuesOf(error: z.ZodError, prefix: ReadonlyArray<PropertyKey> = [], schema?: z.ZodType): FieldIssue[] {
+  return error.issues.flatMap((i) => {
+    // Unknown keys are reported on the parent object: name each key itself, it is what was mistyped.
     if (i.code === 'unrecognized_keys') {
-      return { field: fieldPath([...prefix, ...i.path, ...i.keys]), rule: 'is not a known field' };
+      const known = schema ? knownKeysAt(schema, i.path) : undefined;
+      return i.keys.map((key) => {
+        const near = known ? closest(key, known) : undefined;
+        return { field: fieldPath([...prefix, ...i.path, key]), rule: `is not a known field${near ? ` (did you mean \`${near}\`?)` : ''}` };
+      });
     }
     // A record key that breaks its rule: the key's own rule is the useful message, not the record's.
     if (i.code === 'invalid_key' && i.issues[0]) {
-      return { field: fieldPath([...prefix, ...i.path]), rule: i.issues[0].message };
+      return [{ field: fieldPath([...prefix, ...i.path]), rule: i.issues[0].message }];
     }
-    return { field: fieldPath([...prefix, ...i.path]), rule: i.message };
+    return [{ field: fieldPath([...prefix, ...i.path]), rule: i.message }];
   });
 }
 
-export function parseText(text: string, format: ManifestFormat, source: string): unknown {
+/** `hint` is added to a syntax error: what the reader can change (e.g. the format it was read as). */
+export function parseText(text: string, format: ManifestFormat, source: string, hint?: string): unknown {
   try {
     if (format === 'json') return JSON.parse(text);
     if (format === 'yaml') return (require('yaml') as typeof import('yaml')).parse(text, { prettyErrors: true });
     return parseToml(text);
   } catch (err) {
     const msg = (err instanceof Error ? err.message : String(err)).split('\n')[0] ?? 'unreadable';
-    throw new ValidationError(source, [{ field: '(document)', rule: `is not valid ${format.toUpperCase()}: ${msg}` }]);
+    throw new ValidationError(source, [{ field: '(document)', rule: `is not valid ${format.toUpperCase()}: ${msg}${hint ? ` (${hint})` : ''}` }]);
   }
 }
 
 /** Validates one parsed manifest document and resolves defaults into a ServiceSpec. */
 export function toServiceSpec(doc: unknown, source: string): ServiceSpec {
   const parsed = ServiceManifestSchema.safeParse(doc);
-  if (!parsed.success) throw new ValidationError(source, issuesOf(parsed.error));
+  if (!parsed.success) throw new ValidationError(source, issuesOf(parsed.error, [], ServiceManifestSchema));
   const m = parsed.data;
   const issues: FieldIssue[] = [];
   const seen = new Map<string, number>();
@@ -78,7 +117,7 @@ export function toServiceSpec(doc: unknown, source: string): ServiceSpec {
     }
     const network = c.network ?? (runtime === 'container' ? 'none' : 'auto');
     const spec = ComponentSpecSchema.safeParse({ ...c, service: m.name, runtime, network });
-    if (!spec.success) issues.push(...issuesOf(spec.error, ['components', i]));
+    if (!spec.success) issues.push(...issuesOf(spec.error, ['components', i], ComponentSpecSchema));
     else components.push(spec.data);
   });
   if (issues.length > 0) throw new ValidationError(source, issues);
@@ -87,6 +126,12 @@ export function toServiceSpec(doc: unknown, source: string): ServiceSpec {
 
 export function loadManifestText(text: string, format: ManifestFormat, source: string): ServiceSpec {
   return toServiceSpec(parseText(text, format, source), source);
+}
+
+/** stdin has no extension to tell its format: TOML unless `--format` says otherwise. */
+export function loadManifestStdin(text: string, format: ManifestFormat | undefined): ServiceSpec {
+  const hint = format ? undefined : 'stdin is read as TOML: pass --format yaml|json for other formats';
+  return toServiceSpec(parseText(text, format ?? 'toml', 'manifest from stdin', hint), 'manifest from stdin');
 }
 
 export function loadManifestFile(path: string): ServiceSpec {

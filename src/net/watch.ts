@@ -3,11 +3,13 @@
  * resync: `nft monitor` (a rule, chain or table of ours deleted or added: a firewall reload that
  * flushed the isolation rules) and `ip -o monitor link` (the bridge or a TAP appearing, vanishing
  * or changing master). What changed is then judged by the pass itself (level-triggered): these
- * streams only say "look now". Each runs under `timeout` for a window and is restarted, so if the
- * agent is killed with SIGKILL its orphaned monitors end by themselves within that window.
+ * streams only say "look now". They run only while a VM component could use the bridge (network
+ * auto or bridge, see HostNetWatchSwitch), and end with the agent even on SIGKILL (boundToAgent).
  */
 import { execa, type ResultPromise } from 'execa';
 import { createInterface } from 'node:readline';
+import { boundToAgent } from '../child-lifetime.js';
+import type { DesiredState } from '../registry/desired.js';
 
 export interface HostNetWatch {
   bridge: string;
@@ -15,7 +17,11 @@ export interface HostNetWatch {
   /** Set as MCP_AGENT_ID in the monitors' environment: whose they are, for anyone cleaning up. */
   agentId: string;
   onChange: (why: string) => void;
-  windowSeconds?: number;
+}
+
+/** Whether a VM component could be put on the bridge (network auto or bridge). */
+export function vmsMayUseBridge(desired: DesiredState): boolean {
+  return desired.components.some((c) => c.valid && c.spec.runtime === 'unikernel' && c.spec.network !== 'slirp');
 }
 
 /** Lines of `nft monitor` and `ip -o monitor link` that concern the agent's table, bridge or TAPs. */
@@ -24,14 +30,15 @@ export function concernsAgent(line: string, bridge: string, table: string): bool
   return new RegExp(`\\b(inet|bridge) ${esc(table)}\\b`).test(line) || new RegExp(`(^|[\\s:])${esc(bridge)}[:\\s@]`).test(line) || /\btap-[0-9a-f]{11}\b/.test(line);
 }
 
-function watchStream(cmd: string, args: string[], windowSeconds: number, env: Record<string, string>, onLine: (line: string) => void): () => void {
+function watchStream(cmd: string, args: string[], env: Record<string, string>, onLine: (line: string) => void): () => void {
   let stopped = false;
   let child: ResultPromise | undefined;
   let retry: NodeJS.Timeout | undefined;
   const spawnOnce = (): void => {
     if (stopped) return;
     const started = Date.now();
-    child = execa('timeout', [String(windowSeconds), cmd, ...args], { env, stdin: 'ignore', stderr: 'ignore', buffer: false, reject: false });
+    const [file, argv] = boundToAgent(cmd, args);
+    child = execa(file, argv, { env, stdin: 'ignore', stderr: 'ignore', buffer: false, reject: false });
     createInterface({ input: child.stdout! }).on('line', onLine);
     void child.then(() => {
       if (stopped) return;
@@ -49,11 +56,27 @@ function watchStream(cmd: string, args: string[], windowSeconds: number, env: Re
 }
 
 export function watchHostNet(o: HostNetWatch): () => void {
-  const windowSeconds = o.windowSeconds ?? 60;
   const onLine = (source: string) => (line: string) => {
     if (concernsAgent(line, o.bridge, o.table)) o.onChange(`${source}: ${line.slice(0, 100)}`);
   };
   const env = { MCP_AGENT_ID: o.agentId };
-  const stops = [watchStream('nft', ['monitor'], windowSeconds, env, onLine('nft')), watchStream('ip', ['-o', 'monitor', 'link'], windowSeconds, env, onLine('ip'))];
+  const stops = [watchStream('nft', ['monitor'], env, onLine('nft')), watchStream('ip', ['-o', 'monitor', 'link'], env, onLine('ip'))];
   return () => stops.forEach((s) => s());
+}
+
+/** The host-net monitors, on only while desired state has a VM that could use the bridge. */
+export class HostNetWatchSwitch {
+  private stop: (() => void) | undefined;
+
+  constructor(private readonly o: HostNetWatch) {}
+
+  /** Starts or stops the monitors to match `desired` (undefined: stop them). */
+  follow(desired: DesiredState | undefined): void {
+    const wanted = desired !== undefined && vmsMayUseBridge(desired);
+    if (wanted && !this.stop) this.stop = watchHostNet(this.o);
+    else if (!wanted && this.stop) {
+      this.stop();
+      this.stop = undefined;
+    }
+  }
 }

@@ -74,7 +74,7 @@ function rowToSpec(row: ComponentRow): DesiredComponent {
   }
   const parsed = ComponentSpecSchema.safeParse(candidate);
   if (!parsed.success) {
-    return { ...base, valid: false, error: issuesOf(parsed.error).map((i) => `${i.field}: ${i.rule}`).join('; ') };
+    return { ...base, valid: false, error: issuesOf(parsed.error, [], ComponentSpecSchema).map((i) => `${i.field}: ${i.rule}`).join('; ') };
   }
   return { ...base, valid: true, spec: parsed.data };
 }

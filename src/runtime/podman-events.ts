@@ -1,11 +1,11 @@
 /**
  * Streams `podman events` for this agent's containers, so a container that dies wakes the loop at
- * once instead of at the next resync. Each stream is started with `--until` a short window ahead
- * and restarted when it ends: if the agent is killed with SIGKILL, the orphaned `podman events`
- * ends by itself within that window instead of living forever.
+ * once instead of at the next resync. The stream ends with the agent, even on SIGKILL
+ * (boundToAgent); it is also started with `--until` a window ahead and restarted when it ends.
  */
 import { execa, type ResultPromise } from 'execa';
 import { createInterface } from 'node:readline';
+import { boundToAgent } from '../child-lifetime.js';
 import type { RuntimeEvent } from './types.js';
 
 export interface PodmanEventsOptions {
@@ -29,11 +29,8 @@ export function watchPodmanEvents(o: PodmanEventsOptions): () => void {
     const now = new Date();
     const until = new Date(now.getTime() + windowSeconds * 1000);
     const started = Date.now();
-    child = execa(
-      o.binary,
-      ['events', '--format', 'json', '--filter', o.filter, '--since', now.toISOString(), '--until', until.toISOString()],
-      { env: o.env, stdin: 'ignore', stderr: 'ignore', buffer: false, reject: false },
-    );
+    const [file, argv] = boundToAgent(o.binary, ['events', '--format', 'json', '--filter', o.filter, '--since', now.toISOString(), '--until', until.toISOString()]);
+    child = execa(file, argv, { env: o.env, stdin: 'ignore', stderr: 'ignore', buffer: false, reject: false });
     const lines = createInterface({ input: child.stdout! });
     lines.on('line', (line) => {
       try {

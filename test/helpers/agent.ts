@@ -301,3 +301,12 @@ export function containerService(name: string, components: Record<string, string
 }
 
 export const SLEEP = ['sleep', '2147483647'];
+
+export const VM_KERNEL = 'kernel = "vmlinux"\ninitrd = "initrd.gz"';
+
+/** A unikernel service manifest (128 MiB each): component name -> extra TOML lines. */
+export function vmService(name: string, components: Record<string, string>): string {
+  let out = `name = "${name}"\nruntime = "unikernel"\n`;
+  for (const [comp, body] of Object.entries(components)) out += `\n[[components]]\nname = "${comp}"\nmemory = 128\n${body}\n`;
+  return out;
+}

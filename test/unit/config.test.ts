@@ -227,6 +227,13 @@ describe('loadConfig: bad values name the field', () => {
     hasIssue(bad('[backoff]\nbase = 10\n'), 'backoff.base', /is not a known field/);
   });
 
+  it('each unknown key on its own, with the close known setting', () => {
+    const e = bad('paralelism = 2\nfoo = 1\n[backoff]\nbase_m = 10\n');
+    hasIssue(e, 'paralelism', /^is not a known field \(did you mean `parallelism`\?\)$/);
+    hasIssue(e, 'foo', /^is not a known field$/);
+    hasIssue(e, 'backoff.base_m', /did you mean `base_ms`\?/);
+  });
+
   it('a bad cron expression', () => {
     hasIssue(bad('resync = "every minute"\n'), 'resync', /cron expression/);
     hasIssue(invalid(() => loadConfig(sources({ env: { AGENT_RESYNC: '61 * * * *' } }))), 'resync', /cron expression/);

@@ -1,7 +1,7 @@
 // Where VM boot files may come from: path arithmetic against the allowed image directories.
 import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
-import { resolveBootFiles, resolveBootPath } from '../../src/agent/images.js';
+import { resolveBootFiles, resolveBootPath, withBootFilesChecked } from '../../src/agent/images.js';
 import type { ComponentSpec } from '../../src/manifest/schema.js';
 
 const DIRS = ['/srv/images', '/opt/vm-images'];
@@ -120,5 +120,27 @@ describe('resolveBootFiles', () => {
       r.issues.map((i) => i.field),
       ['image', 'kernel', 'initrd'],
     );
+  });
+});
+
+describe('withBootFilesChecked: rows a master wrote', () => {
+  const row = (component: string, over: Partial<ComponentSpec>) => ({ service: 'web', component, valid: true as const, spec: spec({ name: component, ...over }) });
+
+  it('turns a row with a boot file outside the images directories invalid, with the reason', () => {
+    const desired = { services: [], components: [row('bad', { kernel: '/etc/passwd', initrd: 'initrd.cpio' }), row('good', { kernel: 'vmlinux', initrd: 'initrd.cpio' })] };
+    const checked = withBootFilesChecked(desired, DIRS);
+    assert.deepEqual(checked.components[0], {
+      service: 'web',
+      component: 'bad',
+      valid: false,
+      error: 'kernel: must be inside an allowed image directory (/srv/images, /opt/vm-images)',
+    });
+    assert.equal(checked.components[1], desired.components[1], 'a good row is passed through as is');
+  });
+
+  it('leaves containers and rows already invalid alone', () => {
+    const container = { service: 'web', component: 'c', valid: true as const, spec: spec({ runtime: 'container', image: '/etc/passwd' }) };
+    const invalid = { service: 'web', component: 'x', valid: false as const, error: 'memory: is required' };
+    assert.deepEqual(withBootFilesChecked({ services: [], components: [container, invalid] }, DIRS).components, [container, invalid]);
   });
 });

@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ValidationError, type FieldIssue } from '../../src/errors.js';
-import { fieldPath, formatOf, loadManifestDir, loadManifestText, type ManifestFormat } from '../../src/manifest/load.js';
+import { fieldPath, formatOf, loadManifestDir, loadManifestStdin, loadManifestText, type ManifestFormat } from '../../src/manifest/load.js';
+import { closest, editDistance } from '../../src/manifest/suggest.js';
 import type { ServiceSpec } from '../../src/manifest/schema.js';
 
 /** Runs fn, asserts it throws a ValidationError, returns it. */
@@ -259,6 +260,30 @@ describe('loadManifestText: validation errors name the field and the rule', () =
     hasIssue(nested, 'components[0].ports[0].hots', /is not a known field/);
   });
 
+  it('reports several unknown keys each on its own, never joined into a path', () => {
+    const e = invalid(() => load(doc({ runtime: 'container' }, [{ name: 'api', image: 'x', comand: ['a'], mem: 64 }])));
+    hasIssue(e, 'components[0].comand', /^is not a known field \(did you mean `cmd`\?\)$/);
+    hasIssue(e, 'components[0].mem', /^is not a known field/);
+    assert.ok(!e.issues.some((i) => i.field.includes('comand.mem')), JSON.stringify(e.issues));
+    const top = invalid(() => load(JSON.stringify({ name: 'web', runtime: 'container', foo: 1, bar: 2, components: [comp()] })));
+    hasIssue(top, 'foo', /^is not a known field$/);
+    hasIssue(top, 'bar', /^is not a known field$/);
+    assert.ok(!top.issues.some((i) => i.field === 'foo.bar'), JSON.stringify(top.issues));
+  });
+
+  it('suggests the close known field of a typo, at any depth', () => {
+    hasIssue(invalid(() => load(doc({ runtime: 'container' }, [{ name: 'api', imgae: 'x' }]))), 'components[0].imgae', /did you mean `image`\?/);
+    hasIssue(invalid(() => load(doc({ runtime: 'container', actve: true }, [comp()]))), 'actve', /did you mean `active`\?/);
+    const nested = invalid(() => load(doc({ runtime: 'unikernel' }, [comp({ memory: 128, ports: [{ guest: 80, hots: 8080 }] })])));
+    hasIssue(nested, 'components[0].ports[0].hots', /did you mean `host`\?/);
+  });
+
+  it('a syntax error on stdin without --format says how to pass another format', () => {
+    hasIssue(invalid(() => loadManifestStdin('name: web\ncomponents:\n  - name: a\n', undefined)), '(document)', /is not valid TOML: .*pass --format yaml\|json for other formats/);
+    const yaml = invalid(() => loadManifestStdin('name: [\n', 'yaml'));
+    assert.ok(!/--format/.test(yaml.message), 'no hint when the format was given');
+  });
+
   it('rejects malformed TOML, YAML and JSON as a document error naming the format', () => {
     hasIssue(invalid(() => load('name = \n', 'toml')), '(document)', /^is not valid TOML: /);
     hasIssue(invalid(() => load('name: [\n', 'yaml')), '(document)', /^is not valid YAML: /);
@@ -326,6 +351,27 @@ describe('loadManifestText: validation errors name the field and the rule', () =
     const e = invalid(() => load(doc({ runtime: 'container' }, [comp({ name: 'a', memory: 0 }), comp({ name: 'b', image: '-x' })])));
     hasIssue(e, 'components[0].memory', /at least 16/);
     hasIssue(e, 'components[1].image', /image reference/);
+  });
+});
+
+describe('closest: did you mean', () => {
+  it('edit distance counts insertions, deletions, substitutions and swaps', () => {
+    assert.equal(editDistance('', ''), 0);
+    assert.equal(editDistance('cmd', 'cmd'), 0);
+    assert.equal(editDistance('imgae', 'image'), 1);
+    assert.equal(editDistance('memroy', 'memory'), 1);
+    assert.equal(editDistance('comand', 'cmd'), 3);
+    assert.equal(editDistance('', 'abc'), 3);
+    assert.equal(editDistance('kitten', 'sitting'), 3);
+  });
+  it('names the one close key, nothing when none is close or two tie', () => {
+    const keys = ['name', 'image', 'cmd', 'env', 'memory', 'ports'];
+    assert.equal(closest('comand', keys), 'cmd');
+    assert.equal(closest('Image', keys), 'image');
+    assert.equal(closest('foo', keys), undefined);
+    assert.equal(closest('bar', keys), undefined);
+    assert.equal(closest('ab', ['ax', 'ay']), undefined);
+    assert.equal(closest('x', []), undefined);
   });
 });
 

@@ -85,7 +85,8 @@ describe('qemuArgs: process, state files, devices', () => {
     assert.ok(a.includes('-no-user-config'));
     assert.ok(a.includes('-no-reboot'));
     assert.equal(value(a, '-display'), 'none');
-    assert.equal(value(a, '-name'), 'guest=web-vm,process=web-vm');
+    // no process=: QEMU keeps its own process name, so `pgrep qemu` and `ps -C` find it
+    assert.equal(value(a, '-name'), 'guest=web-vm');
     assert.equal(value(a, '-m'), '256M');
     assert.equal(value(a, '-smp'), '3');
   });
@@ -169,7 +170,7 @@ describe('qemuArgs: SMBIOS OEM strings and comma quoting', () => {
   it('commas in option values are doubled: OEM strings, the VM name, the disk path', () => {
     const a = qemuArgs(diskBoot({ name: 'a,b', oemStrings: ['k=v1,v2'] }));
     assert.deepEqual(values(a, '-smbios'), ['type=11,value=k=v1,,v2']);
-    assert.equal(value(a, '-name'), 'guest=a,,b,process=a,,b');
+    assert.equal(value(a, '-name'), 'guest=a,,b');
   });
 
   const commaDir = '/var/lib/agent,x/vm/web-vm';

@@ -44,7 +44,7 @@ const record: VmRecord = {
   hostKey: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5',
   sshUser: 'root',
   address: '127.0.0.1',
-  args: ['-name', 'guest=web-vm,process=web-vm'],
+  args: ['-name', 'guest=web-vm'],
   launchedAt: '2024-01-01T00:00:00.000Z',
 };
 
@@ -157,50 +157,54 @@ describe('processLive, isOurVm, livePid', () => {
     assert.equal(livePid(dir(), 'web-vm'), undefined, 'no pidfile');
   });
 
-  describe('a process whose argv looks like our QEMU', () => {
-    let child: ChildProcess;
-    let d: string;
-    const name = 'web,vm';
-    before(async () => {
-      d = dir();
-      // node -e '<idle>' -- -name guest=...,process=... -pidfile <dir>/qemu.pid: the argv isOurVm checks.
-      child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)', '--', '-name', 'guest=web,,vm,process=web,,vm', '-pidfile', stateFiles(d).pidfile], { stdio: 'ignore' });
-      await new Promise<void>((resolve, reject) => {
-        child.once('spawn', resolve);
-        child.once('error', reject);
+  // `guest=N` is what the agent passes now (QEMU keeps its process name); `guest=N,process=N` is
+  // what earlier agents passed: their VMs must still be recognised and adopted.
+  for (const [form, nameArg] of [['guest=', 'guest=web,,vm'], ['guest=,process= (earlier agents)', 'guest=web,,vm,process=web,,vm']] as const) {
+    describe(`a process whose argv looks like our QEMU: -name ${form}`, () => {
+      let child: ChildProcess;
+      let d: string;
+      const name = 'web,vm';
+      before(async () => {
+        d = dir();
+        // node -e '<idle>' -- -name guest=... -pidfile <dir>/qemu.pid: the argv isOurVm checks.
+        child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)', '--', '-name', nameArg, '-pidfile', stateFiles(d).pidfile], { stdio: 'ignore' });
+        await new Promise<void>((resolve, reject) => {
+          child.once('spawn', resolve);
+          child.once('error', reject);
+        });
+        writeFileSync(stateFiles(d).pidfile, `${child.pid}\n`);
       });
-      writeFileSync(stateFiles(d).pidfile, `${child.pid}\n`);
-    });
-    after(async () => {
-      if (child.exitCode === null && child.signalCode === null) {
-        const gone = new Promise((resolve) => child.once('exit', resolve));
+      after(async () => {
+        if (child.exitCode === null && child.signalCode === null) {
+          const gone = new Promise((resolve) => child.once('exit', resolve));
+          child.kill('SIGKILL');
+          await gone;
+        }
+      });
+
+      it('is recognised by name (commas doubled) and pidfile', () => {
+        const pid = child.pid!;
+        assert.equal(isOurVm(pid, name, d), true);
+        assert.equal(livePid(d, name), pid);
+      });
+
+      it('is not ours under another name or another state dir', () => {
+        const pid = child.pid!;
+        assert.equal(isOurVm(pid, 'web-vm', d), false);
+        assert.equal(isOurVm(pid, 'web,,vm', d), false);
+        assert.equal(isOurVm(pid, name, dir()), false);
+      });
+
+      it('is gone once it exited and was reaped', async () => {
+        const pid = child.pid!;
+        const exited = new Promise((resolve) => child.once('exit', resolve));
         child.kill('SIGKILL');
-        await gone;
-      }
+        await exited;
+        assert.equal(processLive(pid), false);
+        assert.equal(livePid(d, name), undefined);
+      });
     });
-
-    it('is recognised by name (commas doubled) and pidfile', () => {
-      const pid = child.pid!;
-      assert.equal(isOurVm(pid, name, d), true);
-      assert.equal(livePid(d, name), pid);
-    });
-
-    it('is not ours under another name or another state dir', () => {
-      const pid = child.pid!;
-      assert.equal(isOurVm(pid, 'web-vm', d), false);
-      assert.equal(isOurVm(pid, 'web,,vm', d), false);
-      assert.equal(isOurVm(pid, name, dir()), false);
-    });
-
-    it('is gone once it exited and was reaped', async () => {
-      const pid = child.pid!;
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGKILL');
-      await exited;
-      assert.equal(processLive(pid), false);
-      assert.equal(livePid(d, name), undefined);
-    });
-  });
+  }
 });
 
 function vmSpec(over: Partial<ComponentSpec> = {}): ComponentSpec {

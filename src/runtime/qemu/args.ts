@@ -47,7 +47,9 @@ const q = (s: string): string => s.replaceAll(',', ',,');
 export function qemuArgs(v: VmLaunch): string[] {
   const f = stateFiles(v.stateDir);
   const args = [
-    '-name', `guest=${q(v.name)},process=${q(v.name)}`,
+    // guest= only: no process=, so the process keeps QEMU's own name and `pgrep qemu`,
+    // `ps -C qemu-system-x86_64` find it; the workload name is in its argv (see state.ts).
+    '-name', `guest=${q(v.name)}`,
     '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
     '-m', `${v.memoryMib}M`,
     '-smp', String(v.vcpus),

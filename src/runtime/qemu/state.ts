@@ -77,7 +77,10 @@ export function isOurVm(pid: number, name: string, dir: string): boolean {
   }
   const nameAt = argv.indexOf('-name');
   const pidAt = argv.indexOf('-pidfile');
-  return nameAt >= 0 && argv[nameAt + 1] === `guest=${name.replaceAll(',', ',,')},process=${name.replaceAll(',', ',,')}` && pidAt >= 0 && argv[pidAt + 1] === stateFiles(dir).pidfile;
+  const guest = `guest=${name.replaceAll(',', ',,')}`;
+  // `,process=` too: VMs started by agents that renamed QEMU's process are still adopted.
+  const named = nameAt >= 0 && (argv[nameAt + 1] === guest || argv[nameAt + 1] === `${guest},process=${name.replaceAll(',', ',,')}`);
+  return named && pidAt >= 0 && argv[pidAt + 1] === stateFiles(dir).pidfile;
 }
 
 /** The live pid of the VM in `dir`, or undefined when it is not running (or not ours). */

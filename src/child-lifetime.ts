@@ -1,0 +1,13 @@
+/**
+ * Long-running helper processes (monitors, event streams) die with the agent, even when it is
+ * killed with SIGKILL: they are started through `setpriv --pdeathsig KILL` (util-linux), which
+ * sets PR_SET_PDEATHSIG and execs the command, so the kernel kills it when its parent goes. The
+ * signal follows the parent *thread* that forked: Node spawns from its main thread (libuv), whose
+ * end is the agent's end. The command must itself be the long-lived process (no `timeout` or
+ * shell in between: their children would not inherit the death signal).
+ */
+
+/** The command line that runs `cmd args` so that it ends when the agent does. */
+export function boundToAgent(cmd: string, args: string[]): [string, string[]] {
+  return ['setpriv', ['--pdeathsig', 'KILL', cmd, ...args]];
+}
