@@ -1,7 +1,13 @@
-/** The events log: what the agent did, to which component, why, and how it went. */
+/**
+ * The events log: what the agent did, to which component, why, and how it went. An action that
+ * touches a runtime is written as an intent (`pending`) before it starts and settled after, so a
+ * kill -9 mid-action leaves a `pending` row, which the next agent marks `interrupted`: the log never
+ * misses an action that may have changed what runs.
+ */
 import type { Db } from './open.js';
 
-export type EventOutcome = 'ok' | 'error' | 'info';
+/** `pending`: under way (or its agent died: see interruptPending); `interrupted`: it never finished. */
+export type EventOutcome = 'ok' | 'error' | 'info' | 'pending' | 'interrupted';
 
 export interface AgentEvent {
   id: number;
@@ -24,15 +30,38 @@ export class EventsRepo {
   private appended = 0;
   constructor(private readonly db: Db) {}
 
-  append(e: NewEvent): void {
-    this.db
+  /** Appends one event; returns its id. */
+  append(e: NewEvent): number {
+    const id = this.db
       .prepare(
         'INSERT INTO events (service, component, workload, action, reason, outcome, message) VALUES (@service, @component, @workload, @action, @reason, @outcome, @message)',
       )
-      .run(e);
+      .run(e).lastInsertRowid;
     if (++this.appended % 500 === 0) {
       this.db.prepare('DELETE FROM events WHERE id <= (SELECT max(id) FROM events) - ?').run(EVENTS_KEPT);
     }
+    return Number(id);
+  }
+
+  /** Writes an action's intent before the runtime is touched; returns its id for `settle`. */
+  begin(e: Omit<NewEvent, 'outcome' | 'message'>, pid = process.pid): number {
+    return this.append({ ...e, outcome: 'pending', message: `under way (agent pid ${pid})` });
+  }
+
+  /** Records how an intent ended; an intent already settled (or pruned) is left as it is. */
+  settle(id: number, outcome: Exclude<EventOutcome, 'pending'>, message: string): void {
+    this.db.prepare("UPDATE events SET outcome = ?, message = ? WHERE id = ? AND outcome = 'pending'").run(outcome, message, id);
+  }
+
+  /**
+   * Marks every open intent `interrupted`. Only for the registry's one reconciler, right after it
+   * claimed it: the claim is taken only from a holder that ended, so no live process owns them.
+   * Returns how many there were.
+   */
+  interruptPending(): number {
+    return this.db
+      .prepare("UPDATE events SET outcome = 'interrupted', message = 'the agent ended before this finished (' || message || ')' WHERE outcome = 'pending'")
+      .run().changes;
   }
 
   recent(limit: number, filter: { service?: string; component?: string } = {}): AgentEvent[] {
