@@ -87,6 +87,30 @@ export class TestNode {
     return p;
   }
 
+  /** Starts `agent run --once` in the background, logs to a file in the node's dir (for signal tests). */
+  startOnce(env: Record<string, string> = {}): ResultPromise {
+    const [cmd, pre] = this.nodeCmd();
+    const p = execa(cmd, [...pre, BIN, '--db', this.db, 'run', '--once'], {
+      reject: false,
+      env: { AGENT_LOG_LEVEL: 'debug', ...this.env, ...env },
+      stdin: 'ignore',
+      stdout: { file: join(this.dir, 'once.out') },
+      stderr: { file: join(this.dir, 'once.log') },
+    });
+    this.agents.push(p);
+    return p;
+  }
+
+  /** Runs one read-only query on the node's registry (as a master would read it). */
+  query<T>(sql: string, ...params: unknown[]): T[] {
+    const db = new Database(this.db, { readonly: true });
+    try {
+      return db.prepare(sql).all(...params) as T[];
+    } finally {
+      db.close();
+    }
+  }
+
   agentId(): string {
     const db = new Database(this.db, { readonly: true });
     try {
@@ -263,3 +287,13 @@ export function containerService(name: string, components: Record<string, string
 }
 
 export const SLEEP = ['sleep', '2147483647'];
+
+/** A unikernel service manifest: component name -> its boot lines (e.g. VM_KERNEL_BOOT). */
+export function vmService(name: string, comps: Record<string, string>): string {
+  let out = `name = "${name}"\nruntime = "unikernel"\n`;
+  for (const [c, body] of Object.entries(comps)) out += `\n[[components]]\nname = "${c}"\nmemory = 128\n${body}\n`;
+  return out;
+}
+
+/** Boot the project's guest image from its kernel and initrd (needs useGuestImages()). */
+export const VM_KERNEL_BOOT = 'kernel = "vmlinux"\ninitrd = "initrd.gz"';
