@@ -77,6 +77,32 @@ describe('signals to run --once while a VM boots', () => {
   }
 });
 
+describe('SIGTERM to agent run while a VM boots', () => {
+  // A boot may take up to boot_timeout (90 s), longer than a stop should: the boot is rolled back,
+  // and the next agent boots the VM again under its own watch.
+  it('rolls the boot back (no QEMU, state dir, lease), ends its claim and heartbeat, exits 0; the next pass boots one', async (t) => {
+    const node = new TestNode({ AGENT_ACCEL: 'tcg' });
+    t.after(() => node.cleanup());
+    node.useGuestImages();
+    const svc = TestNode.serviceName();
+    const workload = `${svc}-vm`;
+    await node.apply(vmService(svc, { vm: VM_KERNEL_BOOT }));
+    const agent = node.startAgent({ AGENT_RESYNC: '0 0 0 1 1 *' });
+    await waitFor('the guest init on the console', async () => readFileSync(join(node.dir, 'vm', workload, 'console.log'), 'utf8').includes('AGENT_GUEST_INIT'), 60_000, 20);
+    process.kill(agent.pid!, 'SIGTERM');
+    const r = await agent;
+    assert.equal(r.exitCode, 0, `exit code (signal ${r.signal ?? 'none'})`);
+    await waitFor('no QEMU of the VM', async () => qemuOf(node, workload).length === 0, 10_000);
+    assert.equal(existsSync(join(node.dir, 'vm', workload)), false, 'state dir removed');
+    assert.deepEqual(node.query('SELECT value FROM leases'), [], 'no lease');
+    assertReleased(node);
+    assert.equal((await events(node)).find((e) => e.action === 'start')?.outcome, 'interrupted');
+    await node.ok(['run', '--once']);
+    assert.equal(row(await node.status(), svc, 'vm').drift, 'in-sync');
+    assert.equal(qemuOf(node, workload).length, 1, 'exactly one QEMU');
+  });
+});
+
 describe('signals to run --once while a container starts', () => {
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     it(`${signal} once the start is under way: exit ${EXIT[signal]}, claim and heartbeat gone, the next pass leaves exactly one`, async (t) => {
