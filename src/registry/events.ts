@@ -45,7 +45,7 @@ export class EventsRepo {
 
   /** Writes an action's intent before the runtime is touched; returns its id for `settle`. */
   begin(e: Omit<NewEvent, 'outcome' | 'message'>, pid = process.pid): number {
-    return this.append({ ...e, outcome: 'pending', message: `under way (agent pid ${pid})` });
+    return this.append({ ...e, outcome: 'pending', message: `agent pid ${pid}` });
   }
 
   /** Records how an intent ended; an intent already settled (or pruned) is left as it is. */

@@ -255,7 +255,7 @@ describe('event intents', () => {
     const [last, first] = r.events.recent(2);
     assert.equal(first?.outcome, 'ok');
     assert.equal(last?.outcome, 'interrupted');
-    assert.match(last!.message, /the agent ended before this finished \(under way \(agent pid 4242\)\)/);
+    assert.match(last!.message, /the agent ended before this finished \(agent pid 4242\)/);
     r.close();
   });
 
