@@ -1,8 +1,10 @@
 /**
  * Applies planned actions. One action at a time per component (a component never has two
  * operations racing), a bounded number in parallel across components, and a component that is
- * busy or failing never holds up the others. Every action lands in the events log; failures
- * feed the exponential backoff that the planner honours.
+ * busy or failing never holds up the others. Every action lands in the events log as an intent
+ * written before the runtime is touched, settled after; failures feed the exponential backoff
+ * that the planner honours. Once the agent is stopping (`shutdown`), nothing new starts and a
+ * start still waiting for its workload to be ready is rolled back by the runtime.
  */
 import type { Logger } from 'pino';
 import { keyString } from '../errors.js';
@@ -33,6 +35,8 @@ export interface ActionOutcome {
   action: Action;
   ok: boolean;
   message: string;
+  /** The agent was stopping: the action was never started, or was rolled back. */
+  interrupted?: boolean;
 }
 
 /** The serialisation unit: a component, or for unlabelled orphans, the workload itself. */
@@ -42,8 +46,23 @@ export class Executor {
   private readonly inflight = new Map<string, Promise<ActionOutcome>>();
   private readonly waiting: Array<() => void> = [];
   private running = 0;
+  /** Aborted by `shutdown`: runtimes roll back starts under way when it fires. */
+  private readonly stopping = new AbortController();
 
   constructor(private readonly o: ExecutorOptions) {}
+
+  /**
+   * The agent is stopping: no action starts from now on (those queued for a slot are dropped), and
+   * starts still waiting for readiness are rolled back (a booting VM is killed and its state dir
+   * and lease go). Stops and removals under way finish. Idempotent.
+   */
+  shutdown(why: string): void {
+    if (!this.stopping.signal.aborted) this.stopping.abort(new Error(`rolled back: the agent is stopping (${why})`));
+  }
+
+  get isShuttingDown(): boolean {
+    return this.stopping.signal.aborted;
+  }
 
   /** Components with an action under way: the loop does not plan for them until it is done. */
   busyUnits(): Set<string> {
@@ -59,9 +78,12 @@ export class Executor {
     const started: Promise<ActionOutcome>[] = [];
     for (const a of actions) {
       const unit = unitOf(a);
+      if (this.isShuttingDown) break;
       if (this.inflight.has(unit)) continue; // one action at a time per component
       // apply() catches the action's errors, but its bookkeeping may still throw: never leave that unhandled.
-      const p = this.withSlot(() => this.apply(a)).catch((err: Error) => ({ action: a, ok: false, message: err.message })).finally(() => {
+      const p = this.withSlot(() => (this.isShuttingDown ? Promise.resolve(notStarted(a)) : this.apply(a)))
+        .catch((err: Error) => ({ action: a, ok: false, message: err.message }))
+        .finally(() => {
         this.inflight.delete(unit);
         this.o.onSettled?.();
       });
@@ -97,14 +119,27 @@ export class Executor {
     const { registry, log } = this.o;
     const ev = { service: a.key?.service ?? null, component: a.key?.component ?? null, workload: a.workload, action: a.type, reason: a.reason };
     const alog = log.child({ workload: a.workload, action: a.type });
+    // The intent is in the log before any runtime is touched: a kill -9 from here on leaves a
+    // pending row that the next agent marks interrupted. Adopting only writes the registry.
+    const intent = a.type === 'adopt' ? undefined : registry.events.begin(ev);
+    const settle = (outcome: 'ok' | 'error' | 'info' | 'interrupted', message: string): void => {
+      if (intent === undefined) registry.events.append({ ...ev, outcome, message });
+      else registry.events.settle(intent, outcome, message);
+    };
     try {
       const message = await this.perform(a);
-      registry.events.append({ ...ev, outcome: a.type === 'adopt' ? 'info' : 'ok', message });
+      settle(a.type === 'adopt' ? 'info' : 'ok', message);
       alog.info({ reason: a.reason }, `${a.type} ${a.workload}: ${message}`);
       return { action: a, ok: true, message };
     } catch (err) {
       const message = (err as Error).message;
-      registry.events.append({ ...ev, outcome: 'error', message });
+      if (this.isShuttingDown && err === this.stopping.signal.reason) {
+        // Not a failure of the component: nothing is counted towards its backoff.
+        settle('interrupted', message);
+        alog.info({ reason: a.reason }, `${a.type} ${a.workload}: ${message}`);
+        return { action: a, ok: true, message, interrupted: true };
+      }
+      settle('error', message);
       if (a.type === 'start' || a.type === 'restart' || a.type === 'replace') this.recordFailure(a, message);
       alog.warn({ reason: a.reason, err: message }, `${a.type} ${a.workload} failed`);
       return { action: a, ok: false, message };
@@ -154,10 +189,12 @@ export class Executor {
   private async start(a: Extract<Action, { spec: unknown }>, restarted: boolean, verb: string): Promise<string> {
     const { registry } = this.o;
     const rt = this.runtime(a.runtime);
+    this.stopping.signal.throwIfAborted(); // e.g. a replace whose old workload went while the agent began to stop
     const vm = a.runtime === 'unikernel' ? await placeVm(registry, this.o.vmPaths, this.o.net, a.key, a.workload, a.spec) : undefined;
     let o;
     try {
-      o = await rt.start({ name: a.workload, key: a.key, specHash: a.specHash, labels: labelsFor(this.o.agentId, a.key, a.specHash), spec: a.spec, vm });
+      const signal = this.stopping.signal;
+      o = await rt.start({ name: a.workload, key: a.key, specHash: a.specHash, labels: labelsFor(this.o.agentId, a.key, a.specHash), spec: a.spec, vm, signal });
     } catch (err) {
       // A VM that never ran keeps no lease: nothing half-started stays behind.
       if (vm && !(await rt.list().catch(() => [])).some((w) => w.name === a.workload)) registry.leases.releaseComponent(a.key);
@@ -167,3 +204,5 @@ export class Executor {
     return `${verb} ${o.id.slice(0, 12)}${o.address ? ` at ${o.address}` : ''}`;
   }
 }
+
+const notStarted = (action: Action): ActionOutcome => ({ action, ok: true, message: 'not started: the agent is stopping', interrupted: true });

@@ -35,11 +35,20 @@ export class AgentLoop {
     this.reconciler = new Reconciler({ ...o, onActionSettled: () => this.wake('action finished') });
   }
 
-  /** One pass, then wait for its actions. Returns how many actions failed. */
-  async once(): Promise<{ actions: number; failed: number }> {
+  /** One pass, then wait for its actions. Returns how many actions failed, and how many `interrupt` cut short. */
+  async once(): Promise<{ actions: number; failed: number; interrupted: number }> {
     const { dispatched } = await this.reconciler.pass();
     const outcomes = await Promise.all(dispatched);
-    return { actions: outcomes.length, failed: outcomes.filter((o) => !o.ok).length };
+    return { actions: outcomes.length, failed: outcomes.filter((o) => !o.ok).length, interrupted: outcomes.filter((o) => o.interrupted).length };
+  }
+
+  /**
+   * The agent is stopping: nothing new is dispatched, and starts still waiting for their workload
+   * to be ready are rolled back (see Executor.shutdown). What `once` awaits then ends soon.
+   */
+  interrupt(why: string): void {
+    this.stopping = true;
+    this.reconciler.executor.shutdown(why);
   }
 
   start(): void {
@@ -99,9 +108,13 @@ export class AgentLoop {
     } while (this.wakeAgain && !this.stopping);
   }
 
-  /** Stops waking, lets actions under way finish (bounded), leaves every workload running. */
-  async stop(timeoutMs = 30_000): Promise<void> {
-    this.stopping = true;
+  /**
+   * Stops waking and dispatching; VM starts still booting are rolled back at once (a boot may take
+   * up to boot_timeout, longer than any stop should), other actions under way finish (bounded).
+   * Leaves every running workload running.
+   */
+  async stop(why = 'stop', timeoutMs = 30_000): Promise<void> {
+    this.interrupt(why);
     for (const d of this.disposers.splice(0)) d();
     await this.passRunning;
     await Promise.race([this.reconciler.executor.drain(), new Promise((r) => setTimeout(r, timeoutMs).unref())]);

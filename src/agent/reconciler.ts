@@ -16,6 +16,7 @@ import { withBootFilesChecked } from './images.js';
 import { mustHoldLease } from './lease-check.js';
 import { observeAll } from './observe.js';
 import { plan, type PlanResult, type RuntimeListing } from './planner.js';
+import { staleInstances } from './stale-instances.js';
 
 export interface ReconcilerOptions {
   registry: Registry;
@@ -128,6 +129,18 @@ export class Reconciler {
     }
   }
 
+  /**
+   * Rows of workloads that exist nowhere and that no component wants are forgotten (a failed
+   * start's backoff after its service was deleted; a removal finished by a child process of an
+   * agent killed before it could record it). Only when every runtime listed.
+   */
+  private collectInstances(result: Awaited<ReturnType<typeof assess>>): void {
+    const { registry, log } = this.o;
+    const stale = staleInstances({ instances: registry.instances.all(), listings: result.listings, assessments: result.assessments, busy: this.executor.busyUnits() });
+    for (const w of stale) registry.instances.forget(w);
+    if (stale.length > 0) log.info({ workloads: stale }, 'forgot the records of workloads that exist nowhere and that no component wants');
+  }
+
   private isolationError: string | undefined;
 
   /** An event when the pass reloaded the rules, or when it first failed to (not every pass). */
@@ -152,6 +165,7 @@ export class Reconciler {
     const result = await assess(registry, runtimes, config, now, { isolation: (o) => this.noteIsolation(o) });
     for (const w of result.settled) registry.instances.clearFailures(w);
     this.collectLeases(result);
+    this.collectInstances(result);
     for (const rt of runtimes.values()) {
       const freed = await rt.collectGarbage?.().catch((err: Error) => (log.warn({ err: err.message }, 'garbage collection failed'), []));
       if (freed?.length) log.info({ freed }, 'freed resources no workload owns');

@@ -54,6 +54,12 @@ export interface WorkloadSpec {
   spec: ComponentSpec;
   /** For unikernel components. */
   vm?: VmPlacement;
+  /**
+   * Aborted when the agent stops. A runtime whose start waits (a VM booting until SSH answers)
+   * rolls the start back when it fires: nothing of it stays behind, and start rejects with
+   * `signal.reason` itself. A runtime whose start is short may ignore it and finish.
+   */
+  signal?: AbortSignal;
 }
 
 export interface Capabilities {

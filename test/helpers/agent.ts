@@ -87,6 +87,30 @@ export class TestNode {
     return p;
   }
 
+  /** Starts `agent run --once` in the background, logs to a file in the node's dir (for signal tests). */
+  startOnce(env: Record<string, string> = {}): ResultPromise {
+    const [cmd, pre] = this.nodeCmd();
+    const p = execa(cmd, [...pre, BIN, '--db', this.db, 'run', '--once'], {
+      reject: false,
+      env: { AGENT_LOG_LEVEL: 'debug', ...this.env, ...env },
+      stdin: 'ignore',
+      stdout: { file: join(this.dir, 'once.out') },
+      stderr: { file: join(this.dir, 'once.log') },
+    });
+    this.agents.push(p);
+    return p;
+  }
+
+  /** Runs one read-only query on the node's registry (as a master would read it). */
+  query<T>(sql: string, ...params: unknown[]): T[] {
+    const db = new Database(this.db, { readonly: true });
+    try {
+      return db.prepare(sql).all(...params) as T[];
+    } finally {
+      db.close();
+    }
+  }
+
   agentId(): string {
     const db = new Database(this.db, { readonly: true });
     try {
@@ -302,9 +326,10 @@ export function containerService(name: string, components: Record<string, string
 
 export const SLEEP = ['sleep', '2147483647'];
 
+/** Boot the project's guest image from its kernel and initrd. */
 export const VM_KERNEL = 'kernel = "vmlinux"\ninitrd = "initrd.gz"';
 
-/** A unikernel service manifest (128 MiB each): component name -> extra TOML lines. */
+/** A unikernel service manifest (128 MiB each): component name -> extra TOML lines (e.g. VM_KERNEL). */
 export function vmService(name: string, components: Record<string, string>): string {
   let out = `name = "${name}"\nruntime = "unikernel"\n`;
   for (const [comp, body] of Object.entries(components)) out += `\n[[components]]\nname = "${comp}"\nmemory = 128\n${body}\n`;

@@ -1,7 +1,7 @@
 // The registry against real SQLite files: migrations, file mode, refusals, transactions,
 // change detection across connections, validation of rows a master wrote directly.
 import { strict as assert } from 'node:assert';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, statSync, writeFileSync, writeSync, readFileSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, statSync, writeFileSync, writeSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -10,7 +10,7 @@ import { execa } from 'execa';
 import { RegistryError, ValidationError } from '../../src/errors.js';
 import { loadManifestText } from '../../src/manifest/load.js';
 import { Registry, RegistryUnwritableError, registryWritability } from '../../src/registry/index.js';
-import { readMigrations } from '../../src/registry/open.js';
+import { MIGRATIONS_DIR, readMigrations } from '../../src/registry/open.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'agent-registry-test-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -316,6 +316,52 @@ describe('instances and events', () => {
     assert.equal(r.events.recent(10).length, 3);
     assert.equal(r.events.recent(10, { service: 's', component: 'd' }).length, 1);
     r.close();
+  });
+});
+
+describe('event intents', () => {
+  const ev = { service: 's', component: 'c', workload: 's-c', action: 'remove', reason: 'orphan' };
+
+  it('an intent is pending until settled; settling twice keeps the first outcome', () => {
+    const r = Registry.open(freshPath());
+    const id = r.events.begin(ev, 4242);
+    assert.equal(r.events.recent(1)[0]?.outcome, 'pending');
+    assert.match(r.events.recent(1)[0]!.message, /pid 4242/);
+    r.events.settle(id, 'ok', 'stopped, removed');
+    r.events.settle(id, 'error', 'late');
+    assert.deepEqual([r.events.recent(1)[0]?.outcome, r.events.recent(1)[0]?.message], ['ok', 'stopped, removed']);
+    r.close();
+  });
+
+  it('open intents of an ended agent become interrupted; settled ones are untouched', () => {
+    const r = Registry.open(freshPath());
+    r.events.settle(r.events.begin(ev), 'ok', 'done');
+    r.events.begin({ ...ev, action: 'start' }, 4242);
+    assert.equal(r.events.interruptPending(), 1);
+    assert.equal(r.events.interruptPending(), 0);
+    const [last, first] = r.events.recent(2);
+    assert.equal(first?.outcome, 'ok');
+    assert.equal(last?.outcome, 'interrupted');
+    assert.match(last!.message, /the agent ended before this finished \(agent pid 4242\)/);
+    r.close();
+  });
+
+  it('migration 003 keeps a version-2 log, its ids, and numbering after them', () => {
+    const path = freshPath();
+    const two = join(dir, `m${++n}`);
+    mkdirSync(two, { recursive: true });
+    for (const f of readdirSync(MIGRATIONS_DIR).filter((x) => /^00[12]_/.test(x))) copyFileSync(join(MIGRATIONS_DIR, f), join(two, f));
+    const old = Registry.open(path, { migrationsDir: two });
+    old.events.append({ ...ev, outcome: 'ok', message: 'one' });
+    old.events.append({ ...ev, outcome: 'error', message: 'two' });
+    old.close();
+    const r = Registry.open(path);
+    assert.deepEqual(r.events.recent(5).map((e) => [e.id, e.message]), [[2, 'two'], [1, 'one']]);
+    assert.equal(r.events.begin(ev).id, 3);
+    r.close();
+    const db = new Database(path, { readonly: true });
+    assert.throws(() => db.prepare("INSERT INTO events (action, outcome) VALUES ('start', 'bogus')").run());
+    db.close();
   });
 });
 

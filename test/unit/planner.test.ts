@@ -3,6 +3,7 @@ import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
 import { plan, type Action, type Assessment, type PlanInput, type PlanResult, type RuntimeListing } from '../../src/agent/planner.js';
 import { attemptHash, specHash, workloadName } from '../../src/agent/identity.js';
+import { staleInstances } from '../../src/agent/stale-instances.js';
 import type { ComponentSpec, RuntimeKind } from '../../src/manifest/schema.js';
 import type { DesiredComponent, DesiredService, DesiredState, InstanceRecord } from '../../src/registry/index.js';
 import type { Observed } from '../../src/runtime/types.js';
@@ -573,5 +574,39 @@ describe('plan: level-triggered and ordered', () => {
   it('an empty registry and nothing observed plans nothing', () => {
     const r = plan(input(desired([]), { container: ok(), unikernel: ok() }));
     assert.deepEqual(r, { assessments: [], actions: [], settled: [] });
+  });
+});
+
+describe('stale instances rows (staleInstances)', () => {
+  const a = spec('s', 'a');
+  const gone = spec('old', 'x');
+  const failedStart = record(spec('old', 'y'), { handle: null, failures: 3, nextAttemptAt: '2024-05-01T12:05:00.000Z' });
+  const stale = (d: DesiredState, observed: Partial<Record<RuntimeKind, RuntimeListing>>, instances: InstanceRecord[], busy: string[] = []): string[] =>
+    staleInstances({ instances, listings: observed, assessments: plan(input(d, observed, instances)).assessments, busy: new Set(busy) });
+
+  it('forgets rows with no workload and no component, failed starts (no handle) included', () => {
+    const listed = { container: ok(observedFor(a)), unikernel: ok() };
+    assert.deepEqual(stale(desired([validRow(a)]), listed, [record(a), record(gone), failedStart]), ['old-x', 'old-y']);
+  });
+
+  it('keeps the row of a desired component that is not running, and of a workload that still runs', () => {
+    const b = spec('s', 'b');
+    const listed = { container: ok(observedFor(gone)), unikernel: ok() };
+    assert.deepEqual(stale(desired([validRow(a), validRow(b)]), listed, [record(a), record(b, { handle: null, failures: 1 }), record(gone)]), []);
+  });
+
+  it('keeps the rows of an invalid component and of a component with an action under way', () => {
+    const listed = { container: ok(), unikernel: ok() };
+    assert.deepEqual(stale(desired([invalidRow('s', 'a')]), listed, [record(a), record(gone)], ['old/x']), []);
+  });
+
+  it('forgets nothing when a runtime could not list: its workloads may still run', () => {
+    const listed = { container: ok(), unikernel: failed('qemu: timed out') };
+    assert.deepEqual(stale(desired([]), listed, [record(gone), failedStart]), []);
+  });
+
+  it('forgets the row of an inactive service whose workload is gone', () => {
+    const listed = { container: ok(), unikernel: ok() };
+    assert.deepEqual(stale(desired([validRow(a)], [service('s', false)]), listed, [record(a)]), ['s-a']);
   });
 });

@@ -158,6 +158,7 @@ export class QemuRuntime implements Runtime {
   async start(w: WorkloadSpec): Promise<Observed> {
     const vm = w.vm;
     if (!vm) throw new RuntimeError('qemu', 'start', w.name, 'no VM placement (files, ports) was given');
+    w.signal?.throwIfAborted();
     await this.requireQemu('start', w.name);
     const dir = this.dirOf(w.name);
     const files = stateFiles(dir);
@@ -172,6 +173,8 @@ export class QemuRuntime implements Runtime {
       const pid = livePid(dir, w.name);
       if (pid !== undefined && existing.specHash === w.specHash && existing.agentId === this.o.agentId) {
         if (isReady(dir)) return this.observe(dir, existing);
+        // Booting since before this call (an earlier agent launched it): a stopping agent leaves
+        // it as it found it, booting, for the next agent to adopt.
         return this.awaitReady(w, dir, existing, pid, false);
       }
       if (pid !== undefined) await this.kill(w.name, dir);
@@ -187,10 +190,13 @@ export class QemuRuntime implements Runtime {
       if (path && !existsSync(path)) throw new RuntimeError('qemu', 'start', w.name, `${field} ${path} does not exist`);
     }
     await this.attest(w);
+    w.signal?.throwIfAborted();
 
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     try {
       const record = await this.launch(w, dir);
+      // Stopping while QEMU was launched: roll back now rather than boot a VM nobody waits for.
+      w.signal?.throwIfAborted();
       const pid = livePid(dir, w.name);
       if (pid === undefined) {
         throw new RuntimeError('qemu', 'start', w.name, `QEMU exited right after starting; console:\n${tailOf(dir)}`);
@@ -201,7 +207,12 @@ export class QemuRuntime implements Runtime {
       await this.kill(w.name, dir).catch(() => undefined);
       if (w.vm?.net.mode === 'bridge') await tapDown(w.vm.net.tap, `${this.o.agentId}:${w.name}`).catch(() => undefined);
       if (!existed) rmSync(dir, { recursive: true, force: true });
-      else for (const f of [files.pidfile, files.qmp, files.ready, files.exit]) rmSync(f, { force: true });
+      else {
+        for (const f of [files.pidfile, files.qmp, files.ready, files.exit]) rmSync(f, { force: true });
+        // A rolled-back restart leaves the VM as it was (exited, its record's launch time), not
+        // "launching" for LAUNCH_WINDOW_MS with nothing behind it.
+        if (existing && w.signal?.aborted && err === w.signal.reason) writeFileSync(files.spec, `${JSON.stringify(existing, null, 2)}\n`, { mode: 0o600 });
+      }
       throw err;
     }
   }
@@ -277,9 +288,13 @@ export class QemuRuntime implements Runtime {
     return { host: rec.sshHost, port: rec.sshPort, user: rec.sshUser, privateKey: readFileSync(this.o.sshKeyPath), hostKey: rec.hostKey };
   }
 
-  /** Waits for SSH with the pinned key; on failure the caller cleans up. */
+  /**
+   * Waits for SSH with the pinned key; on failure the caller cleans up. Rejects with the start's
+   * abort reason as soon as its signal fires (the caller then rolls back).
+   */
   private async awaitReady(w: WorkloadSpec, dir: string, rec: VmRecord, pid: number, fresh: boolean): Promise<Observed> {
-    const why = await waitForSsh(this.sshTarget(rec), Date.now() + this.o.bootTimeoutMs, () => livePid(dir, w.name) === pid);
+    const alive = (): boolean => !w.signal?.aborted && livePid(dir, w.name) === pid;
+    const why = await untilAborted(waitForSsh(this.sshTarget(rec), Date.now() + this.o.bootTimeoutMs, alive), w.signal);
     if (why) {
       const msg = `${why} within ${Math.round(this.o.bootTimeoutMs / 1000)} s of boot; console tail:\n${tailOf(dir)}`;
       if (!fresh) await this.kill(w.name, dir).catch(() => undefined);
@@ -447,6 +462,17 @@ export class QemuRuntime implements Runtime {
       await sleep(200);
     }
   }
+}
+
+/** Settles like `p`, or rejects with the signal's reason as soon as it aborts (`p` runs on). */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return p;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+  });
 }
 
 /**
