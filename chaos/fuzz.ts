@@ -12,6 +12,7 @@ import fc from 'fast-check';
 import { ValidationError } from '../src/errors.js';
 import { loadManifestText } from '../src/manifest/load.js';
 import { podmanPs, type StatusJson } from '../test/helpers/agent.js';
+import { STACK_TRACE as STACK } from './lib/bounded.js';
 import type { ChaosSizes } from './lib/config.js';
 import type { Janitor } from './lib/janitor.js';
 import { Tally } from './lib/report.js';
@@ -28,7 +29,6 @@ export const FUZZ_INVARIANTS = [
   'rows: nothing runs for an invalid row',
 ];
 
-const STACK = /unexpected error|^\s+at .+:\d+:\d+\)?$/m;
 
 const sql = (v: string | number | null): string => (v === null ? 'NULL' : typeof v === 'number' ? String(v) : `'${v.replace(/'/g, "''")}'`);
 

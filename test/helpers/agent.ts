@@ -87,6 +87,18 @@ export class TestNode {
     return p;
   }
 
+  /** Starts any CLI command in the background (e.g. `run --once`, to signal it mid-way); cleaned up like an agent. */
+  spawnCli(args: string[], env: Record<string, string> = {}): ResultPromise {
+    const [cmd, pre] = this.nodeCmd();
+    const p = execa(cmd, [...pre, BIN, '--db', this.db, ...args], {
+      reject: false,
+      env: { AGENT_LOG_LEVEL: 'warn', ...this.env, ...env },
+      stdin: 'ignore',
+    });
+    this.agents.push(p);
+    return p;
+  }
+
   agentId(): string {
     const db = new Database(this.db, { readonly: true });
     try {
