@@ -89,13 +89,20 @@ export class TestNode {
 
   /** Starts `agent run --once` in the background, logs to a file in the node's dir (for signal tests). */
   startOnce(env: Record<string, string> = {}): ResultPromise {
+    return this.spawnCli(['run', '--once'], { AGENT_LOG_LEVEL: 'debug', ...env }, 'once');
+  }
+
+  /**
+   * Starts any CLI command in the background (e.g. `run --once`, to signal it mid-way); cleaned up
+   * like an agent. With `logTo`, its stdout and stderr go to `<logTo>.out` and `<logTo>.log` in the node's dir.
+   */
+  spawnCli(args: string[], env: Record<string, string> = {}, logTo?: string): ResultPromise {
     const [cmd, pre] = this.nodeCmd();
-    const p = execa(cmd, [...pre, BIN, '--db', this.db, 'run', '--once'], {
+    const p = execa(cmd, [...pre, BIN, '--db', this.db, ...args], {
       reject: false,
-      env: { AGENT_LOG_LEVEL: 'debug', ...this.env, ...env },
+      env: { AGENT_LOG_LEVEL: 'warn', ...this.env, ...env },
       stdin: 'ignore',
-      stdout: { file: join(this.dir, 'once.out') },
-      stderr: { file: join(this.dir, 'once.log') },
+      ...(logTo ? { stdout: { file: join(this.dir, `${logTo}.out`) }, stderr: { file: join(this.dir, `${logTo}.log`) } } : {}),
     });
     this.agents.push(p);
     return p;
