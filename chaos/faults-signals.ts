@@ -2,7 +2,7 @@
  * Signals during a VM start: `run --once` gets SIGINT or SIGTERM at each step of a VM's start
  * (claim taken, lease taken, QEMU spawned, guest booting). It must exit 130 (SIGINT) or 143
  * (SIGTERM) and leave the VM all or nothing: either booted and recorded (QEMU, state dir with
- * `ready`, lease, instances row) or gone (no QEMU, no state dir, no lease); and no claim.
+ * `ready`, lease, instances row) or gone (no QEMU, no state dir, no lease); and no claim or heartbeat.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -17,6 +17,7 @@ export const SIGNAL_INVARIANTS = [
   'signal during a VM start: exit 130/143',
   'signal during a VM start: the VM is all or nothing',
   'signal during a VM start: the claim is given back',
+  'signal during a VM start: no heartbeat left behind',
 ];
 
 type Step = { name: string; reached: (node: TestNode, workload: string, since: Map<string, number>) => boolean };
@@ -84,6 +85,8 @@ export async function runSignalFaults(j: Janitor, t: Tally, sizes: ChaosSizes): 
     const rolledBack = qemu === 0 && !dir && leases === 0;
     t.expect('signal during a VM start: the VM is all or nothing', finished || rolledBack, () => `${label}: QEMU ${qemu}, state dir ${dir ? (ready ? 'ready' : 'without ready') : 'absent'}, leases ${leases}, instances row ${recorded ? 'yes' : 'no'}`);
     t.expect('signal during a VM start: the claim is given back', reg.meta.reconciler === undefined, () => `${label}: meta.reconciler = ${reg.meta.reconciler}`);
+    // An interrupted pass is not a "last pass": status must not show a heartbeat from it.
+    t.expect('signal during a VM start: no heartbeat left behind', reg.meta.heartbeat === undefined, () => `${label}: meta.heartbeat = ${reg.meta.heartbeat}`);
     await j.cleanup();
   }
   t.figure('signals sent during VM starts', signalled);

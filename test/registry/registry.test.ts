@@ -138,6 +138,7 @@ describe('a registry on a full disk', () => {
     });
     r.desired.apply([svc('web', ['api'])]);
     const key = { service: 'web', component: 'api', runtime: 'container' };
+    const written = r.events.begin({ service: 'web', component: 'api', workload: 'web-api', action: 'start', reason: 'missing' });
     direct.pragma('wal_checkpoint(TRUNCATE)'); // no slack left in the WAL for writes to reuse
     const filler = openSync(join(mnt, 'filler'), 'w');
     try {
@@ -151,6 +152,11 @@ describe('a registry on a full disk', () => {
     for (let i = 0; i < 50; i++) r.events.append({ service: 'web', component: 'api', workload: 'web-api', action: 'restart', reason: `r${i}`, outcome: 'ok', message: '' });
     r.instances.recordFailure('web-api', key, { failures: 3, nextAttemptAt: '2030-01-01T00:00:00.000Z', error: 'boom', specHash: 'h1' });
     r.meta.beat(1, new Date());
+    // An intent begun on the full disk and settled before it could be written is written settled;
+    // one written before the disk filled is settled once there is room.
+    const queued = r.events.begin({ service: 'web', component: 'api', workload: 'web-api', action: 'replace', reason: 'spec changed' });
+    r.events.settle(queued, 'ok', 'replaced');
+    r.events.settle(written, 'error', 'no such image');
     assert.equal(r.writes.state().writable, false);
     assert.equal(r.instances.failuresFor('web-api', 'h1'), 3, 'reads see the queued writes');
     assert.equal(r.instances.all()[0]?.nextAttemptAt, '2030-01-01T00:00:00.000Z');
@@ -166,6 +172,11 @@ describe('a registry on a full disk', () => {
     const reasons = (direct.prepare("SELECT reason FROM events WHERE action = 'restart' ORDER BY id").all() as Array<{ reason: string }>).map((e) => e.reason);
     assert.deepEqual(reasons, Array.from({ length: 50 }, (_, i) => `r${i}`), 'every queued event, in order');
     assert.equal((direct.prepare("SELECT failures FROM instances WHERE workload = 'web-api'").get() as { failures: number }).failures, 3);
+    const intents = direct.prepare("SELECT action, outcome, message FROM events WHERE action IN ('start', 'replace') ORDER BY id").all();
+    assert.deepEqual(intents, [
+      { action: 'start', outcome: 'error', message: 'no such image' },
+      { action: 'replace', outcome: 'ok', message: 'replaced' },
+    ]);
     assert.equal(direct.pragma('integrity_check', { simple: true }), 'ok');
     assert.equal(r.leases.take('host_port', '2222', key, 'ssh'), true);
     assert.equal(r.writes.state().writable, true);
