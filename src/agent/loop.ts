@@ -13,6 +13,7 @@ import type { Registry } from '../registry/index.js';
 import type { Runtime } from '../runtime/types.js';
 import { Reconciler } from './reconciler.js';
 import { watchHostNet } from '../net/watch.js';
+import { abortCommands } from '../runtime/command.js';
 
 export interface LoopOptions {
   registry: Registry;
@@ -31,14 +32,15 @@ export class AgentLoop {
   private wakeReasons = new Set<string>();
 
   constructor(private readonly o: LoopOptions) {
-    this.reconciler = new Reconciler({ ...o, onActionSettled: () => this.wake('action finished') });
+    this.reconciler = new Reconciler({ ...o, onActionSettled: () => this.wake('action finished'), onRuntimeAnswered: (k) => this.wake(`${k} runtime answers again`) });
   }
 
-  /** One pass, then wait for its actions. Returns how many actions failed. */
-  async once(): Promise<{ actions: number; failed: number }> {
-    const { dispatched } = await this.reconciler.pass();
+  /** One pass, then wait for its actions. Returns how many actions failed, and the runtimes that could not list. */
+  async once(): Promise<{ actions: number; failed: number; unlisted: string[] }> {
+    const { result, dispatched } = await this.reconciler.pass();
     const outcomes = await Promise.all(dispatched);
-    return { actions: outcomes.length, failed: outcomes.filter((o) => !o.ok).length };
+    const unlisted = Object.entries(result.listings).flatMap(([kind, l]) => (l && !l.ok ? [`${kind}: ${l.error}`] : []));
+    return { actions: outcomes.length, failed: outcomes.filter((o) => !o.ok).length, unlisted };
   }
 
   start(): void {
@@ -98,8 +100,11 @@ export class AgentLoop {
   async stop(timeoutMs = 30_000): Promise<void> {
     this.stopping = true;
     for (const d of this.disposers.splice(0)) d();
+    // A pass waiting on a runtime that hangs is cut short; then whatever child is left is killed.
+    abortCommands('the agent is stopping', { readsOnly: true });
     await this.passRunning;
     await Promise.race([this.reconciler.executor.drain(), new Promise((r) => setTimeout(r, timeoutMs).unref())]);
+    if (abortCommands('the agent is stopping') > 0) await Promise.race([this.reconciler.executor.drain(), new Promise((r) => setTimeout(r, 2000).unref())]);
     this.o.registry.meta.delete('heartbeat');
     this.o.log.info('agent stopped; workloads left running');
   }
