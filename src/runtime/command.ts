@@ -58,6 +58,29 @@ function killGroup(pid: number): void {
   }
 }
 
+/**
+ * A command runs in its own process group, so a signal to the agent's group (Ctrl-C on `agent
+ * status`) does not reach it, and execa's own cleanup skips such children: the agent kills them
+ * when it exits, and on a signal nobody else handles (then the signal is raised again, as if
+ * unhandled). A process that handles its signals (`agent run`) stops its commands itself.
+ */
+const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+const killAllOnExit = (): void => running.forEach((r) => killGroup(r.pid));
+const onSignal = (signal: NodeJS.Signals): void => {
+  if (process.listenerCount(signal) > 1) return;
+  killAllOnExit();
+  unwatchSignals();
+  process.kill(process.pid, signal);
+};
+function watchSignals(): void {
+  process.on('exit', killAllOnExit);
+  for (const s of SIGNALS) process.on(s, onSignal);
+}
+function unwatchSignals(): void {
+  process.off('exit', killAllOnExit);
+  for (const s of SIGNALS) process.off(s, onSignal);
+}
+
 /** `podman ps`, `qemu-img create`, `ip -batch`: the tool and its first argument, for messages. */
 function describe(file: string, args: readonly string[]): string {
   const first = args.find((a) => !a.startsWith('-'));
@@ -89,7 +112,10 @@ export async function runBounded(file: string, args: readonly string[], bound: C
     if (pid !== undefined) killGroup(pid);
   };
   const timer = setTimeout(() => kill('timeout'), bound.timeoutMs);
-  if (pid !== undefined) running.set(pid, { pid, bound, kill });
+  if (pid !== undefined) {
+    if (running.size === 0) watchSignals();
+    running.set(pid, { pid, bound, kill });
+  }
   try {
     const r = await child;
     if (killedFor) throw new CommandTimeoutError(bound, command, killedFor.why, killedFor.reason);
@@ -99,7 +125,7 @@ export async function runBounded(file: string, args: readonly string[], bound: C
     throw err;
   } finally {
     clearTimeout(timer);
-    if (pid !== undefined) running.delete(pid);
+    if (pid !== undefined && running.delete(pid) && running.size === 0) unwatchSignals();
   }
 }
 
