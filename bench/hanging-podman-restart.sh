@@ -36,7 +36,7 @@ TOML
 export AGENT_ACCEL=tcg AGENT_PODMAN="$D/podman" AGENT_RESYNC='0 0 0 1 1 *' AGENT_LOG_LEVEL=warn
 agent() { node "$ROOT/bin/agent.js" --db "$D/agent.db" "$@"; }
 agent apply -f "$D/svc.toml" >/dev/null
-agent run --once 2>/dev/null || true   # exits 1: podman could not list; the VM is started
+agent run --once 2>/dev/null   # podman cannot list (containers unknown); the VM is started
 qemu_pid() { cat "$D/vm/hangbench-vm/qemu.pid" 2>/dev/null || true; }
 live_qemu_other_than() {
   for p in /proc/[0-9]*; do

@@ -35,12 +35,11 @@ export class AgentLoop {
     this.reconciler = new Reconciler({ ...o, onActionSettled: () => this.wake('action finished'), onRuntimeAnswered: (k) => this.wake(`${k} runtime answers again`) });
   }
 
-  /** One pass, then wait for its actions. Returns how many actions failed, and the runtimes that could not list. */
-  async once(): Promise<{ actions: number; failed: number; unlisted: string[] }> {
-    const { result, dispatched } = await this.reconciler.pass();
+  /** One pass, then wait for its actions. Returns how many actions failed. */
+  async once(): Promise<{ actions: number; failed: number }> {
+    const { dispatched } = await this.reconciler.pass();
     const outcomes = await Promise.all(dispatched);
-    const unlisted = Object.entries(result.listings).flatMap(([kind, l]) => (l && !l.ok ? [`${kind}: ${l.error}`] : []));
-    return { actions: outcomes.length, failed: outcomes.filter((o) => !o.ok).length, unlisted };
+    return { actions: outcomes.length, failed: outcomes.filter((o) => !o.ok).length };
   }
 
   start(): void {

@@ -136,6 +136,19 @@ export class Reconciler {
   }
 
   private isolationError: string | undefined;
+  private readonly unlisted = new Set<RuntimeKind>();
+
+  /** A warning when a runtime stops listing (its components are `unknown` and left alone), a note when it lists again. */
+  private noteListings(listings: Partial<Record<RuntimeKind, RuntimeListing>>): void {
+    for (const [kind, l] of Object.entries(listings) as Array<[RuntimeKind, RuntimeListing | undefined]>) {
+      if (l && !l.ok && !this.unlisted.has(kind)) {
+        this.unlisted.add(kind);
+        this.o.log.warn({ runtime: kind, err: l.error }, `the ${kind} runtime could not list: its components are unknown and left alone`);
+      } else if (l?.ok && this.unlisted.delete(kind)) {
+        this.o.log.info({ runtime: kind }, `the ${kind} runtime lists again`);
+      }
+    }
+  }
 
   /** An event when the pass reloaded the rules, or when it first failed to (not every pass). */
   private noteIsolation(o: { reloaded: true } | { reloaded: false; error: string }): void {
@@ -157,6 +170,7 @@ export class Reconciler {
     const { registry, runtimes, config, log } = this.o;
     const now = new Date();
     const result = await assess(registry, runtimes, config, now, { isolation: (o) => this.noteIsolation(o) }, this.observer);
+    this.noteListings(result.listings);
     for (const w of result.settled) registry.instances.clearFailures(w);
     this.collectLeases(result);
     for (const rt of runtimes.values()) {

@@ -74,7 +74,7 @@ async function statusJson(node: TestNode): Promise<StatusJson> {
 }
 
 describe('a container runtime that hangs', () => {
-  it('status and plan answer with the containers unknown; run --once still starts the VM and exits 1', async (t) => {
+  it('status and plan answer with the containers unknown; run --once still starts the VM', async (t) => {
     const node = hangingPodmanNode();
     t.after(async () => {
       killStandIns(node);
@@ -91,9 +91,10 @@ describe('a container runtime that hangs', () => {
     const plan = JSON.parse(await node.ok(['plan', '--json'])) as { actions: Array<{ type: string; workload: string }> };
     assert.deepEqual(plan.actions.map((a) => `${a.type} ${a.workload}`), [`start ${svc}-vm`]);
 
+    // Like a missing QEMU: the pass did what it could (exit 0), and the log says what it could not.
     const once = await node.cli(['run', '--once']);
-    assert.equal(once.exitCode, 1, `run --once exits 1 when a runtime could not list\n${once.stderr}`);
-    assert.match(once.stderr, /a runtime could not list/);
+    assert.equal(once.exitCode, 0, once.stderr);
+    assert.match(once.stderr, /the container runtime could not list: its components are unknown and left alone/);
     st = await statusJson(node);
     assert.equal(row(st, svc, 'vm').drift, 'in-sync', JSON.stringify(row(st, svc, 'vm')));
     assert.equal(row(st, svc, 'c').drift, 'unknown');
