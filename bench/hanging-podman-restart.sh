@@ -33,7 +33,10 @@ memory = 128
 kernel = "vmlinux"
 initrd = "initrd.gz"
 TOML
-export AGENT_ACCEL=tcg AGENT_PODMAN="$D/podman" AGENT_RESYNC='0 0 0 1 1 *' AGENT_LOG_LEVEL=warn
+# Every round kills the same VM: without stable_after_seconds = 0 the later rounds would measure
+# the crash-loop backoff, not the restart.
+printf 'stable_after_seconds = 0\n' >"$D/agent.toml"
+export AGENT_ACCEL=tcg AGENT_PODMAN="$D/podman" AGENT_CONFIG="$D/agent.toml" AGENT_LOG_LEVEL=warn
 agent() { node "$ROOT/bin/agent.js" --db "$D/agent.db" "$@"; }
 agent apply -f "$D/svc.toml" >/dev/null
 agent run --once 2>/dev/null   # podman cannot list (containers unknown); the VM is started
