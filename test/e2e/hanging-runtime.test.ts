@@ -14,14 +14,16 @@ const NO_RESYNC = { AGENT_RESYNC: '0 0 0 1 1 *' };
  * of it is found by that marker. A short listing bound keeps each CLI call quick.
  */
 function hangingPodmanNode(): TestNode {
-  const probe = new TestNode();
-  const standIn = join(probe.dir, 'hung-podman');
+  const env: Record<string, string> = { AGENT_ACCEL: 'tcg' };
+  const node = new TestNode(env);
+  // The paths live in the node's own directory, known once it exists: the env is filled in after.
+  const standIn = join(node.dir, 'hung-podman');
   writeFileSync(standIn, `#!/bin/bash\nexec -a ${standIn} sleep 100000\n`, { mode: 0o755 });
-  const config = join(probe.dir, 'agent.toml');
+  const config = join(node.dir, 'agent.toml');
   writeFileSync(config, '[podman]\nlist_timeout_seconds = 2\ntimeout_seconds = 5\n');
-  Object.assign(probe.env, { AGENT_ACCEL: 'tcg', AGENT_PODMAN: standIn, AGENT_CONFIG: config });
-  probe.useGuestImages();
-  return probe;
+  Object.assign(env, { AGENT_PODMAN: standIn, AGENT_CONFIG: config });
+  node.useGuestImages();
+  return node;
 }
 
 /** Live (not zombie) processes whose argv carries the stand-in's path. */
