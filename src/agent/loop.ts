@@ -13,6 +13,7 @@ import type { Registry } from '../registry/index.js';
 import type { Runtime } from '../runtime/types.js';
 import { Reconciler } from './reconciler.js';
 import { HostNetWatchSwitch } from '../net/watch.js';
+import { abortCommands } from '../runtime/command.js';
 
 export interface LoopOptions {
   registry: Registry;
@@ -32,7 +33,7 @@ export class AgentLoop {
   private hostNet: HostNetWatchSwitch | undefined;
 
   constructor(private readonly o: LoopOptions) {
-    this.reconciler = new Reconciler({ ...o, onActionSettled: () => this.wake('action finished') });
+    this.reconciler = new Reconciler({ ...o, onActionSettled: () => this.wake('action finished'), onRuntimeAnswered: (k) => this.wake(`${k} runtime answers again`) });
   }
 
   /** One pass, then wait for its actions. Returns how many actions failed, and how many `interrupt` cut short. */
@@ -49,6 +50,8 @@ export class AgentLoop {
   interrupt(why: string): void {
     this.stopping = true;
     this.reconciler.executor.shutdown(why);
+    // A pass waiting on a runtime that hangs is cut short (its components become `unknown`).
+    abortCommands('the agent is stopping', { readsOnly: true });
   }
 
   start(): void {
@@ -118,6 +121,8 @@ export class AgentLoop {
     for (const d of this.disposers.splice(0)) d();
     await this.passRunning;
     await Promise.race([this.reconciler.executor.drain(), new Promise((r) => setTimeout(r, timeoutMs).unref())]);
+    // Whatever command is still running after the drain is killed, and its action given 2 s to end.
+    if (abortCommands('the agent is stopping') > 0) await Promise.race([this.reconciler.executor.drain(), new Promise((r) => setTimeout(r, 2000).unref())]);
     this.o.registry.meta.delete('heartbeat');
     this.o.log.info('agent stopped; workloads left running');
   }

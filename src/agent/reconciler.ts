@@ -14,7 +14,7 @@ import type { Runtime } from '../runtime/types.js';
 import { Executor, type ActionOutcome } from './executor.js';
 import { withBootFilesChecked } from './images.js';
 import { mustHoldLease } from './lease-check.js';
-import { observeAll } from './observe.js';
+import { RuntimeObserver } from './observe.js';
 import { plan, type PlanResult, type RuntimeListing } from './planner.js';
 import { staleInstances } from './stale-instances.js';
 
@@ -24,6 +24,8 @@ export interface ReconcilerOptions {
   config: AgentConfig;
   log: Logger;
   onActionSettled?: () => void;
+  /** A runtime that had stopped answering answers again: a pass should look now. */
+  onRuntimeAnswered?: (kind: RuntimeKind) => void;
 }
 
 /** What a pass may repair before it plans (status and plan repair nothing). */
@@ -32,17 +34,23 @@ export interface AssessRepairs {
   isolation: (outcome: { reloaded: true } | { reloaded: false; error: string }) => void;
 }
 
-/** Reads everything the planner needs and plans. Changes nothing, unless `repairs` are given. */
+/**
+ * Reads everything the planner needs and plans. Changes nothing, unless `repairs` are given.
+ * Runtimes are listed side by side, each within its own bound: one that does not answer makes
+ * only its own components `unknown`; the others are planned as usual. `observer` carries what is
+ * known across passes (a listing still under way); a one-shot command gets a fresh one.
+ */
 export async function assess(
   registry: Registry,
   runtimes: Map<RuntimeKind, Runtime>,
   config: AgentConfig,
   now = new Date(),
   repairs?: AssessRepairs,
+  observer = new RuntimeObserver(runtimes),
 ): Promise<PlanResult & { listings: Partial<Record<RuntimeKind, RuntimeListing>> }> {
   // The node-dependent rules of `apply` (boot file paths), for rows a master wrote directly.
   const desired = withBootFilesChecked(registry.desired.read(), vmPaths(config).imagesDirs);
-  const [observed, bridge] = await Promise.all([observeAll(runtimes), bridgeFact(config, desired, registry.meta.agentId(), repairs)]);
+  const [observed, bridge] = await Promise.all([observer.observeAll(), bridgeFact(config, desired, registry.meta.agentId(), repairs)]);
   const result = plan({
     desired,
     observed,
@@ -86,8 +94,11 @@ async function bridgeFact(config: AgentConfig, desired: DesiredState, agentId: s
 
 export class Reconciler {
   readonly executor: Executor;
+  /** One across passes: a runtime that hangs is not asked twice at once, nor waited on by every pass. */
+  private readonly observer: RuntimeObserver;
 
   constructor(private readonly o: ReconcilerOptions) {
+    this.observer = new RuntimeObserver(o.runtimes, { onAnswered: o.onRuntimeAnswered });
     this.executor = new Executor({
       registry: o.registry,
       runtimes: o.runtimes,
@@ -142,6 +153,19 @@ export class Reconciler {
   }
 
   private isolationError: string | undefined;
+  private readonly unlisted = new Set<RuntimeKind>();
+
+  /** A warning when a runtime stops listing (its components are `unknown` and left alone), a note when it lists again. */
+  private noteListings(listings: Partial<Record<RuntimeKind, RuntimeListing>>): void {
+    for (const [kind, l] of Object.entries(listings) as Array<[RuntimeKind, RuntimeListing | undefined]>) {
+      if (l && !l.ok && !this.unlisted.has(kind)) {
+        this.unlisted.add(kind);
+        this.o.log.warn({ runtime: kind, err: l.error }, `the ${kind} runtime could not list: its components are unknown and left alone`);
+      } else if (l?.ok && this.unlisted.delete(kind)) {
+        this.o.log.info({ runtime: kind }, `the ${kind} runtime lists again`);
+      }
+    }
+  }
 
   /** An event when the pass reloaded the rules, or when it first failed to (not every pass). */
   private noteIsolation(o: { reloaded: true } | { reloaded: false; error: string }): void {
@@ -159,10 +183,11 @@ export class Reconciler {
   }
 
   /** Plans and dispatches; resolves when the actions are dispatched (not finished). */
-  async pass(): Promise<{ result: PlanResult; dispatched: Promise<ActionOutcome>[] }> {
+  async pass(): Promise<{ result: Awaited<ReturnType<typeof assess>>; dispatched: Promise<ActionOutcome>[] }> {
     const { registry, runtimes, config, log } = this.o;
     const now = new Date();
-    const result = await assess(registry, runtimes, config, now, { isolation: (o) => this.noteIsolation(o) });
+    const result = await assess(registry, runtimes, config, now, { isolation: (o) => this.noteIsolation(o) }, this.observer);
+    this.noteListings(result.listings);
     for (const w of result.settled) registry.instances.clearFailures(w);
     this.collectLeases(result);
     this.collectInstances(result);

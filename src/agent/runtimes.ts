@@ -11,7 +11,7 @@ export function buildRuntimes(cfg: AgentConfig, agentId: string): Map<RuntimeKin
   if (cfg.podman.containers_conf) env.CONTAINERS_CONF = cfg.podman.containers_conf;
   const paths = vmPaths(cfg);
   return new Map<RuntimeKind, Runtime>([
-    ['container', new PodmanRuntime({ binary: cfg.podman.binary, ociRuntime: cfg.podman.oci_runtime, ulimits: cfg.podman.ulimits, agentId, env })],
+    ['container', new PodmanRuntime({ binary: cfg.podman.binary, ociRuntime: cfg.podman.oci_runtime, ulimits: cfg.podman.ulimits, agentId, env, listTimeoutMs: cfg.podman.list_timeout_seconds * 1000, changeTimeoutMs: cfg.podman.timeout_seconds * 1000 })],
     [
       'unikernel',
       new QemuRuntime({

@@ -46,8 +46,12 @@ export const ConfigSchema = z.strictObject({
       ulimits: z.array(z.string().regex(/^[a-z]+=-?\d+(:-?\d+)?$/, 'must look like nofile=20000:20000')).default(['nofile=20000:20000', 'nproc=32768:32768']),
       /** Optional CONTAINERS_CONF for podman. */
       containers_conf: z.string().optional(),
+      /** A `podman ps` (or version) that has not answered by then is killed: containers are `unknown`. */
+      list_timeout_seconds: z.number().int().min(1, 'must be at least 1').max(600, 'must be at most 600').default(10),
+      /** Bound of `podman run`, `start`, `rm`; `stop` gets stop_grace_seconds on top. */
+      timeout_seconds: z.number().int().min(1, 'must be at least 1').max(3600, 'must be at most 3600').default(60),
     })
-    .default({ binary: 'podman', oci_runtime: 'runc', ulimits: ['nofile=20000:20000', 'nproc=32768:32768'] }),
+    .default({ binary: 'podman', oci_runtime: 'runc', ulimits: ['nofile=20000:20000', 'nproc=32768:32768'], list_timeout_seconds: 10, timeout_seconds: 60 }),
   qemu: z
     .strictObject({
       binary: z.string().min(1).default('qemu-system-x86_64'),

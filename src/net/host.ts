@@ -3,12 +3,18 @@
  * is idempotent (should-do, do, verify). What the agent creates it marks with the link alias
  * `mcp-agent`, so `net down` removes only that, never a bridge an operator made.
  */
-import { execa } from 'execa';
 import { z } from 'zod';
 import { RuntimeError } from '../errors.js';
+import { runBounded, type CommandBound } from '../runtime/command.js';
 import { isolationRuleset, removalRuleset, rulesetMatches } from './plan.js';
 
 export const AGENT_ALIAS = 'mcp-agent';
+
+/** `ip` and `nft` answer in milliseconds; one that has not answered in 10 s is killed. */
+const NET_TIMEOUT_MS = 10_000;
+const netBound = (operation: string, read = false): CommandBound => ({ runtime: 'net', operation, timeoutMs: NET_TIMEOUT_MS, read });
+/** A read that may fail: execa's result, with `reject: false`; a command that hangs still throws. */
+const look = (tool: string, args: string[], operation: string) => runBounded(tool, args, netBound(operation, true), { reject: false });
 
 export interface BridgeSettings {
   bridge: string;
@@ -23,8 +29,9 @@ type Link = z.infer<typeof LinkSchema>[number];
 
 async function run(tool: string, args: string[], op: string, input?: string): Promise<string> {
   try {
-    return (await execa(tool, args, { input, stdin: input === undefined ? 'ignore' : undefined, timeout: 30_000 })).stdout;
+    return String((await runBounded(tool, args, netBound(op), { input })).stdout);
   } catch (err) {
+    if (err instanceof RuntimeError) throw err;
     const e = err as { code?: string; stderr?: string; shortMessage?: string };
     const msg = e.code === 'ENOENT' ? `${tool} is not installed` : (e.stderr ?? '').trim().split('\n').pop() || e.shortMessage || String(err);
     throw new RuntimeError('net', op, undefined, msg, { cause: err });
@@ -35,11 +42,11 @@ async function run(tool: string, args: string[], op: string, input?: string): Pr
 export async function link(name: string): Promise<Link | undefined> {
   try {
     const [addr, lnk] = await Promise.all([
-      execa('ip', ['-j', 'addr', 'show', 'dev', name], { stdin: 'ignore' }),
-      execa('ip', ['-j', 'link', 'show', 'dev', name], { stdin: 'ignore' }),
+      runBounded('ip', ['-j', 'addr', 'show', 'dev', name], netBound('link', true)),
+      runBounded('ip', ['-j', 'link', 'show', 'dev', name], netBound('link', true)),
     ]);
-    const a = LinkSchema.parse(JSON.parse(addr.stdout || '[]'))[0];
-    const l = LinkSchema.parse(JSON.parse(lnk.stdout || '[]'))[0];
+    const a = LinkSchema.parse(JSON.parse(String(addr.stdout) || '[]'))[0];
+    const l = LinkSchema.parse(JSON.parse(String(lnk.stdout) || '[]'))[0];
     return a ? { ...a, ifalias: l?.ifalias } : undefined;
   } catch {
     return undefined;
@@ -59,8 +66,9 @@ export async function bridgeExists(name: string): Promise<boolean> {
 
 /** Like bridgeExists, but undefined when `ip` could not tell (not installed, failed otherwise). */
 export async function bridgePresence(name: string): Promise<boolean | undefined> {
-  const r = await execa('ip', ['-j', 'link', 'show', 'dev', name, 'type', 'bridge'], { stdin: 'ignore', reject: false });
-  if (r.exitCode === 0) return r.stdout.includes(`"ifname":"${name}"`);
+  const r = await look('ip', ['-j', 'link', 'show', 'dev', name, 'type', 'bridge'], 'bridge').catch(() => undefined);
+  if (!r) return undefined; // `ip` did not answer within its bound
+  if (r.exitCode === 0) return String(r.stdout).includes(`"ifname":"${name}"`);
   return /does not exist/.test(String(r.stderr ?? '')) ? false : undefined;
 }
 
@@ -94,8 +102,9 @@ export async function netUp(s: BridgeSettings): Promise<string[]> {
     // One nft transaction: a bad rule leaves the old tables untouched.
     await run('nft', ['-f', '-'], 'net up', isolationRuleset(s.bridge, s.gateway, s.table));
   } catch (err) {
-    if (created) await execa('ip', ['link', 'del', 'dev', s.bridge], { stdin: 'ignore', reject: false });
-    else if (addedAddress) await execa('ip', ['addr', 'del', `${s.gateway}/${s.prefix}`, 'dev', s.bridge], { stdin: 'ignore', reject: false });
+    const undo = (args: string[]) => runBounded('ip', args, netBound('net up'), { reject: false }).catch(() => undefined);
+    if (created) await undo(['link', 'del', 'dev', s.bridge]);
+    else if (addedAddress) await undo(['addr', 'del', `${s.gateway}/${s.prefix}`, 'dev', s.bridge]);
     throw err;
   }
   done.push(`isolation rules loaded (tables inet ${s.table}, bridge ${s.table})`);
@@ -151,8 +160,13 @@ export interface RulesCheck {
 
 /** Two `nft list table` calls: are the isolation rules in place, exactly? */
 export async function checkRules(s: BridgeSettings): Promise<RulesCheck> {
-  const list = (family: string) => execa('nft', ['list', 'table', family, s.table], { stdin: 'ignore', reject: false });
-  const [inet, br] = await Promise.all([list('inet'), list('bridge')]);
+  const list = (family: string) => look('nft', ['list', 'table', family, s.table], 'isolation rules');
+  let inet, br;
+  try {
+    [inet, br] = await Promise.all([list('inet'), list('bridge')]);
+  } catch (err) {
+    return { loaded: false, nft: false, detail: (err as Error).message };
+  }
   if (inet.code === 'ENOENT' || br.code === 'ENOENT') return { loaded: false, nft: false, detail: 'nft is not installed' };
   if (inet.exitCode !== 0 || br.exitCode !== 0) {
     const missing = /No such file or directory/.test(`${String(inet.stderr)}${String(br.stderr)}`);
@@ -183,7 +197,7 @@ export async function tapUp(tap: string, bridge: string, owner: string): Promise
   const mark = `${AGENT_ALIAS}:${owner}`;
   const batch = [`tuntap add dev ${tap} mode tap`, `link set dev ${tap} alias ${mark}`, `link set dev ${tap} master ${bridge} up`].join('\n') + '\n';
   for (let attempt = 1; ; attempt++) {
-    const r = await execa('ip', ['-batch', '-'], { input: batch, reject: false, timeout: 30_000 });
+    const r = await runBounded('ip', ['-batch', '-'], netBound('tap'), { input: batch, reject: false });
     if (r.exitCode === 0) return;
     const stderr = String(r.stderr ?? '').trim();
     if (/TUNSETIFF\): Device or resource busy|File exists/.test(stderr)) {
@@ -198,7 +212,7 @@ export async function tapUp(tap: string, bridge: string, owner: string): Promise
     // line): a TAP with our mark is this half-made one. Remove it.
     await tapDown(tap, owner).catch(() => undefined);
     // `ip -batch` may end its stderr with "Command failed -:N"; the cause is on the line before.
-    const msg = r.code === 'ENOENT' ? 'ip is not installed' : stderr.replace(/\n?Command failed -:\d+$/, '').split('\n').pop() || r.shortMessage;
+    const msg = (r as { code?: string }).code === 'ENOENT' ? 'ip is not installed' : stderr.replace(/\n?Command failed -:\d+$/, '').split('\n').pop() || r.shortMessage;
     throw new RuntimeError('net', 'tap', undefined, `${tap} on ${bridge}: ${msg}`);
   }
 }
@@ -214,10 +228,10 @@ export async function tapDown(tap: string, owner: string): Promise<void> {
  * when `ip` cannot tell: callers must then assume nothing (an empty map would read as "all gone").
  */
 export async function tapAttachments(): Promise<Map<string, string | undefined> | undefined> {
-  const out = await execa('ip', ['-j', 'link', 'show', 'type', 'tun'], { stdin: 'ignore', reject: false });
-  if (out.exitCode !== 0) return undefined;
+  const out = await look('ip', ['-j', 'link', 'show', 'type', 'tun'], 'tap').catch(() => undefined);
+  if (!out || out.exitCode !== 0) return undefined;
   try {
-    const links = LinkSchema.safeParse(JSON.parse(out.stdout || '[]'));
+    const links = LinkSchema.safeParse(JSON.parse(String(out.stdout) || '[]'));
     return links.success ? new Map(links.data.map((l) => [l.ifname, l.master])) : undefined;
   } catch {
     return undefined;
@@ -229,9 +243,9 @@ export async function tapAttachments(): Promise<Map<string, string | undefined> 
  * Only the bridge's ports are listed, so the cost does not grow with links elsewhere on the host.
  */
 export async function bridgeTapOwners(bridge: string): Promise<Map<string, number>> {
-  const out = await execa('ip', ['-j', 'link', 'show', 'master', bridge], { stdin: 'ignore', reject: false });
-  if (out.exitCode !== 0) throw new RuntimeError('net', 'tap', undefined, `cannot list the ports of ${bridge}: ${out.stderr.trim()}`);
-  const links = LinkSchema.safeParse(JSON.parse(out.stdout || '[]'));
+  const out = await look('ip', ['-j', 'link', 'show', 'master', bridge], 'tap');
+  if (out.exitCode !== 0) throw new RuntimeError('net', 'tap', undefined, `cannot list the ports of ${bridge}: ${String(out.stderr).trim()}`);
+  const links = LinkSchema.safeParse(JSON.parse(String(out.stdout) || '[]'));
   if (!links.success) throw new RuntimeError('net', 'tap', undefined, `cannot read the port list of ${bridge} from \`ip -j link\``);
   const owners = new Map<string, number>();
   for (const l of links.data) {
@@ -253,8 +267,8 @@ export async function otherAgentsOnBridge(bridge: string, agentId: string): Prom
 
 /** TAPs made by an agent (alias `mcp-agent:<owner>`, owner = `<agent id>:<workload>`), by owner. */
 export async function agentTaps(): Promise<Map<string, string>> {
-  const out = await execa('ip', ['-j', 'link', 'show', 'type', 'tun'], { stdin: 'ignore', reject: false });
-  const links = LinkSchema.safeParse(JSON.parse(out.stdout || '[]'));
+  const out = await look('ip', ['-j', 'link', 'show', 'type', 'tun'], 'tap');
+  const links = LinkSchema.safeParse(JSON.parse(String(out.stdout) || '[]'));
   const taps = new Map<string, string>();
   if (!links.success) return taps;
   for (const l of links.data) if (l.ifalias?.startsWith(`${AGENT_ALIAS}:`)) taps.set(l.ifalias.slice(AGENT_ALIAS.length + 1), l.ifname);

@@ -8,6 +8,7 @@
 import { execa, type ExecaError } from 'execa';
 import { z } from 'zod';
 import { RuntimeError } from '../errors.js';
+import { runBounded } from './command.js';
 import { LABEL_AGENT, LABEL_COMPONENT, LABEL_SPEC_HASH, parseComponentLabel } from '../agent/identity.js';
 import { watchPodmanEvents } from './podman-events.js';
 import type { Capabilities, ExecIo, Observed, Runtime, RuntimeEvent, WorkloadSpec, WorkloadState } from './types.js';
@@ -23,6 +24,10 @@ export interface PodmanOptions {
   agentId: string;
   /** Extra environment for podman (e.g. CONTAINERS_CONF). */
   env?: Record<string, string>;
+  /** Bound of a listing or probe (`ps`, `version`): what a pass or `status` waits at most. */
+  listTimeoutMs: number;
+  /** Bound of a change (`run`, `start`, `rm`); `stop` gets its grace period on top. */
+  changeTimeoutMs: number;
 }
 
 const PsEntrySchema = z.object({
@@ -71,18 +76,21 @@ export class PodmanRuntime implements Runtime {
 
   constructor(private readonly opts: PodmanOptions) {}
 
-  private async podman(args: string[], operation: string, workload?: string): Promise<string> {
+  /** One podman call under its bound: a podman that hangs is killed and named, never waited on. */
+  private async podman(args: string[], operation: string, workload?: string, timeoutMs = this.opts.changeTimeoutMs): Promise<string> {
+    const read = operation === 'list' || operation === 'probe';
     try {
-      const r = await execa(this.opts.binary, args, { env: this.opts.env, stdin: 'ignore', timeout: 120_000 });
-      return r.stdout;
+      const r = await runBounded(this.opts.binary, args, { runtime: 'podman', operation, workload, timeoutMs, read }, { env: this.opts.env });
+      return String(r.stdout);
     } catch (err) {
+      if (err instanceof RuntimeError) throw err;
       throw new RuntimeError('podman', operation, workload, podmanMessage(err), { cause: err });
     }
   }
 
   async probe(): Promise<Capabilities> {
     try {
-      const v = await this.podman(['version', '--format', '{{.Client.Version}}'], 'probe');
+      const v = await this.podman(['version', '--format', '{{.Client.Version}}'], 'probe', undefined, this.opts.listTimeoutMs);
       return { available: true, detail: `podman ${v.trim()}, runtime ${this.opts.ociRuntime}` };
     } catch (err) {
       return { available: false, detail: (err as Error).message };
@@ -94,18 +102,18 @@ export class PodmanRuntime implements Runtime {
   }
 
   /** `podman ps -a` of this agent's containers, with extra filters (ANDed by podman). */
-  private async ps(filters: string[]): Promise<Observed[]> {
+  private async ps(filters: string[], operation = 'list'): Promise<Observed[]> {
     const args = ['ps', '-a', '--format', 'json', '--filter', `label=${LABEL_AGENT}=${this.opts.agentId}`];
     for (const f of filters) args.push('--filter', f);
-    const out = await this.podman(args, 'list');
+    const out = await this.podman(args, operation, undefined, this.opts.listTimeoutMs);
     let raw: unknown;
     try {
       raw = JSON.parse(out || '[]');
     } catch {
-      throw new RuntimeError('podman', 'list', undefined, 'podman ps printed something that is not JSON');
+      throw new RuntimeError('podman', operation, undefined, 'podman ps printed something that is not JSON');
     }
     const parsed = PsOutputSchema.safeParse(raw);
-    if (!parsed.success) throw new RuntimeError('podman', 'list', undefined, `unexpected podman ps output: ${parsed.error.message}`);
+    if (!parsed.success) throw new RuntimeError('podman', operation, undefined, `unexpected podman ps output: ${parsed.error.message}`);
     return parsed.data.map((c) => this.toObserved(c));
   }
 
@@ -127,7 +135,7 @@ export class PodmanRuntime implements Runtime {
   /** One container by exact name: a filtered ps, so starting n containers costs O(n), not O(n^2). */
   private async find(name: string): Promise<Observed | undefined> {
     const escaped = name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-    return (await this.ps([`name=^${escaped}$`])).find((o) => o.name === name);
+    return (await this.ps([`name=^${escaped}$`], 'find')).find((o) => o.name === name);
   }
 
   runArgs(w: WorkloadSpec): string[] {
@@ -171,7 +179,9 @@ export class PodmanRuntime implements Runtime {
   }
 
   async stop(name: string, graceSeconds: number): Promise<string> {
-    await this.podman(['stop', '--ignore', '--time', String(Math.max(0, Math.round(graceSeconds))), name], 'stop', name);
+    const grace = Math.max(0, Math.round(graceSeconds));
+    // podman itself waits the grace period before it kills: the bound is that plus a change's.
+    await this.podman(['stop', '--ignore', '--time', String(grace), name], 'stop', name, grace * 1000 + this.opts.changeTimeoutMs);
     return 'stopped';
   }
 

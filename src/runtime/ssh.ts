@@ -64,7 +64,16 @@ export async function sshConnect(t: SshTarget, timeoutMs = 10_000): Promise<Clie
   return new Promise((resolve, reject) => {
     const c = new Client();
     let settled = false;
+    // ssh2's readyTimeout bounds the handshake; this bounds the whole call whatever ssh2 does.
+    const guard = setTimeout(() => {
+      if (settled) return;
+      settled = true;
+      c.destroy();
+      reject(new Error(`SSH to ${t.host}:${t.port} did not complete its handshake within ${Math.round(timeoutMs / 1000)} s`));
+    }, timeoutMs + 1000);
     c.once('ready', () => {
+      clearTimeout(guard);
+      if (settled) return void c.end();
       settled = true;
       resolve(c);
     });
@@ -74,6 +83,7 @@ export async function sshConnect(t: SshTarget, timeoutMs = 10_000): Promise<Clie
     c.on('error', (err) => {
       if (settled) return;
       settled = true;
+      clearTimeout(guard);
       c.end();
       const msg = /verification failed/i.test(err.message) ? `host key of ${t.host}:${t.port} does not match the pinned key` : err.message;
       reject(new Error(msg, { cause: err }));

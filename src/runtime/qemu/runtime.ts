@@ -12,8 +12,8 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, openSync, readSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
-import { execa } from 'execa';
 import { RuntimeError } from '../../errors.js';
+import { runBounded } from '../command.js';
 import { macFor } from '../../agent/identity.js';
 import { QmpClient } from '../qmp.js';
 import { consoleTail as tailOf, isReady, livePid, readPid, readRecord, type VmRecord } from './state.js';
@@ -40,6 +40,11 @@ export interface QemuOptions {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** Bounds of QEMU's own commands: `--version` answers in ms, `-daemonize` returns in 50-95 ms. */
+const PROBE_TIMEOUT_MS = 10_000;
+const LAUNCH_TIMEOUT_MS = 30_000;
+const IMG_TIMEOUT_MS = 30_000;
+
 /** How long a VM record without a pidfile counts as launching (QEMU's -daemonize takes ~50 ms). */
 const LAUNCH_WINDOW_MS = 30_000;
 
@@ -60,11 +65,12 @@ export class QemuRuntime implements Runtime {
 
   async probe(): Promise<Capabilities> {
     try {
-      const r = await execa(this.o.binary, ['--version'], { stdin: 'ignore', timeout: 10_000 });
+      const r = await runBounded(this.o.binary, ['--version'], { runtime: 'qemu', operation: 'probe', timeoutMs: PROBE_TIMEOUT_MS, read: true });
       const accel = chooseAccel(this.o.accel, probeHostVirt());
-      return { available: true, detail: `${r.stdout.split('\n')[0]}, accel ${accel}` };
+      return { available: true, detail: `${String(r.stdout).split('\n')[0]}, accel ${accel}` };
     } catch (err) {
       const e = err as { code?: string; shortMessage?: string };
+      if (err instanceof RuntimeError) return { available: false, detail: err.message };
       return { available: false, detail: e.code === 'ENOENT' ? `${this.o.binary} is not installed (apt-get install qemu-system-x86)` : e.shortMessage ?? String(err) };
     }
   }
@@ -225,11 +231,13 @@ export class QemuRuntime implements Runtime {
     if (vm.files.image) {
       disk = files.overlay;
       if (!existsSync(disk)) {
-        const info = await execa(this.o.imgBinary, ['info', '--output', 'json', vm.files.image], { stdin: 'ignore' }).catch((err: { stderr?: string }) => {
+        const img = { runtime: 'qemu', operation: 'start', workload: w.name, timeoutMs: IMG_TIMEOUT_MS };
+        const info = await runBounded(this.o.imgBinary, ['info', '--output', 'json', vm.files.image], img).catch((err: { stderr?: string }) => {
+          if (err instanceof RuntimeError) throw err;
           throw new RuntimeError('qemu', 'start', w.name, `qemu-img cannot read ${vm.files.image}: ${err.stderr ?? String(err)}`);
         });
-        const format = (JSON.parse(info.stdout) as { format?: string }).format ?? 'raw';
-        await execa(this.o.imgBinary, ['create', '-q', '-f', 'qcow2', '-F', format, '-b', vm.files.image, disk], { stdin: 'ignore' });
+        const format = (JSON.parse(String(info.stdout)) as { format?: string }).format ?? 'raw';
+        await runBounded(this.o.imgBinary, ['create', '-q', '-f', 'qcow2', '-F', format, '-b', vm.files.image, disk], img);
       }
     }
     const accel = chooseAccel(this.o.accel, probeHostVirt());
@@ -274,8 +282,9 @@ export class QemuRuntime implements Runtime {
     writeFileSync(files.console, '');
     if (net.mode === 'bridge') await tapUp(net.tap, net.bridge, `${this.o.agentId}:${w.name}`);
     try {
-      await execa(this.o.binary, args, { stdin: 'ignore', timeout: 30_000 });
+      await runBounded(this.o.binary, args, { runtime: 'qemu', operation: 'start', workload: w.name, timeoutMs: LAUNCH_TIMEOUT_MS });
     } catch (err) {
+      if (err instanceof RuntimeError) throw err;
       const e = err as { stderr?: string; shortMessage?: string };
       const msg = (e.stderr ?? '').trim().split('\n').pop() || e.shortMessage || String(err);
       throw new RuntimeError('qemu', 'start', w.name, /hostfwd|Could not set up host forwarding/i.test(msg) ? `a forwarded host port is taken: ${msg}` : msg);
