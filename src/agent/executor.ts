@@ -43,6 +43,9 @@ export interface ActionOutcome {
 const unitOf = (a: Action): string => (a.key ? keyString(a.key) : `workload:${a.workload}`);
 
 export class Executor {
+  /** When each unit's last action ended, on the `settledCount` clock (one entry per component). */
+  private readonly settledAt = new Map<string, number>();
+  private settledCount = 0;
   private readonly inflight = new Map<string, Promise<ActionOutcome>>();
   private readonly waiting: Array<() => void> = [];
   private running = 0;
@@ -69,6 +72,22 @@ export class Executor {
     return new Set(this.inflight.keys());
   }
 
+  /** A point in the executor's history, for `busySince`. */
+  mark(): number {
+    return this.settledCount;
+  }
+
+  /**
+   * Components whose state may have moved since `mark`: an action under way now, or one that ended
+   * after it. A pass that listed the runtimes after `mark` saw them mid-change (a VM whose failed
+   * start was still cleaning up looks `starting`), so it must not judge them on that listing.
+   */
+  busySince(mark: number): Set<string> {
+    const units = this.busyUnits();
+    for (const [unit, at] of this.settledAt) if (at > mark) units.add(unit);
+    return units;
+  }
+
   isBusy(a: Action): boolean {
     return this.inflight.has(unitOf(a));
   }
@@ -84,9 +103,10 @@ export class Executor {
       const p = this.withSlot(() => (this.isShuttingDown ? Promise.resolve(notStarted(a)) : this.apply(a)))
         .catch((err: Error) => ({ action: a, ok: false, message: err.message }))
         .finally(() => {
-        this.inflight.delete(unit);
-        this.o.onSettled?.();
-      });
+          this.inflight.delete(unit);
+          this.settledAt.set(unit, ++this.settledCount);
+          this.o.onSettled?.();
+        });
       this.inflight.set(unit, p);
       started.push(p);
     }

@@ -4,9 +4,9 @@
  */
 import type { Logger } from 'pino';
 import { bridgeSettings, vmPaths, type AgentConfig } from '../config/config.js';
-import { keyString } from '../errors.js';
+import { keyString, type ComponentKey } from '../errors.js';
 import type { RuntimeKind } from '../manifest/schema.js';
-import type { DesiredState, Registry } from '../registry/index.js';
+import { RegistryUnwritableError, type DesiredState, type Registry } from '../registry/index.js';
 import { bridgePresence, checkRules, ensureRules, otherAgentsOnBridge } from '../net/host.js';
 import { vmsMayUseBridge } from '../net/watch.js';
 import type { BridgeFact } from './network-drift.js';
@@ -92,6 +92,17 @@ async function bridgeFact(config: AgentConfig, desired: DesiredState, agentId: s
   return { name, present, isolated: rules.loaded, isolationDetail: rules.detail, otherAgents: await sharing };
 }
 
+/** Re-takes a running VM's address; on a disk that refuses writes, says so and lets the pass go on. */
+function takeLease(registry: Registry, a: { workload: string; address: string; key: ComponentKey }, log: Logger): boolean {
+  try {
+    return registry.leases.take('ip', a.address, a.key, 'bridge');
+  } catch (err) {
+    if (!(err instanceof RegistryUnwritableError)) throw err;
+    log.error({ workload: a.workload, ip: a.address, err: err.message }, 'cannot re-take the lease of a running VM now');
+    return false;
+  }
+}
+
 export class Reconciler {
   readonly executor: Executor;
   /** One across passes: a runtime that hangs is not asked twice at once, nor waited on by every pass. */
@@ -118,23 +129,22 @@ export class Reconciler {
    * that crashed between a start and its bookkeeping leaves no lease without a VM). Skipped when a
    * runtime could not list: then nobody knows what runs.
    */
-  private collectLeases(result: Awaited<ReturnType<typeof assess>>): void {
+  private collectLeases(result: Awaited<ReturnType<typeof assess>>, busy: ReadonlySet<string>): void {
     if (Object.values(result.listings).some((l) => l && !l.ok)) return;
     const { registry, log } = this.o;
     // No VM without a lease: a bridge VM that runs holds its IP in the registry, whatever happened
     // to the row (so the address is never handed to a second VM).
-    const busy = this.executor.busyUnits();
     for (const a of result.assessments) {
       if (!mustHoldLease(a, busy)) continue;
       const owner = registry.leases.all().find((l) => l.kind === 'ip' && l.value === a.address);
-      if (!owner && registry.leases.take('ip', a.address, a.key, 'bridge')) log.warn({ workload: a.workload, ip: a.address }, 're-took the lease of a running VM');
+      if (!owner && takeLease(registry, a, log)) log.warn({ workload: a.workload, ip: a.address }, 're-took the lease of a running VM');
       else if (owner && (owner.service !== a.key.service || owner.component !== a.key.component)) {
         log.error({ workload: a.workload, ip: a.address, leasedTo: `${owner.service}/${owner.component}` }, 'a running VM uses an address leased to another component');
       }
     }
     const keep = new Set(result.assessments.filter((a) => a.desired === 'running' || a.observed !== 'absent').map((a) => keyString(a.key)));
     for (const l of registry.leases.all()) {
-      if (!keep.has(`${l.service}/${l.component}`) && !this.executor.busyUnits().has(`${l.service}/${l.component}`)) {
+      if (!keep.has(`${l.service}/${l.component}`) && !busy.has(`${l.service}/${l.component}`)) {
         registry.leases.release(l.kind, l.value);
       }
     }
@@ -145,9 +155,9 @@ export class Reconciler {
    * start's backoff after its service was deleted; a removal finished by a child process of an
    * agent killed before it could record it). Only when every runtime listed.
    */
-  private collectInstances(result: Awaited<ReturnType<typeof assess>>): void {
+  private collectInstances(result: Awaited<ReturnType<typeof assess>>, busy: ReadonlySet<string>): void {
     const { registry, log } = this.o;
-    const stale = staleInstances({ instances: registry.instances.all(), listings: result.listings, assessments: result.assessments, busy: this.executor.busyUnits() });
+    const stale = staleInstances({ instances: registry.instances.all(), listings: result.listings, assessments: result.assessments, busy });
     for (const w of stale) registry.instances.forget(w);
     if (stale.length > 0) log.info({ workloads: stale }, 'forgot the records of workloads that exist nowhere and that no component wants');
   }
@@ -186,17 +196,21 @@ export class Reconciler {
   async pass(): Promise<{ result: Awaited<ReturnType<typeof assess>>; dispatched: Promise<ActionOutcome>[] }> {
     const { registry, runtimes, config, log } = this.o;
     const now = new Date();
+    const mark = this.executor.mark();
     const result = await assess(registry, runtimes, config, now, { isolation: (o) => this.noteIsolation(o) }, this.observer);
     this.noteListings(result.listings);
     for (const w of result.settled) registry.instances.clearFailures(w);
-    this.collectLeases(result);
-    this.collectInstances(result);
+    // Components whose action ran while the runtimes were listed are in flux: judged next pass.
+    const inFlux = this.executor.busySince(mark);
+    this.collectLeases(result, inFlux);
+    this.collectInstances(result, inFlux);
     for (const rt of runtimes.values()) {
       const freed = await rt.collectGarbage?.().catch((err: Error) => (log.warn({ err: err.message }, 'garbage collection failed'), []));
       if (freed?.length) log.info({ freed }, 'freed resources no workload owns');
     }
-    // A component with an action under way is left alone: its state is in flux.
-    const busy = this.executor.busyUnits();
+    // A component with an action under way, or one that ended while the runtimes were listed, is
+    // left alone: its state is in flux (the action's end wakes another pass).
+    const busy = this.executor.busySince(mark);
     const actions = result.actions.filter((a) => !(a.key && busy.has(keyString(a.key))));
     const dispatched = this.executor.dispatch(actions);
     registry.meta.beat(process.pid, now);

@@ -15,7 +15,7 @@ export interface StaleInput {
   listings: Partial<Record<RuntimeKind, RuntimeListing>>;
   assessments: Assessment[];
   /** Components (`service/component`) with an action under way: their rows are in flux. */
-  busy: Set<string>;
+  busy: ReadonlySet<string>;
 }
 
 /** The workload names of rows to forget. */

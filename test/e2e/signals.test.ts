@@ -31,7 +31,8 @@ async function events(node: TestNode): Promise<EventRow[]> {
 function qemuOf(node: TestNode, workload: string): number[] {
   return node.qemuProcesses().filter((pid) => {
     try {
-      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(`guest=${workload},`);
+      // `-name guest=W` (older agents: `guest=W,process=W`).
+      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').some((a) => a === `guest=${workload}` || a.startsWith(`guest=${workload},`));
     } catch {
       return false;
     }
