@@ -66,11 +66,12 @@ export class Janitor {
   async cleanup(): Promise<void> {
     await this.children.endAll(3000);
     // Nodes first, while their registries are still readable (the agent id finds containers).
-    for (const n of this.nodes.splice(0)) {
+    const nodes = this.nodes.splice(0);
+    for (const n of nodes) {
       try {
         await n.cleanup();
       } catch {
-        /* a node dir that is a mount point cannot be removed until it is unmounted: below */
+        /* a node dir that holds a mount point cannot be removed until it is unmounted: below */
       }
     }
     for (const pid of this.markedProcesses()) {
@@ -84,7 +85,7 @@ export class Janitor {
       await execa('umount', ['-l', m], { reject: false });
       rmSync(m, { recursive: true, force: true });
     }
-    for (const d of this.dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+    for (const d of [...this.dirs.splice(0), ...nodes.map((n) => n.dir)]) rmSync(d, { recursive: true, force: true });
   }
 
   /** For a standalone run: clean up on SIGINT/SIGTERM, then exit 130. */

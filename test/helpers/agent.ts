@@ -177,15 +177,22 @@ export class TestNode {
       }
       await a.catch(() => undefined);
     }
-    if (existsSync(this.db)) {
-      const ids = (await execa('podman', ['ps', '-a', '-q', '--filter', `label=io.mcp-agent.agent=${this.agentId()}`])).stdout.split('\n').filter(Boolean);
+    // A test may leave the registry empty or corrupt on purpose: then it has no agent id to look for.
+    let agentId: string | undefined;
+    try {
+      agentId = existsSync(this.db) ? this.agentId() : undefined;
+    } catch {
+      agentId = undefined;
+    }
+    if (agentId) {
+      const ids = (await execa('podman', ['ps', '-a', '-q', '--filter', `label=io.mcp-agent.agent=${agentId}`])).stdout.split('\n').filter(Boolean);
       if (ids.length > 0) await execa('podman', ['rm', '--force', '--time', '0', ...ids], { reject: false });
     }
     // The monitors of agents killed with SIGKILL would end by themselves within a minute; end
     // them now: `podman events` filtered on this node's agent id, and the nft/ip monitors that
     // carry it in their environment.
-    if (existsSync(this.db)) {
-      for (const pid of agentHelperProcesses(this.agentId())) {
+    if (agentId) {
+      for (const pid of agentHelperProcesses(agentId)) {
         try {
           process.kill(pid, 'SIGKILL');
         } catch {
