@@ -183,7 +183,7 @@ function program(): Command {
     .action(async (opts: ApplyCliOpts, cmd: Command) => {
       const cfg = settings(cmd);
       if (opts.prune && opts.file !== '-' && !statSync(opts.file, { throwIfNoEntry: false })?.isDirectory()) {
-        throw new ValidationError('apply --prune', [{ field: '--file', rule: 'must be a directory or - with --prune (the whole desired state)' }]);
+        throw new ValidationError('apply --prune', [{ field: '--file', rule: 'must be a directory with --prune, or - for stdin (the whole desired state)' }]);
       }
       const specs = readManifests(opts.file, opts.format); // validated before the registry is opened
       checkBootFiles(specs, cfg);
