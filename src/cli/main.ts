@@ -19,6 +19,9 @@ import { createLogger } from '../log.js';
 import { loadManifestDir, loadManifestFile, loadManifestStdin, type ManifestFormat } from '../manifest/load.js';
 import type { ServiceSpec } from '../manifest/schema.js';
 import { Registry } from '../registry/index.js';
+import { planAgainst, type ApplyResult } from '../registry/desired.js';
+import { ORIGINS, type Origin } from '../manifest/diff.js';
+import { sshServeArgs } from './ssh-serve.js';
 import { actionJson, formatEvents, formatPlan, formatStatus } from './format.js';
 
 interface GlobalOpts {
@@ -33,8 +36,8 @@ function settings(cmd: Command): AgentConfig {
 }
 
 /** Only `apply` (and `run`) create a missing registry: elsewhere a missing file is a wrong path. */
-function withRegistry<T>(cfg: AgentConfig, fn: (r: Registry) => Promise<T> | T, opts: { create?: boolean } = {}): Promise<T> {
-  const registry = Registry.open(cfg.db, { create: opts.create ?? false });
+function withRegistry<T>(cfg: AgentConfig, fn: (r: Registry) => Promise<T> | T, opts: { create?: boolean; readonlyAsIs?: boolean } = {}): Promise<T> {
+  const registry = Registry.open(cfg.db, { create: opts.create ?? false, ...(opts.readonlyAsIs ? { readonly: true, asIs: true } : {}) });
   return Promise.resolve()
     .then(() => fn(registry))
     .finally(() => registry.close());
@@ -43,7 +46,7 @@ function withRegistry<T>(cfg: AgentConfig, fn: (r: Registry) => Promise<T> | T, 
 const print = (s: string): void => void process.stdout.write(s.endsWith('\n') ? s : `${s}\n`);
 
 function readManifests(file: string, format: ManifestFormat | undefined): ServiceSpec[] {
-  if (file === '-') return [loadManifestStdin(readFileSync(0, 'utf8'), format)];
+  if (file === '-') return loadManifestStdin(readFileSync(0, 'utf8'), format);
   let isDir = false;
   try {
     isDir = statSync(file).isDirectory();
@@ -51,6 +54,30 @@ function readManifests(file: string, format: ManifestFormat | undefined): Servic
     throw new ValidationError(file, [{ field: '(file)', rule: `cannot be read: ${(err as Error).message}` }]);
   }
   return isDir ? loadManifestDir(file) : [loadManifestFile(file)];
+}
+
+interface ApplyCliOpts {
+  file: string;
+  prune?: boolean;
+  allowEmpty?: boolean;
+  format?: ManifestFormat;
+  origin: Origin;
+  dryRun?: boolean;
+  json?: boolean;
+}
+
+/** One line per service (or the JSON the master's `fleet` reads); `note` heads a dry run. */
+function printApply(res: ApplyResult, specs: ServiceSpec[], opts: ApplyCliOpts, note?: string): void {
+  if (opts.json) return print(JSON.stringify({ ...res, dry_run: opts.dryRun ?? false }));
+  if (note) print(note);
+  const count = (name: string): string => {
+    const n = specs.find((s) => s.name === name)?.components.length ?? 0;
+    return `${n} component${n === 1 ? '' : 's'}`;
+  };
+  for (const n of res.created) print(`service ${n} created (${count(n)})`);
+  for (const u of res.updated) print(`service ${u.name} updated (${count(u.name)}): ${u.changes.join('; ')}`);
+  for (const n of res.unchanged) print(`service ${n} unchanged`);
+  for (const n of res.pruned) print(`service ${n} deleted (pruned)`);
 }
 
 /** VM boot files must lie inside this node's allowed image directories (a node setting). */
@@ -146,26 +173,48 @@ function program(): Command {
 
   p.command('apply')
     .description('validate manifests and write them to the registry in one transaction')
-    .requiredOption('-f, --file <path>', 'a manifest (.toml, .yaml, .yml, .json), a directory of them, or - for stdin')
-    .option('--prune', 'with a directory: delete every service not defined in it')
-    .option('--allow-empty', 'with --prune: accept a directory with no manifests (deletes every service)')
+    .requiredOption('-f, --file <path>', 'a manifest (.toml, .yaml, .yml, .json), a directory of them, or - for stdin (one service, or a JSON/YAML array of them)')
+    .option('--prune', 'with a directory or stdin: delete every service not in the set (with --origin master: only services a master sent)')
+    .option('--allow-empty', 'with --prune: accept an empty set (deletes every service it may prune)')
     .addOption(new Option('--format <format>', 'format of stdin').choices(['toml', 'yaml', 'json']))
-    .action(async (opts: { file: string; prune?: boolean; allowEmpty?: boolean; format?: ManifestFormat }, cmd: Command) => {
+    .addOption(new Option('--origin <origin>', 'who applies: recorded per service; a master\'s prune spares local services').choices(ORIGINS).default('local'))
+    .option('--dry-run', 'print what would change and write nothing (not even a new registry)')
+    .option('--json', 'print JSON')
+    .action(async (opts: ApplyCliOpts, cmd: Command) => {
       const cfg = settings(cmd);
-      if (opts.prune && (opts.file === '-' || !statSync(opts.file, { throwIfNoEntry: false })?.isDirectory())) {
-        throw new ValidationError('apply --prune', [{ field: '--file', rule: 'must be a directory with --prune (the whole desired state)' }]);
+      if (opts.prune && opts.file !== '-' && !statSync(opts.file, { throwIfNoEntry: false })?.isDirectory()) {
+        throw new ValidationError('apply --prune', [{ field: '--file', rule: 'must be a directory with --prune, or - for stdin (the whole desired state)' }]);
       }
       const specs = readManifests(opts.file, opts.format); // validated before the registry is opened
       checkBootFiles(specs, cfg);
       if (opts.prune && specs.length === 0 && !opts.allowEmpty) {
         // An empty directory is far more often a mistake (wrong path, failed sync) than intent.
-        throw new ValidationError('apply --prune', [{ field: '--file', rule: `${opts.file} holds no manifests; pass --allow-empty to delete every service` }]);
+        const where = opts.file === '-' ? 'stdin' : opts.file;
+        throw new ValidationError('apply --prune', [{ field: '--file', rule: `${where} holds no manifests; pass --allow-empty to delete every service it may prune` }]);
       }
-      await withRegistry(cfg, (r) => {
-        const res = r.desired.apply(specs, { prune: opts.prune ?? false });
-        for (const s of specs) print(`service ${s.name} ${res.created.includes(s.name) ? 'created' : 'updated'} (${s.components.length} component${s.components.length === 1 ? '' : 's'})`);
-        for (const d of res.deleted) print(`service ${d} deleted (pruned)`);
-      }, { create: true });
+      const applyOpts = { prune: opts.prune ?? false, origin: opts.origin };
+      if (opts.dryRun) {
+        const exists = statSync(cfg.db, { throwIfNoEntry: false }) !== undefined;
+        const res = exists ? await withRegistry(cfg, (r) => r.desired.plan(specs, applyOpts), { readonlyAsIs: true }) : planAgainst([], specs, applyOpts);
+        printApply(res, specs, opts, exists ? `dry run: nothing written to ${cfg.db}` : `dry run: ${cfg.db} does not exist; apply would create it`);
+        return;
+      }
+      const res = await withRegistry(cfg, (r) => r.desired.apply(specs, applyOpts), { create: true });
+      printApply(res, specs, opts);
+    });
+
+  p.command('ssh-serve')
+    .description('the forced command of a master\'s SSH key: runs apply, status, events or plan from SSH_ORIGINAL_COMMAND')
+    .action(async (_o: unknown, cmd: Command) => {
+      const original = process.env.SSH_ORIGINAL_COMMAND;
+      if (original === undefined) {
+        throw new ValidationError('ssh-serve', [{ field: 'SSH_ORIGINAL_COMMAND', rule: 'is not set: ssh-serve is meant as a forced command (command="agent --db PATH ssh-serve" in authorized_keys)' }]);
+      }
+      const words = sshServeArgs(original);
+      // The forced command's own global options, then the client's verb: run in this process.
+      const g = cmd.optsWithGlobals<GlobalOpts>();
+      const globals = [...(g.db ? ['--db', g.db] : []), ...(g.config ? ['--config', g.config] : []), ...(g.logLevel ? ['--log-level', g.logLevel] : [])];
+      await program().parseAsync(['node', 'agent', ...globals, ...words]);
     });
 
   p.command('delete')

@@ -128,10 +128,33 @@ export function loadManifestText(text: string, format: ManifestFormat, source: s
   return toServiceSpec(parseText(text, format, source), source);
 }
 
-/** stdin has no extension to tell its format: TOML unless `--format` says otherwise. */
-export function loadManifestStdin(text: string, format: ManifestFormat | undefined): ServiceSpec {
+/**
+ * stdin has no extension to tell its format: TOML unless `--format` says otherwise. It holds one
+ * service, or (a master's bundle, any format whose top level can be an array) an array of them:
+ * all-or-nothing, each validated with its index in the field (`[1].components[0].memory`).
+ */
+export function loadManifestStdin(text: string, format: ManifestFormat | undefined): ServiceSpec[] {
+  const source = 'manifest from stdin';
   const hint = format ? undefined : 'stdin is read as TOML: pass --format yaml|json for other formats';
-  return toServiceSpec(parseText(text, format ?? 'toml', 'manifest from stdin', hint), 'manifest from stdin');
+  const doc = parseText(text, format ?? 'toml', source, hint);
+  if (!Array.isArray(doc)) return [toServiceSpec(doc, source)];
+  const issues: FieldIssue[] = [];
+  const specs: ServiceSpec[] = [];
+  const firstIndex = new Map<string, number>();
+  doc.forEach((item, i) => {
+    try {
+      const spec = toServiceSpec(item, source);
+      const first = firstIndex.get(spec.name);
+      if (first !== undefined) issues.push({ field: `[${i}].name`, rule: `duplicates [${first}].name '${spec.name}': a bundle names each service once` });
+      else firstIndex.set(spec.name, i);
+      specs.push(spec);
+    } catch (err) {
+      if (!(err instanceof ValidationError)) throw err;
+      for (const issue of err.issues) issues.push({ field: issue.field === '(document)' ? `[${i}]` : `[${i}].${issue.field}`, rule: issue.rule });
+    }
+  });
+  if (issues.length > 0) throw new ValidationError(source, issues);
+  return specs;
 }
 
 export function loadManifestFile(path: string): ServiceSpec {

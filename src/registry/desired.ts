@@ -5,6 +5,7 @@
 import { ValidationError } from '../errors.js';
 import { ComponentSpecSchema, type ComponentSpec, type ServiceSpec } from '../manifest/schema.js';
 import { issuesOf } from '../manifest/load.js';
+import { diffDesired, type CurrentService, type DesiredDiff, type Origin, type ServiceUpdate } from '../manifest/diff.js';
 import type { Db } from './open.js';
 import { WriteGuard } from './write-guard.js';
 
@@ -79,6 +80,21 @@ function rowToSpec(row: ComponentRow): DesiredComponent {
   return { ...base, valid: true, spec: parsed.data };
 }
 
+/** What an apply did (or, in a dry run, would do). */
+export interface ApplyResult {
+  created: string[];
+  updated: ServiceUpdate[];
+  unchanged: string[];
+  pruned: string[];
+}
+
+export interface ApplyOptions {
+  /** Delete services absent from the set: all of them, or with origin master only the master's. */
+  prune?: boolean;
+  /** Recorded on every service written; default local. */
+  origin?: Origin;
+}
+
 export class DesiredRepo {
   /** Writes here decide: on a disk that refuses them they throw RegistryUnwritableError, nothing written. */
   constructor(
@@ -110,13 +126,47 @@ export class DesiredRepo {
     return { services, components: rows.map(rowToSpec) };
   }
 
-  /** Creates or replaces services with their components, in one transaction. */
-  apply(specs: ServiceSpec[], opts: { prune?: boolean } = {}): { created: string[]; updated: string[]; deleted: string[] } {
-    const result = { created: [] as string[], updated: [] as string[], deleted: [] as string[] };
-    const existing = new Set((this.db.prepare('SELECT name FROM services').all() as Array<{ name: string }>).map((r) => r.name));
+  /**
+   * Services with their components and origin, as the diff compares them. Works on a read-only
+   * connection to a registry not yet migrated to 004 (a dry run writes nothing, not even a
+   * migration): every service is then local.
+   */
+  readServices(): CurrentService[] {
+    return this.db.transaction(() => {
+      const hasOrigin = this.db.prepare("SELECT 1 FROM pragma_table_info('services') WHERE name = 'origin'").get() !== undefined;
+      const rows = this.db
+        .prepare(`SELECT name, active, comment, ${hasOrigin ? 'origin' : "'local' AS origin"} FROM services ORDER BY name`)
+        .all() as Array<{ name: string; active: number; comment: string; origin: Origin }>;
+      const { components } = this.readUnlocked();
+      return rows.map((r) => ({
+        name: r.name,
+        active: r.active === 1,
+        comment: r.comment,
+        origin: r.origin,
+        components: components
+          .filter((c) => c.service === r.name)
+          .map((c) => (c.valid ? { name: c.component, spec: c.spec } : { name: c.component, invalid: c.error })),
+      }));
+    })();
+  }
+
+  /** What apply would do, from the state now; writes nothing. Throws what apply would refuse. */
+  plan(specs: ServiceSpec[], opts: ApplyOptions = {}): ApplyResult {
+    return planAgainst(this.readServices(), specs, opts);
+  }
+
+  /**
+   * Creates or replaces services with their components, and prunes, in one transaction decided
+   * inside it (a concurrent writer cannot slip between the diff and the write). Unchanged
+   * services are not rewritten: an apply that changes nothing commits nothing.
+   */
+  apply(specs: ServiceSpec[], opts: ApplyOptions = {}): ApplyResult {
+    const origin = opts.origin ?? 'local';
     const upsertService = this.db.prepare(
-      `INSERT INTO services (name, active, comment, updated_at) VALUES (@name, @active, @comment, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
-       ON CONFLICT (name) DO UPDATE SET active = excluded.active, comment = excluded.comment, updated_at = excluded.updated_at`,
+      `INSERT INTO services (name, active, comment, origin, updated_at)
+       VALUES (@name, @active, @comment, @origin, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+       ON CONFLICT (name) DO UPDATE SET active = excluded.active, comment = excluded.comment, origin = excluded.origin,
+                                        updated_at = excluded.updated_at`,
     );
     const deleteComponents = this.db.prepare('DELETE FROM components WHERE service = ?');
     const insertComponent = this.db.prepare(
@@ -128,20 +178,16 @@ export class DesiredRepo {
     const findWorkload = this.db.prepare('SELECT service, name FROM components WHERE workload = ?');
     const deleteService = this.db.prepare('DELETE FROM services WHERE name = ?');
 
-    const tx = this.db.transaction(() => {
+    const tx = this.db.transaction((): ApplyResult => {
+      const d = diffOf(this.readServices(), specs, opts);
+      const result = settled(d);
+      const write = new Set([...d.created, ...d.updated.map((u) => u.name)]);
+      const toWrite = specs.filter((s) => write.has(s.name));
       // Deletions first, so the workload-name check below sees the final state whatever the order.
-      if (opts.prune) {
-        const keep = new Set(specs.map((s) => s.name));
-        for (const name of existing) {
-          if (!keep.has(name)) {
-            deleteService.run(name);
-            result.deleted.push(name);
-          }
-        }
-      }
-      for (const s of specs) deleteComponents.run(s.name);
-      for (const s of specs) {
-        upsertService.run({ name: s.name, active: s.active ? 1 : 0, comment: s.comment });
+      for (const name of d.pruned) deleteService.run(name);
+      for (const s of toWrite) deleteComponents.run(s.name);
+      for (const s of toWrite) {
+        upsertService.run({ name: s.name, active: s.active ? 1 : 0, comment: s.comment, origin });
         s.components.forEach((c, i) => {
           const clash = findWorkload.get(`${s.name}-${c.name}`) as { service: string; name: string } | undefined;
           if (clash) {
@@ -172,15 +218,32 @@ export class DesiredRepo {
             restart: c.restart,
           });
         });
-        (existing.has(s.name) ? result.updated : result.created).push(s.name);
       }
+      return result;
     });
-    this.writes.decide(() => tx.immediate());
-    return result;
+    return this.writes.decide(() => tx.immediate());
   }
 
   /** Returns false when there was no such service. */
   delete(name: string): boolean {
     return this.writes.decide(() => this.db.prepare('DELETE FROM services WHERE name = ?').run(name).changes > 0);
   }
+}
+
+/** The diff as a result, or the refusal: a service the applying origin must not take over. */
+function settled(d: DesiredDiff): ApplyResult {
+  if (d.refused.length > 0) {
+    throw new ValidationError('apply', d.refused.map((r) => ({ field: r.name, rule: r.rule })));
+  }
+  return { created: d.created, updated: d.updated, unchanged: d.unchanged, pruned: d.pruned };
+}
+
+function diffOf(current: CurrentService[], specs: ServiceSpec[], opts: ApplyOptions): DesiredDiff {
+  const origin = opts.origin ?? 'local';
+  return diffDesired(current, specs, { origin, prune: !opts.prune ? 'none' : origin === 'master' ? 'same-origin' : 'all' });
+}
+
+/** What apply would do to a registry holding `current` (`[]`: one that does not exist yet). */
+export function planAgainst(current: CurrentService[], specs: ServiceSpec[], opts: ApplyOptions = {}): ApplyResult {
+  return settled(diffOf(current, specs, opts));
 }

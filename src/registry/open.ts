@@ -42,6 +42,8 @@ export interface OpenOptions {
    */
   create?: boolean;
   migrationsDir?: string;
+  /** With readonly: read an older schema as it is instead of refusing it (a dry run migrates nothing). */
+  asIs?: boolean;
 }
 
 /**
@@ -90,7 +92,7 @@ function openOnce(path: string, opts: OpenOptions): Db {
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = NORMAL');
     }
-    migrate(db, path, migrations);
+    if (!(opts.readonly && opts.asIs)) migrate(db, path, migrations);
     if (!opts.readonly) {
       for (const f of [path, `${path}-wal`, `${path}-shm`]) if (existsSync(f)) chmodSync(f, 0o600);
     }

@@ -203,7 +203,7 @@ describe('desired state', () => {
     const r = Registry.open(freshPath());
     r.desired.apply([svc('web', ['a', 'b'])]);
     const res = r.desired.apply([svc('web', ['b', 'c'])]);
-    assert.deepEqual(res, { created: [], updated: ['web'], deleted: [] });
+    assert.deepEqual(res, { created: [], updated: [{ name: 'web', changes: ['components added: c', 'components removed: a'] }], unchanged: [], pruned: [] });
     assert.deepEqual(r.desired.read().components.map((c) => c.component), ['b', 'c']);
     r.close();
   });
@@ -212,7 +212,7 @@ describe('desired state', () => {
     const r = Registry.open(freshPath());
     r.desired.apply([svc('one', ['a']), svc('two', ['a'])]);
     const res = r.desired.apply([svc('two', ['a']), svc('three', ['a'])], { prune: true });
-    assert.deepEqual(res, { created: ['three'], updated: ['two'], deleted: ['one'] });
+    assert.deepEqual(res, { created: ['three'], updated: [], unchanged: ['two'], pruned: ['one'] });
     assert.deepEqual(r.desired.read().services.map((s) => s.name), ['three', 'two']);
     r.close();
   });
@@ -243,7 +243,7 @@ describe('desired state', () => {
     r.desired.apply([svc('a', ['b-c'])]);
     // 'a-b'/'c' clashes with the existing 'a'/'b-c' only if 'a' kept that component: it does not.
     const res = r.desired.apply([svc('a-b', ['c']), svc('a', ['x'])], { prune: true });
-    assert.deepEqual(res, { created: ['a-b'], updated: ['a'], deleted: [] });
+    assert.deepEqual(res, { created: ['a-b'], updated: [{ name: 'a', changes: ['components added: x', 'components removed: b-c'] }], unchanged: [], pruned: [] });
     assert.deepEqual(r.desired.read().components.map((c) => `${c.service}/${c.component}`), ['a/x', 'a-b/c']);
     r.close();
   });

@@ -1,0 +1,123 @@
+/**
+ * What an apply would do to the registry: which services it creates, updates (and which fields),
+ * leaves unchanged, prunes, or must refuse. Pure: the registry reads the current state, this
+ * decides, the registry writes exactly the decision (and a dry run prints it). Invariant: a
+ * service whose every field and component equals the wanted one is `unchanged`, never rewritten.
+ */
+import type { ComponentSpec, ServiceSpec } from './schema.js';
+
+/** Who applied a service: an operator on this node, or a master pushing the fleet's state. */
+export type Origin = 'local' | 'master';
+export const ORIGINS: readonly Origin[] = ['local', 'master'];
+
+/** A component as the registry holds it: a valid spec, or a row that fails the schema. */
+export type CurrentComponent = { name: string; spec: ComponentSpec } | { name: string; invalid: string };
+
+export interface CurrentService {
+  name: string;
+  active: boolean;
+  comment: string;
+  origin: Origin;
+  components: CurrentComponent[];
+}
+
+export interface ServiceUpdate {
+  name: string;
+  /** For a person: `components[api].memory 64 → 96`, `components added: x`, `active true → false`. */
+  changes: string[];
+}
+
+export interface DesiredDiff {
+  created: string[];
+  updated: ServiceUpdate[];
+  unchanged: string[];
+  pruned: string[];
+  /** Services this apply must not touch: the whole apply is refused when any is listed. */
+  refused: Array<{ name: string; rule: string }>;
+}
+
+/**
+ * `all`: the registry ends up holding exactly `wanted` (`apply --prune -f DIR`).
+ * `same-origin`: only services of the applying origin that are absent from `wanted` go (a
+ * master's prune leaves what an operator applied locally).
+ */
+export type PruneScope = 'none' | 'all' | 'same-origin';
+
+export function diffDesired(current: CurrentService[], wanted: ServiceSpec[], opts: { origin: Origin; prune: PruneScope }): DesiredDiff {
+  const out: DesiredDiff = { created: [], updated: [], unchanged: [], pruned: [], refused: [] };
+  const byName = new Map(current.map((s) => [s.name, s]));
+  for (const w of wanted) {
+    const cur = byName.get(w.name);
+    if (!cur) {
+      out.created.push(w.name);
+      continue;
+    }
+    if (opts.origin === 'master' && cur.origin === 'local') {
+      out.refused.push({ name: w.name, rule: `service ${w.name} was applied locally on this node: delete it there first` });
+      continue;
+    }
+    const changes = serviceChanges(cur, w, opts.origin);
+    if (changes.length === 0) out.unchanged.push(w.name);
+    else out.updated.push({ name: w.name, changes });
+  }
+  if (opts.prune !== 'none') {
+    const keep = new Set(wanted.map((s) => s.name));
+    for (const s of current) {
+      if (keep.has(s.name)) continue;
+      if (opts.prune === 'all' || s.origin === opts.origin) out.pruned.push(s.name);
+    }
+  }
+  return out;
+}
+
+function serviceChanges(cur: CurrentService, w: ServiceSpec, origin: Origin): string[] {
+  const changes: string[] = [];
+  if (cur.origin !== origin) changes.push(`origin ${cur.origin} → ${origin}`);
+  if (cur.active !== w.active) changes.push(`active ${cur.active} → ${w.active}`);
+  if (cur.comment !== w.comment) changes.push(`comment ${show(cur.comment)} → ${show(w.comment)}`);
+  const had = new Map(cur.components.map((c) => [c.name, c]));
+  const wants = new Set(w.components.map((c) => c.name));
+  const added = w.components.filter((c) => !had.has(c.name)).map((c) => c.name);
+  const removed = cur.components.filter((c) => !wants.has(c.name)).map((c) => c.name);
+  if (added.length > 0) changes.push(`components added: ${added.join(', ')}`);
+  if (removed.length > 0) changes.push(`components removed: ${removed.join(', ')}`);
+  for (const c of w.components) {
+    const before = had.get(c.name);
+    if (!before) continue;
+    if ('invalid' in before) {
+      changes.push(`components[${c.name}] replaces an invalid registry row (${before.invalid})`);
+      continue;
+    }
+    for (const field of componentFields(before.spec, c)) {
+      const a = (before.spec as Record<string, unknown>)[field];
+      const b = (c as Record<string, unknown>)[field];
+      if (canonical(a) !== canonical(b)) changes.push(`components[${c.name}].${field} ${show(a)} → ${show(b)}`);
+    }
+  }
+  return changes;
+}
+
+/** Every field either spec sets, in a stable order (service and name identify it: not compared). */
+function componentFields(a: ComponentSpec, b: ComponentSpec): string[] {
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
+  keys.delete('service');
+  keys.delete('name');
+  return [...keys].sort();
+}
+
+/** JSON with object keys sorted: `env` key order is not a change; array order is. */
+function canonical(v: unknown): string {
+  if (v === undefined) return 'undefined';
+  return JSON.stringify(v, (_k, x: unknown) =>
+    x && typeof x === 'object' && !Array.isArray(x) ? Object.fromEntries(Object.entries(x as Record<string, unknown>).sort(([p], [q]) => (p < q ? -1 : p > q ? 1 : 0))) : x,
+  );
+}
+
+/** Short and unambiguous: numbers and booleans bare, strings quoted only when empty, the rest JSON. */
+function show(v: unknown): string {
+  if (v === undefined || v === null) return '-';
+  if (typeof v === 'string') return v === '' ? '""' : v;
+  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
+  const s = canonical(v);
+  return s.length > 80 ? `${s.slice(0, 77)}...` : s;
+}
