@@ -20,6 +20,7 @@ import { loadManifestDir, loadManifestFile, loadManifestStdin, type ManifestForm
 import type { ServiceSpec } from '../manifest/schema.js';
 import { Registry } from '../registry/index.js';
 import { actionJson, formatEvents, formatPlan, formatStatus } from './format.js';
+import { fleetCommand } from './fleet.js';
 
 interface GlobalOpts {
   db?: string;
@@ -278,6 +279,8 @@ function program(): Command {
         print(opts.json ? JSON.stringify(events, null, 2) : formatEvents(events));
       });
     });
+
+  p.addCommand(fleetCommand());
 
   return p;
 }
