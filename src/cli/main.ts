@@ -23,6 +23,7 @@ import { planAgainst, type ApplyResult } from '../registry/desired.js';
 import { ORIGINS, type Origin } from '../manifest/diff.js';
 import { sshServeArgs } from './ssh-serve.js';
 import { actionJson, formatEvents, formatPlan, formatStatus } from './format.js';
+import { fleetCommand } from './fleet.js';
 
 interface GlobalOpts {
   db?: string;
@@ -327,6 +328,8 @@ function program(): Command {
         print(opts.json ? JSON.stringify(events, null, 2) : formatEvents(events));
       });
     });
+
+  p.addCommand(fleetCommand());
 
   return p;
 }
