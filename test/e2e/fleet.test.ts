@@ -1,10 +1,11 @@
 // The master's side against real nodes: network namespaces with a real OpenSSH sshd each, the
 // master in its own namespace (see test/helpers/fleet.ts). Nothing here leaves those namespaces.
 import { strict as assert } from 'node:assert';
-import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { IMAGE, TestNode } from '../helpers/agent.js';
+import { execa } from 'execa';
+import { BIN, IMAGE, TestNode } from '../helpers/agent.js';
 import { FleetLab } from '../helpers/fleet.js';
 
 const container = (name: string, extra = ''): string =>
@@ -122,13 +123,14 @@ describe('fleet over SSH: keyscan, status, pinned host keys, unreachable nodes, 
 
 // These need the node side's `apply -f - --format json --origin master --prune --json` (branch
 // "nodeside"); until it is merged they fail at the node's argument parsing.
-describe('fleet apply (needs the node side of the contract)', () => {
+describe('fleet apply', () => {
   let lab: FleetLab;
   let inv: string;
   let desired: string;
   const edge = TestNode.serviceName('fe');
   const core = TestNode.serviceName('fc');
   const everywhere = TestNode.serviceName('fw');
+  const forced = TestNode.serviceName('ff');
   before(async () => {
     lab = await FleetLab.create(['a', 'b', 'c']);
     inv = lab.writeInventory({ labels: { a: { role: 'edge' }, b: { role: 'edge' }, c: { role: 'core' } } });
@@ -165,13 +167,53 @@ describe('fleet apply (needs the node side of the contract)', () => {
     const again = await lab.fleet(['apply', '-i', inv, '-f', desired]);
     assert.equal(again.exitCode, 0, again.stderr);
     assert.match(again.stdout, /^b: ok created 0, updated 0, unchanged 2, pruned 0/m);
-    writeFileSync(join(desired, 'core.toml'), '# removed\n');
+    rmSync(join(desired, 'core.toml'));
     const pruned = await lab.fleet(['apply', '-i', inv, '-f', desired]);
     assert.equal(pruned.exitCode, 0, pruned.stderr);
     assert.match(pruned.stdout, new RegExp(`^c: ok .*pruned 1 \\[pruned: ${core}\\]`, 'm'));
     assert.deepEqual(services(lab.node('c')), [everywhere, local].sort(), 'the local service survives');
     assert.deepEqual(services(lab.node('a')), [edge, everywhere].sort());
   });
+
+  it('a node that restricts the master key to `agent ssh-serve` (forced command) is applied and reports status; other commands are refused', async () => {
+    const b = lab.node('b');
+    const keys = join(b.dir, 'authorized_keys');
+    const plain = readFileSync(keys, 'utf8');
+    // sshd reads authorized_keys at each login: from now on this key may only run the agent's ssh-serve.
+    writeFileSync(keys, `command="node ${BIN} --db ${b.agent.db} ssh-serve",restrict ${plain}`);
+    const forcedInv = lab.writeInventory({ file: 'forced.toml', labels: { a: { role: 'edge' }, b: { role: 'edge' }, c: { role: 'core' } }, agent: { b: ['agent'] } });
+    try {
+      writeFileSync(join(desired, 'forced.toml'), container(forced, 'nodes = ["b"]'));
+      const r = await lab.fleet(['apply', '-i', forcedInv, '-f', desired]);
+      assert.equal(r.exitCode, 0, r.stderr + r.stdout);
+      assert.match(r.stdout, /^b: ok created 1, updated 0, unchanged 2, pruned 0/m);
+      assert.ok(services(b).includes(forced));
+      const st = await lab.fleet(['status', '-i', forcedInv, '--json']);
+      assert.equal(st.exitCode, 0, st.stderr);
+      const rows = JSON.parse(st.stdout) as Array<{ node: string; ok: boolean }>;
+      assert.equal(rows.find((x) => x.node === 'b')?.ok, true, st.stdout);
+      // Anything but apply/status/events/plan, or another registry, is refused by the node itself.
+      const ssh = (cmd: string) =>
+        execa('ip', ['netns', 'exec', lab.masterNs, 'ssh', '-i', lab.masterKey, '-o', 'BatchMode=yes', '-o', `UserKnownHostsFile=${knownHosts(b)}`, `root@${b.address}`, cmd], { reject: false, stdin: 'ignore' });
+      const del = await ssh(`agent delete ${forced}`);
+      assert.equal(del.exitCode, 2, del.stderr);
+      assert.match(del.stderr, /delete/);
+      const other = await ssh(`agent --db /tmp/other.db status`);
+      assert.equal(other.exitCode, 2, other.stderr);
+      const shell = await ssh('id; rm -rf /tmp/nothing');
+      assert.equal(shell.exitCode, 2, shell.stderr);
+      assert.ok(services(b).includes(forced), 'nothing was deleted');
+    } finally {
+      writeFileSync(keys, plain);
+      rmSync(join(desired, 'forced.toml'), { force: true });
+    }
+  });
+
+  const knownHosts = (n: { dir: string; address: string; hostKeyLine: string }): string => {
+    const file = join(n.dir, 'known_hosts');
+    writeFileSync(file, `${n.address} ${n.hostKeyLine}\n`);
+    return file;
+  };
 
   it('a node that is down fails alone: the others are applied, exit 1', async () => {
     const b = lab.node('b');

@@ -141,7 +141,7 @@ export class FleetLab {
   }
 
   /** An inventory (TOML) for the lab's nodes; `edit` may change each node's table before it is written. */
-  writeInventory(opts: { labels?: Record<string, Record<string, string>>; hostKey?: Record<string, string>; extra?: string; file?: string } = {}): string {
+  writeInventory(opts: { labels?: Record<string, Record<string, string>>; hostKey?: Record<string, string>; agent?: Record<string, string[]>; extra?: string; file?: string } = {}): string {
     const file = join(this.dir, opts.file ?? 'inventory.toml');
     const q = (s: string): string => JSON.stringify(s);
     const lines = ['[defaults]', `key = ${q('master_key')}`, ''];
@@ -152,7 +152,7 @@ export class FleetLab {
         `name = ${q(n.name)}`,
         `host = ${q(n.address)}`,
         `host_key = ${q(opts.hostKey?.[n.name] ?? n.hostKeyLine)}`,
-        `agent = [${this.agentArgv(n).map(q).join(', ')}]`,
+        `agent = [${(opts.agent?.[n.name] ?? this.agentArgv(n)).map(q).join(', ')}]`,
         `labels = { ${labels} }`,
         '',
       );
