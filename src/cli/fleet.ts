@@ -10,6 +10,7 @@ import { fleetApply, fleetEvents, fleetStatus, parseDuration, type ApplyResult, 
 import { loadDesiredDir, place } from '../fleet/placement.js';
 import { eachNode } from '../fleet/pool.js';
 import { scanHostKey } from '../fleet/transport.js';
+import { progressPrinter, waitForConvergence, waitLine, type WaitResult } from '../fleet/wait.js';
 import { ago, table } from './format.js';
 
 const print = (s: string): void => void process.stdout.write(s.endsWith('\n') ? s : `${s}\n`);
@@ -47,8 +48,13 @@ function applyLine(r: NodeResult<ApplyResult>): string {
   return `${r.node}: ${v.dry_run ? 'would apply' : 'ok'} ${counts}${names.length ? ` [${names.join('; ')}]` : ''}`;
 }
 
-async function applyOrPlan(opts: CommonOpts & { file: string; nodes?: string; selector?: string; allowUnplaced?: boolean; allowEmpty?: boolean; json?: boolean }, dryRun: boolean): Promise<void> {
+type PlaceOpts = CommonOpts & { file: string; nodes?: string; selector?: string; allowUnplaced?: boolean; allowEmpty?: boolean; json?: boolean; wait?: boolean; waitTimeout: string };
+
+async function applyOrPlan(opts: PlaceOpts, dryRun: boolean): Promise<void> {
   const { inv, timeoutMs, parallel } = common(opts);
+  const waitTimeoutMs = parseDuration(opts.waitTimeout);
+  if (waitTimeoutMs === undefined) throw new ValidationError('fleet', [{ field: '--wait-timeout', rule: `must be a duration like 2m, 90s or 500ms, got '${opts.waitTimeout}'` }]);
+  const wait = !dryRun && (opts.wait ?? false);
   const services = loadDesiredDir(opts.file);
   // Placement is checked against the whole inventory: a selection only limits who is contacted.
   const perNode = place(services, inv.nodes, { allowUnplaced: opts.allowUnplaced ?? false });
@@ -56,9 +62,28 @@ async function applyOrPlan(opts: CommonOpts & { file: string; nodes?: string; se
   if (targets.length === 0) throw new ValidationError('fleet', [{ field: '--selector', rule: 'selects no node of the inventory' }]);
   requirePinned(inv, targets);
   const results = await fleetApply(targets, perNode, { timeoutMs, parallel, dryRun, allowEmpty: opts.allowEmpty ?? false });
-  if (opts.json) print(JSON.stringify(results, null, 2));
-  else for (const r of results) print(applyLine(r));
+  if (!opts.json) for (const r of results) print(applyLine(r));
   if (results.some((r) => !r.ok)) process.exitCode = 1;
+  if (!wait) {
+    if (opts.json) print(JSON.stringify(results, null, 2));
+    return;
+  }
+  // --wait: only the nodes that took their set are waited on; a failed apply already fails the run.
+  const applied = targets.filter((n) => results.some((r) => r.node === n.name && r.ok));
+  const progress = progressPrinter(applied.map((n) => n.name), process.stderr);
+  let waited: WaitResult[];
+  try {
+    waited = await waitForConvergence(applied, { callTimeoutMs: timeoutMs, waitTimeoutMs, parallel, onProgress: progress.update });
+  } finally {
+    progress.finish();
+  }
+  if (opts.json) print(JSON.stringify({ apply: results, wait: waited }, null, 2));
+  else for (const w of waited) print(waitLine(w, waitTimeoutMs));
+  const late = waited.filter((w) => !w.converged);
+  if (late.length > 0) {
+    process.stderr.write(`agent: ${late.length} node(s) did not converge within --wait-timeout ${opts.waitTimeout}: ${late.map((w) => w.node).join(', ')} (see \`agent fleet status --detail\`)\n`);
+    process.exitCode = 1;
+  }
 }
 
 function statusTable(results: NodeResult<NodeStatus>[], detail: boolean): string {
@@ -129,12 +154,14 @@ export function fleetCommand(): Command {
       .option('--json', 'print JSON');
 
   placeOpts(fleet.command('apply'))
+    .option('--wait', 'then poll each applied node\'s status until every component is in sync; exit 1 naming the nodes that did not')
+    .option('--wait-timeout <duration>', 'with --wait: how long to wait for every node, counted once from the end of the apply', '2m')
     .description('send each selected node its whole service set in one call (one registry transaction there, pruning what the master no longer assigns)')
-    .action((opts) => applyOrPlan(opts, false));
+    .action((opts: PlaceOpts) => applyOrPlan(opts, false));
 
   placeOpts(fleet.command('plan'))
     .description('what apply would create, update (fields) and prune on each node; changes nothing')
-    .action((opts) => applyOrPlan(opts, true));
+    .action((opts: PlaceOpts) => applyOrPlan({ ...opts, waitTimeout: '1s' }, true));
 
   withCommon(fleet.command('events'))
     .description('the nodes\' newest events, merged by time')

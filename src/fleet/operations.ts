@@ -63,21 +63,24 @@ export interface NodeStatus {
   driftedComponents: Array<{ component: string; drift: string; reason: string }>;
 }
 
+/** One node's `status --json`, summed up; throws NodeError when the node cannot answer. */
+export async function nodeStatus(node: FleetNode, timeoutMs: number): Promise<NodeStatus> {
+  const out = await runOnNode(node, [...node.agent, 'status', '--json'], { timeoutMs });
+  if (out.code !== 0) throw remoteError(node, out);
+  const s = parseJson(node, StatusJsonSchema, out, 'status --json');
+  const drifted = s.components.filter((c) => c.drift !== 'in-sync');
+  return {
+    agentRunning: s.agent.running,
+    lastPassAt: s.agent.last_pass_at ?? null,
+    inSync: s.components.length - drifted.length,
+    drifted: drifted.length,
+    runtimes: s.runtimes,
+    driftedComponents: drifted.map((c) => ({ component: `${c.service ?? '-'}/${c.component ?? '-'}`, drift: c.drift, reason: c.reason ?? '' })),
+  };
+}
+
 export function fleetStatus(nodes: FleetNode[], opts: CallOptions): Promise<NodeResult<NodeStatus>[]> {
-  return onEach(nodes, opts, async (node) => {
-    const out = await runOnNode(node, [...node.agent, 'status', '--json'], { timeoutMs: opts.timeoutMs });
-    if (out.code !== 0) throw remoteError(node, out);
-    const s = parseJson(node, StatusJsonSchema, out, 'status --json');
-    const drifted = s.components.filter((c) => c.drift !== 'in-sync');
-    return {
-      agentRunning: s.agent.running,
-      lastPassAt: s.agent.last_pass_at ?? null,
-      inSync: s.components.length - drifted.length,
-      drifted: drifted.length,
-      runtimes: s.runtimes,
-      driftedComponents: drifted.map((c) => ({ component: `${c.service ?? '-'}/${c.component ?? '-'}`, drift: c.drift, reason: c.reason ?? '' })),
-    };
-  });
+  return onEach(nodes, opts, (node) => nodeStatus(node, opts.timeoutMs));
 }
 
 // ---- apply / plan
