@@ -114,10 +114,16 @@ export function fleetCommand(): Command {
   withCommon(fleet.command('keyscan'))
     .description('print each node\'s SSH host key (name key-line) to check and paste as host_key; writes nothing')
     .argument('[nodes...]', 'node names (default: every node)')
-    .action(async (names: string[], opts: CommonOpts) => {
+    .option('--json', 'print JSON: [{ node, ok, key | error }]')
+    .action(async (names: string[], opts: CommonOpts & { json?: boolean }) => {
       const { inv, timeoutMs, parallel } = common(opts);
       const nodes: FleetNode[] = names.length ? selectNodes(inv, { nodes: names.join(',') }) : inv.nodes;
       const results = await eachNode(nodes, parallel, (n) => scanHostKey(n, timeoutMs));
+      if (results.some((r) => !r.ok)) process.exitCode = 1;
+      if (opts.json) {
+        print(JSON.stringify(results.map((r, i) => (r.ok ? { node: nodes[i]!.name, ok: true, key: r.value } : { node: nodes[i]!.name, ok: false, error: r.error.message })), null, 2));
+        return;
+      }
       results.forEach((r, i) => {
         const n = nodes[i]!;
         if (r.ok) print(`${n.name} ${r.value}`);

@@ -90,6 +90,12 @@ describe('fleet apply --wait and fleet events, with a running agent on each node
     assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
   });
 
+  it('keyscan --json gives each node\'s key line', async () => {
+    const r = await lab.fleet(['keyscan', '-i', inv, '--json']);
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), lab.nodes.map((n) => ({ node: n.name, ok: true, key: n.hostKeyLine })));
+  });
+
   it('--wait-timeout must be a duration (exit 2, no node contacted)', async () => {
     const r = await lab.fleet(['apply', '-i', inv, '-f', desired, '--wait', '--wait-timeout', 'soon']);
     assert.equal(r.exitCode, 2, r.stderr);
