@@ -139,7 +139,7 @@ async function benchSize(size: number): Promise<SizeResult | undefined> {
     const lines = ['#!/bin/sh', 'pids=""', `trap 'kill $pids 2>/dev/null; exit 143' TERM INT`];
     for (const n of nodes) {
       const cmd = ['ssh', ...sshArgs, `root@${n.address}`, ...remote(n)].map(quote).join(' ');
-      lines.push(`${cmd} <${stdin ? quote(stdin) : '/dev/null'} >${quote(join(out, n.name))} 2>&1 & pids="$pids $!"`);
+      lines.push(`${cmd} <${stdin ? quote(stdin) : '/dev/null'} >${quote(join(out, n.name))} 2>${quote(join(out, `${n.name}.err`))} & pids="$pids $!"`);
     }
     lines.push('fail=0', 'for p in $pids; do wait $p || fail=1; done', 'exit $fail', '');
     const file = join(work, `ssh-${tag}.sh`);
@@ -152,7 +152,12 @@ async function benchSize(size: number): Promise<SizeResult | undefined> {
 
   const checkApply = (rows: Array<[string, string]>, what: string): void => {
     for (const [node, out] of rows) {
-      const r = JSON.parse(out) as { created: string[]; updated: unknown[]; unchanged: string[] };
+      let r: { created: string[]; updated: unknown[]; unchanged: string[] };
+      try {
+        r = JSON.parse(out) as typeof r;
+      } catch {
+        throw new Error(`${what}: node ${node} answered no JSON: ${out.slice(0, 500)}`);
+      }
       if (r.created.length + r.updated.length !== SERVICES) throw new Error(`${what}: node ${node} created ${r.created.length} and updated ${r.updated.length}, expected ${SERVICES} changed: ${out.slice(0, 500)}`);
     }
   };
