@@ -33,6 +33,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ChildTracker, cleanUpOnSignals, type Ran } from './lib/children.js';
 import { FleetLab, type LabNode } from '../test/helpers/fleet.js';
+import { median, r1, r2 } from './lib/stats.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const BIN = join(ROOT, 'bin/agent.js');
@@ -73,15 +74,6 @@ function cleanup(): Promise<void> {
 }
 const signals = cleanUpOnSignals(log, cleanup);
 
-// ---- statistics ---------------------------------------------------------------------------
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
-const r1 = (x: number): number => Math.round(x * 10) / 10;
-const r2 = (x: number): number => Math.round(x * 100) / 100;
 
 // ---- one lab size ---------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { ChildTracker, cleanUpOnSignals, type Ran } from './lib/children.js';
 import Database from 'better-sqlite3';
+import { median, r1, r2 } from './lib/stats.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const BIN = join(ROOT, 'bin/agent.js');
@@ -145,15 +146,6 @@ function cleanup(): Promise<boolean> {
 
 const signals = cleanUpOnSignals(log, cleanup);
 
-// ---- statistics ----------------------------------------------------------------------------
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
-const r1 = (x: number): number => Math.round(x * 10) / 10;
-const r2 = (x: number): number => Math.round(x * 100) / 100;
 
 // ---- the benchmark -------------------------------------------------------------------------
 

@@ -42,6 +42,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { ChildTracker, cleanUpOnSignals, type Ran } from './lib/children.js';
 import { probeBanner, sshConnect, type SshTarget } from '../src/runtime/ssh.js';
+import { median, r1, r2 } from './lib/stats.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const BIN = join(ROOT, 'bin/agent.js');
@@ -167,13 +168,6 @@ const checkInterrupted = (): void => {
 
 // ---- statistics ----------------------------------------------------------------------------
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
-const r1 = (x: number): number => Math.round(x * 10) / 10;
-const r2 = (x: number): number => Math.round(x * 100) / 100;
 const stats = (xs: number[]): { min: number; median: number; max: number } => ({ min: Math.min(...xs), median: median(xs), max: Math.max(...xs) });
 const statsR = (xs: number[], r: (x: number) => number = r1): { min: number; median: number; max: number } => {
   const s = stats(xs);
