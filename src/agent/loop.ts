@@ -103,8 +103,9 @@ export class AgentLoop {
       this.wakeReasons.clear();
       this.o.log.debug({ reasons }, 'wake');
       try {
-        await this.reconciler.pass();
-        if (!this.stopping) this.hostNet?.follow(this.o.registry.desired.read());
+        const { result } = await this.reconciler.pass();
+        // The desired state the pass planned with says whether a VM could use the bridge.
+        if (!this.stopping) this.hostNet?.follow(result.desired);
       } catch (err) {
         this.o.log.error({ err: (err as Error).message }, 'reconcile pass failed');
       }

@@ -47,7 +47,7 @@ export async function assess(
   now = new Date(),
   repairs?: AssessRepairs,
   observer = new RuntimeObserver(runtimes),
-): Promise<PlanResult & { listings: Partial<Record<RuntimeKind, RuntimeListing>> }> {
+): Promise<PlanResult & { listings: Partial<Record<RuntimeKind, RuntimeListing>>; desired: DesiredState }> {
   // The node-dependent rules of `apply` (boot file paths), for rows a master wrote directly.
   const desired = withBootFilesChecked(registry.desired.read(), vmPaths(config).imagesDirs);
   const [observed, bridge] = await Promise.all([observer.observeAll(), bridgeFact(config, desired, registry.meta.agentId(), repairs)]);
@@ -59,7 +59,7 @@ export async function assess(
     stableAfterMs: config.stable_after_seconds * 1000,
     bridge,
   });
-  return { ...result, listings: observed };
+  return { ...result, listings: observed, desired };
 }
 
 /**

@@ -38,24 +38,12 @@ const sharedFields = {
   ),
 };
 
-const DefaultsSchema = z.strictObject({
-  port: sharedFields.port.optional(),
-  user: sharedFields.user.optional(),
-  key: sharedFields.key.optional(),
-  host_key: sharedFields.host_key.optional(),
-  agent: sharedFields.agent.optional(),
-  labels: sharedFields.labels.optional(),
-});
+/** What `[defaults]` and each node may set; a node's own value wins. */
+const DefaultsSchema = z.strictObject(sharedFields).partial();
 
-const NodeSchema = z.strictObject({
+const NodeSchema = DefaultsSchema.extend({
   name: nodeName,
   host: z.string({ error: 'must be a string' }).min(1, 'must not be empty').regex(/^[A-Za-z0-9._:-]+$/, 'must be a host name or an IP address'),
-  port: sharedFields.port.optional(),
-  user: sharedFields.user.optional(),
-  key: sharedFields.key.optional(),
-  host_key: sharedFields.host_key.optional(),
-  agent: sharedFields.agent.optional(),
-  labels: sharedFields.labels.optional(),
 });
 
 export const InventorySchema = z.strictObject({
