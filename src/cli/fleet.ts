@@ -173,12 +173,15 @@ export function fleetCommand(): Command {
     .description('the nodes\' newest events, merged by time')
     .addOption(new Option('-n, --limit <n>', 'how many').default('20'))
     .option('--json', 'print JSON')
-    .action(async (opts: CommonOpts & { limit: string; json?: boolean }) => {
+    .option('--nodes <names>', 'only these nodes (comma-separated)')
+    .option('--selector <k=v,...>', 'only nodes with these labels')
+    .action(async (opts: CommonOpts & { limit: string; json?: boolean; nodes?: string; selector?: string }) => {
       const { inv, timeoutMs, parallel } = common(opts);
       const limit = Number(opts.limit);
       if (!Number.isInteger(limit) || limit < 1 || limit > 100_000) throw new ValidationError('fleet events', [{ field: '--limit', rule: 'must be a whole number from 1 to 100000' }]);
-      requirePinned(inv, inv.nodes);
-      const { events, failures } = await fleetEvents(inv.nodes, limit, { timeoutMs, parallel });
+      const nodes = selectNodes(inv, opts);
+      requirePinned(inv, nodes);
+      const { events, failures } = await fleetEvents(nodes, limit, { timeoutMs, parallel });
       if (opts.json) print(JSON.stringify({ events, failures }, null, 2));
       else {
         const t = table(['TIME', 'NODE', 'COMPONENT', 'ACTION', 'OUTCOME', 'REASON', 'MESSAGE']);

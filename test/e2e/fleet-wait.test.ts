@@ -79,6 +79,17 @@ describe('fleet apply --wait and fleet events, with a running agent on each node
     assert.match(text.stdout, new RegExp(`\\sb\\s+${onB}/c\\s`));
   });
 
+  it('events --nodes b asks only node b', async () => {
+    const r = await lab.fleet(['events', '-i', inv, '-n', '50', '--json', '--nodes', 'b']);
+    assert.equal(r.exitCode, 0, r.stderr);
+    const { events } = JSON.parse(r.stdout) as { events: EventJson[] };
+    assert.ok(events.length > 0, 'node b has events');
+    assert.deepEqual([...new Set(events.map((e) => e.node))], ['b']);
+    const unknown = await lab.fleet(['events', '-i', inv, '--nodes', 'zz']);
+    assert.equal(unknown.exitCode, 2, unknown.stderr);
+    assert.match(unknown.stderr, /--nodes/);
+  });
+
   it('a component that cannot start keeps its node from converging: --wait exits 1 naming it, the other node converges', async () => {
     writeFileSync(join(desired, 'broken.toml'), container(broken, 'nodes = ["a"]', 'localhost/nope:1'));
     const r = await lab.fleet(['apply', '-i', inv, '-f', desired, '--wait', '--wait-timeout', '20s']);
