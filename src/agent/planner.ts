@@ -68,6 +68,14 @@ export interface PlanResult {
   actions: Action[];
   /** Workloads whose failure counter can be cleared: stable and in sync. */
   settled: string[];
+  /**
+   * The earliest time after `now` at which planning again could decide something new without
+   * anything else changing: a backoff ending, or a workload becoming stable (its failures reset).
+   * Undefined when nothing is due. The loop sets one timer for it (controller-runtime's RequeueAfter).
+   * A boot deadline is not among them: a booting VM is a start under way in the executor, bounded
+   * by the runtime's boot timeout, and the end of that action wakes the loop.
+   */
+  requeueAt: Date | undefined;
 }
 
 const RUNTIME_ORDER: RuntimeKind[] = ['container', 'unikernel'];
@@ -94,6 +102,11 @@ export function plan(input: PlanInput): PlanResult {
   const { desired, observed, now } = input;
   const assessments: Assessment[] = [];
   const settled: string[] = [];
+  /** Epoch ms of the earliest thing that becomes due after `now` (see PlanResult.requeueAt). */
+  let due = Infinity;
+  const dueAt = (ms: number): void => {
+    if (ms > now.getTime() && ms < due) due = ms;
+  };
   const instances = new Map(input.instances.map((i) => [i.workload, i]));
   const activeServices = new Map(desired.services.map((s) => [s.name, s.active]));
 
@@ -187,8 +200,10 @@ export function plan(input: PlanInput): PlanResult {
       reason = '';
       if (!rec || rec.handle !== current.id) {
         action = { type: 'adopt', key, workload, runtime: spec.runtime, handle: current.id, specHash: hash, startedAt: current.startedAt, reason: 'running, not yet recorded by this agent' };
-      } else if (rec.failures > 0 && current.startedAt && now.getTime() - Date.parse(current.startedAt) >= input.stableAfterMs) {
-        settled.push(workload);
+      } else if (rec.failures > 0 && current.startedAt) {
+        const stableAt = Date.parse(current.startedAt) + input.stableAfterMs;
+        if (now.getTime() >= stableAt) settled.push(workload);
+        else dueAt(stableAt); // its failure count is reset then
       }
     } else if (current.state === 'exited' || current.state === 'created') {
       if (wantsRestart(spec, current)) {
@@ -209,6 +224,7 @@ export function plan(input: PlanInput): PlanResult {
     const until = rec?.nextAttemptAt;
     if (action && action.type !== 'adopt' && rec && until && Date.parse(until) > now.getTime() && (rec.failedSpecHash === null || rec.failedSpecHash === attemptHash(spec))) {
       backoffUntil = until;
+      dueAt(Date.parse(until));
       reason += `${reason ? '; ' : ''}failed ${rec.failures}x, backing off until ${shortTime(until)}${rec.lastError ? ` (last error: ${rec.lastError})` : ''}`;
       action = undefined;
     }
@@ -226,5 +242,5 @@ export function plan(input: PlanInput): PlanResult {
 
   assessments.sort((a, b) => keyString(a.key).localeCompare(keyString(b.key)) || a.workload.localeCompare(b.workload));
   const actions = assessments.flatMap((a) => (a.action ? [a.action] : []));
-  return { assessments, actions, settled };
+  return { assessments, actions, settled, requeueAt: Number.isFinite(due) ? new Date(due) : undefined };
 }

@@ -2,99 +2,17 @@
 import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
 import { plan, type Action, type Assessment, type PlanInput, type PlanResult, type RuntimeListing } from '../../src/agent/planner.js';
-import { attemptHash, specHash, workloadName } from '../../src/agent/identity.js';
+import { attemptHash, specHash } from '../../src/agent/identity.js';
 import { staleInstances } from '../../src/agent/stale-instances.js';
 import type { ComponentSpec, RuntimeKind } from '../../src/manifest/schema.js';
-import type { DesiredComponent, DesiredService, DesiredState, InstanceRecord } from '../../src/registry/index.js';
+import type { DesiredState, InstanceRecord } from '../../src/registry/index.js';
 import type { Observed } from '../../src/runtime/types.js';
+import { desired, failed, invalidRow, observedFor, ok, rawObserved, record, service, spec, validRow } from '../helpers/spec.js';
 
 const NOW = new Date('2024-05-01T12:00:00.000Z');
 const STABLE_MS = 30_000;
 
-// ---- input builders -------------------------------------------------------------------------
-
-function spec(service: string, name: string, over: Partial<ComponentSpec> = {}): ComponentSpec {
-  const runtime = over.runtime ?? 'container';
-  return {
-    service,
-    name,
-    runtime,
-    image: 'localhost/busybox:1',
-    cmd: ['sleep', '1000'],
-    env: {},
-    memory: runtime === 'unikernel' ? 64 : undefined,
-    vcpus: undefined,
-    network: runtime === 'container' ? 'none' : 'auto',
-    ports: [],
-    volumes: [],
-    restart: 'always',
-    ...over,
-  };
-}
-
-const validRow = (s: ComponentSpec): DesiredComponent => ({ service: s.service, component: s.name, valid: true, spec: s });
-const invalidRow = (service: string, component: string, error = 'image: must be a string'): DesiredComponent => ({ service, component, valid: false, error });
-
-function service(name: string, active = true): DesiredService {
-  return { name, active, comment: '', updatedAt: '2024-01-01T00:00:00.000Z' };
-}
-
-function desired(components: DesiredComponent[], services?: DesiredService[]): DesiredState {
-  const names = [...new Set(components.map((c) => c.service))];
-  return { services: services ?? names.map((n) => service(n)), components };
-}
-
-/** An observed workload that belongs to spec `s`, running from its current hash unless overridden. */
-function observedFor(s: ComponentSpec, over: Partial<Observed> = {}): Observed {
-  return {
-    runtime: s.runtime,
-    name: workloadName({ service: s.service, component: s.name }),
-    id: `id-${s.service}-${s.name}`,
-    key: { service: s.service, component: s.name },
-    specHash: specHash(s),
-    state: 'running',
-    exitCode: undefined,
-    startedAt: '2024-05-01T11:00:00.000Z',
-    address: undefined,
-    ...over,
-  };
-}
-
-function rawObserved(over: Partial<Observed> & Pick<Observed, 'name'>): Observed {
-  return {
-    runtime: 'container',
-    id: `id-${over.name}`,
-    key: undefined,
-    specHash: undefined,
-    state: 'running',
-    exitCode: undefined,
-    startedAt: undefined,
-    address: undefined,
-    ...over,
-  };
-}
-
-function record(s: ComponentSpec, over: Partial<InstanceRecord> = {}): InstanceRecord {
-  return {
-    workload: workloadName({ service: s.service, component: s.name }),
-    service: s.service,
-    component: s.name,
-    runtime: s.runtime,
-    handle: `id-${s.service}-${s.name}`,
-    specHash: specHash(s),
-    startedAt: '2024-05-01T11:00:00.000Z',
-    restarts: 0,
-    failures: 0,
-    lastFailureAt: null,
-    nextAttemptAt: null,
-    lastError: null,
-    failedSpecHash: null,
-    ...over,
-  };
-}
-
-const ok = (...items: Observed[]): RuntimeListing => ({ ok: true, items });
-const failed = (error: string): RuntimeListing => ({ ok: false, error });
+// ---- input builders (shared ones in test/helpers/spec.ts) -----------------------------------
 
 function input(d: DesiredState, observed: Partial<Record<RuntimeKind, RuntimeListing>>, instances: InstanceRecord[] = [], over: Partial<PlanInput> = {}): PlanInput {
   return { desired: d, observed, instances, now: NOW, stableAfterMs: STABLE_MS, ...over };
@@ -536,6 +454,75 @@ describe('plan: backoff and settling', () => {
   });
 });
 
+describe('plan: when to look again (requeueAt)', () => {
+  const at = (ms: number): string => new Date(NOW.getTime() + ms).toISOString();
+
+  it('nothing due: no requeue for a start, an in-sync workload, or a workload with no failures', () => {
+    const a = spec('web', 'a');
+    const b = spec('web', 'b');
+    const recent = at(-1_000);
+    const r = plan(input(desired([validRow(a), validRow(b)]), { container: ok(observedFor(b, { startedAt: recent })) }, [record(b, { startedAt: recent })]));
+    assert.deepEqual(actionTypes(r), ['start:web-a']);
+    assert.equal(r.requeueAt, undefined);
+  });
+
+  it('a held-back action is due when its backoff ends', () => {
+    const s = spec('web', 'api');
+    const until = at(4_000);
+    const r = plan(input(desired([validRow(s)]), { container: ok() }, [record(s, { handle: null, failures: 3, nextAttemptAt: until })]));
+    assert.equal(only(r, 'web-api').backoffUntil, until);
+    assert.deepEqual(r.requeueAt, new Date(until));
+  });
+
+  it('a running workload with failures is due when it becomes stable (its failure count is reset then)', () => {
+    const s = spec('web', 'api');
+    const startedAt = at(-10_000);
+    const r = plan(input(desired([validRow(s)]), { container: ok(observedFor(s, { startedAt })) }, [record(s, { failures: 2 })]));
+    assert.deepEqual(r.settled, []);
+    assert.deepEqual(r.requeueAt, new Date(NOW.getTime() - 10_000 + STABLE_MS));
+    // at that time it is settled, and nothing more is due
+    const later = plan(input(desired([validRow(s)]), { container: ok(observedFor(s, { startedAt })) }, [record(s, { failures: 2 })], { now: r.requeueAt! }));
+    assert.deepEqual(later.settled, ['web-api']);
+    assert.equal(later.requeueAt, undefined);
+  });
+
+  it('the earliest of several due times', () => {
+    const a = spec('web', 'a');
+    const b = spec('web', 'b');
+    const c = spec('web', 'c');
+    const r = plan(
+      input(desired([validRow(a), validRow(b), validRow(c)]), { container: ok(observedFor(c, { startedAt: at(-25_000) })) }, [
+        record(a, { handle: null, failures: 1, nextAttemptAt: at(9_000) }),
+        record(b, { handle: null, failures: 5, nextAttemptAt: at(7_000) }),
+        record(c, { failures: 1 }),
+      ]),
+    );
+    assert.deepEqual(r.requeueAt, new Date(NOW.getTime() + 5_000), 'c becomes stable before either backoff ends');
+    const noC = plan(input(desired([validRow(a), validRow(b)]), { container: ok() }, [record(a, { handle: null, failures: 1, nextAttemptAt: at(9_000) }), record(b, { handle: null, failures: 5, nextAttemptAt: at(7_000) })]));
+    assert.deepEqual(noC.requeueAt, new Date(NOW.getTime() + 7_000));
+  });
+
+  it('nothing is due for a backoff already over, a backoff of a spec since changed, or a runtime that cannot list', () => {
+    const s = spec('web', 'api');
+    const over = plan(input(desired([validRow(s)]), { container: ok() }, [record(s, { handle: null, failures: 2, nextAttemptAt: at(-1) })]));
+    assert.deepEqual(actionTypes(over), ['start:web-api']);
+    assert.equal(over.requeueAt, undefined);
+    const fixed = spec('web', 'api', { image: 'localhost/fixed:2' });
+    const changed = plan(input(desired([validRow(fixed)]), { container: ok() }, [record(s, { handle: null, failures: 2, nextAttemptAt: at(5_000), failedSpecHash: attemptHash(s) })]));
+    assert.deepEqual(actionTypes(changed), ['start:web-api']);
+    assert.equal(changed.requeueAt, undefined);
+    const unknown = plan(input(desired([validRow(s)]), { container: failed('podman: timed out') }, [record(s, { failures: 2, nextAttemptAt: at(5_000) })]));
+    assert.equal(unknown.requeueAt, undefined, 'its workload is unknown: the runtime answering again wakes the loop');
+  });
+
+  it('an inactive service\'s backoff is not due: nothing waits for it', () => {
+    const s = spec('web', 'api');
+    const r = plan(input(desired([validRow(s)], [service('web', false)]), { container: ok() }, [record(s, { handle: null, failures: 2, nextAttemptAt: at(5_000) })]));
+    assert.deepEqual(r.actions, []);
+    assert.equal(r.requeueAt, undefined);
+  });
+});
+
 describe('plan: level-triggered and ordered', () => {
   it('planning the same input twice gives the same result', () => {
     const a = spec('web', 'api');
@@ -573,7 +560,7 @@ describe('plan: level-triggered and ordered', () => {
 
   it('an empty registry and nothing observed plans nothing', () => {
     const r = plan(input(desired([]), { container: ok(), unikernel: ok() }));
-    assert.deepEqual(r, { assessments: [], actions: [], settled: [] });
+    assert.deepEqual(r, { assessments: [], actions: [], settled: [], requeueAt: undefined });
   });
 });
 
