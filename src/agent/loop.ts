@@ -1,9 +1,11 @@
 /**
  * The agent's main loop. Wakes on: a commit to the registry by another connection (a master's
- * push, polled through PRAGMA data_version), a runtime event (a container died), a change of the
- * host's VM networking (nft and ip monitors), an action that finished (to verify it), and the
- * cron-scheduled full resync. Wakes coalesce: one pass at a time,
- * and a wake during a pass causes exactly one more.
+ * push: the registry's files are watched, and PRAGMA data_version polled as the fallback), a
+ * runtime event (a container died), a change of the host's VM networking (nft and ip monitors),
+ * an action that finished (to verify it), the time the last pass said something becomes due (a
+ * backoff ending: one requeue timer), and the cron-scheduled full resync. Wakes coalesce: one
+ * pass at a time, wakes in the same turn of the event loop make one pass, and wakes during a pass
+ * make exactly one more.
  */
 import { CronJob } from 'cron';
 import type { Logger } from 'pino';
@@ -11,6 +13,7 @@ import type { AgentConfig } from '../config/config.js';
 import type { RuntimeKind } from '../manifest/schema.js';
 import type { Registry } from '../registry/index.js';
 import type { Runtime } from '../runtime/types.js';
+import { watchRegistryFiles } from '../registry/change-watch.js';
 import { Reconciler } from './reconciler.js';
 import { HostNetWatchSwitch } from '../net/watch.js';
 import { abortCommands } from '../runtime/command.js';
@@ -20,7 +23,12 @@ export interface LoopOptions {
   runtimes: Map<RuntimeKind, Runtime>;
   config: AgentConfig;
   log: Logger;
+  /** How the registry's files are watched; tests pass one that fails, to exercise the poll alone. */
+  watchRegistry?: typeof watchRegistryFiles;
 }
+
+/** setTimeout holds at most 2^31-1 ms (24.8 days); a longer wait is re-armed when it ends. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export class AgentLoop {
   private readonly reconciler: Reconciler;
@@ -31,6 +39,8 @@ export class AgentLoop {
   private started = false;
   private wakeReasons = new Set<string>();
   private hostNet: HostNetWatchSwitch | undefined;
+  /** The one requeue timer: set for the earliest requeueAt of the last pass, replaced by the next. */
+  private requeue: NodeJS.Timeout | undefined;
 
   constructor(private readonly o: LoopOptions) {
     this.reconciler = new Reconciler({ ...o, onActionSettled: () => this.wake('action finished'), onRuntimeAnswered: (k) => this.wake(`${k} runtime answers again`) });
@@ -58,14 +68,21 @@ export class AgentLoop {
     this.started = true;
     const { registry, runtimes, config, log } = this.o;
     let version = registry.dataVersion();
-    const poll = setInterval(() => {
+    const checkRegistry = (): void => {
       const v = registry.dataVersion();
       if (v !== version) {
         version = v;
         this.wake('registry changed');
       }
-    }, config.registry_poll_ms);
+    };
+    // The file watch notices a commit at once; the poll stays, for when the watch cannot be had.
+    const poll = setInterval(checkRegistry, config.registry_poll_ms);
     this.disposers.push(() => clearInterval(poll));
+    const watchRegistry = this.o.watchRegistry ?? watchRegistryFiles;
+    const onError = (err: Error): void => {
+      log.warn({ db: registry.path, err: err.message }, `cannot watch the registry's files: commits by others are noticed by polling every ${config.registry_poll_ms} ms`);
+    };
+    this.disposers.push(watchRegistry(registry.path, checkRegistry, { onError }));
 
     for (const rt of runtimes.values()) {
       this.disposers.push(rt.watch((e) => this.wake(`${e.runtime} ${e.workload} ${e.status}`)));
@@ -94,11 +111,20 @@ export class AgentLoop {
     this.passRunning = this.runPasses().finally(() => (this.passRunning = undefined));
   }
 
+  /** Resolves once no pass is running or asked for. */
+  async idle(): Promise<void> {
+    while (this.passRunning) await this.passRunning;
+  }
+
   private async runPasses(): Promise<void> {
     do {
+      // Wakes that arrive in the same turn of the event loop (several podman events read in one
+      // chunk, a file watch and the poll) collapse into this pass: setImmediate runs once the
+      // events already read are handled, and costs no time when there are none, where a timer would
+      // add its whole delay to every reaction. Wakes that arrive during the pass collapse into
+      // exactly one more (wakeAgain), so a burst costs at most one extra pass whatever its length.
+      await new Promise((r) => setImmediate(r));
       this.wakeAgain = false;
-      // Let a burst of wakes (several podman events for one container) collapse into one pass.
-      await new Promise((r) => setTimeout(r, 25));
       const reasons = [...this.wakeReasons];
       this.wakeReasons.clear();
       this.o.log.debug({ reasons }, 'wake');
@@ -106,10 +132,34 @@ export class AgentLoop {
         const { result } = await this.reconciler.pass();
         // The desired state the pass planned with says whether a VM could use the bridge.
         if (!this.stopping) this.hostNet?.follow(result.desired);
+        this.requeueAt(result.requeueAt);
       } catch (err) {
         this.o.log.error({ err: (err as Error).message }, 'reconcile pass failed');
       }
     } while (this.wakeAgain && !this.stopping);
+  }
+
+  /**
+   * Sets the one requeue timer for `at` (a backoff ending, a workload becoming stable), replacing
+   * the last one; none when nothing is due. A timer may end a little before `at` by the wall clock
+   * (timers run on the loop's cached monotonic time): it then waits for the rest, so the pass it
+   * wakes plans at or after `at` and does not find the backoff still running.
+   */
+  private requeueAt(at: Date | undefined): void {
+    clearTimeout(this.requeue);
+    this.requeue = undefined;
+    if (!at || this.stopping) return;
+    const arm = (): void => {
+      const left = at.getTime() - Date.now();
+      if (left <= 0) {
+        this.requeue = undefined;
+        this.wake('requeue');
+        return;
+      }
+      this.requeue = setTimeout(arm, Math.min(left, MAX_TIMER_MS));
+      this.requeue.unref();
+    };
+    arm();
   }
 
   /**
@@ -121,6 +171,7 @@ export class AgentLoop {
     this.interrupt(why);
     for (const d of this.disposers.splice(0)) d();
     await this.passRunning;
+    clearTimeout(this.requeue);
     await Promise.race([this.reconciler.executor.drain(), new Promise((r) => setTimeout(r, timeoutMs).unref())]);
     // Whatever command is still running after the drain is killed, and its action given 2 s to end.
     if (abortCommands('the agent is stopping') > 0) await Promise.race([this.reconciler.executor.drain(), new Promise((r) => setTimeout(r, 2000).unref())]);
