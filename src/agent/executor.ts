@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { keyString } from '../errors.js';
 import type { RuntimeKind } from '../manifest/schema.js';
 import type { Registry } from '../registry/index.js';
-import type { Runtime } from '../runtime/types.js';
+import type { Observed, Runtime } from '../runtime/types.js';
 import type { VmPaths } from '../config/config.js';
 import { placeVm, type NetPlacementSettings } from './placement.js';
 import { nextAttemptAt, type BackoffPolicy } from './backoff.js';
@@ -29,6 +29,15 @@ export interface ExecutorOptions {
   log: Logger;
   /** Called after each action finished, so the loop can verify the result. */
   onSettled?: () => void;
+  /** The agent's live view: what a start may skip looking up, and where each action's result goes. */
+  view?: ActionView;
+}
+
+/** The part of the live view (observed-view.ts) the executor reads and feeds. */
+export interface ActionView {
+  seen(kind: RuntimeKind, name: string): Observed | null | undefined;
+  record(kind: RuntimeKind, name: string, observed: Observed | null, began: number): void;
+  lookAgain(kind: RuntimeKind, name: string): void;
 }
 
 export interface ActionOutcome {
@@ -147,7 +156,7 @@ export class Executor {
       else registry.events.settle(intent, outcome, message);
     };
     try {
-      const message = await this.perform(a);
+      const message = await this.perform(a, Date.now());
       settle(a.type === 'adopt' ? 'info' : 'ok', message);
       alog.info({ reason: a.reason }, `${a.type} ${a.workload}: ${message}`);
       return { action: a, ok: true, message };
@@ -160,6 +169,8 @@ export class Executor {
         return { action: a, ok: true, message, interrupted: true };
       }
       settle('error', message);
+      // What a failed action left is unknown: the next pass looks before it plans with it.
+      if (a.type !== 'adopt') this.o.view?.lookAgain(a.runtime, a.workload);
       if (a.type === 'start' || a.type === 'restart' || a.type === 'replace') this.recordFailure(a, message);
       alog.warn({ reason: a.reason, err: message }, `${a.type} ${a.workload} failed`);
       return { action: a, ok: false, message };
@@ -174,7 +185,7 @@ export class Executor {
     this.o.registry.instances.recordFailure(a.workload, { ...a.key, runtime: a.runtime }, { failures, nextAttemptAt: next.toISOString(), error: message, specHash: attempted });
   }
 
-  private async perform(a: Action): Promise<string> {
+  private async perform(a: Action, began: number): Promise<string> {
     const { registry } = this.o;
     switch (a.type) {
       case 'adopt':
@@ -184,6 +195,7 @@ export class Executor {
         const rt = this.runtime(a.runtime);
         const how = await rt.stop(a.workload, this.o.stopGraceSeconds);
         await rt.remove(a.workload);
+        this.o.view?.record(a.runtime, a.workload, null, began);
         registry.instances.forget(a.workload);
         // The component's own workload is gone: its ports (and IP) are free for others.
         if (a.key && a.workload === workloadName(a.key)) registry.leases.releaseComponent(a.key);
@@ -193,6 +205,7 @@ export class Executor {
         const rt = this.runtime(a.runtime);
         await rt.stop(a.workload, this.o.stopGraceSeconds);
         await rt.remove(a.workload);
+        this.o.view?.record(a.runtime, a.workload, null, began);
         return this.start(a, false, 'replaced');
       }
       case 'restart': {
@@ -214,7 +227,10 @@ export class Executor {
     let o;
     try {
       const signal = this.stopping.signal;
-      o = await rt.start({ name: a.workload, key: a.key, specHash: a.specHash, labels: labelsFor(this.o.agentId, a.key, a.specHash), spec: a.spec, vm, signal });
+      const seen = this.o.view?.seen(a.runtime, a.workload);
+      const began = Date.now();
+      o = await rt.start({ name: a.workload, key: a.key, specHash: a.specHash, labels: labelsFor(this.o.agentId, a.key, a.specHash), spec: a.spec, vm, signal, seen });
+      this.o.view?.record(a.runtime, a.workload, o, began);
     } catch (err) {
       // A VM that never ran keeps no lease: nothing half-started stays behind.
       if (vm && !(await rt.list().catch(() => [])).some((w) => w.name === a.workload)) registry.leases.releaseComponent(a.key);

@@ -85,17 +85,31 @@ export class AgentLoop {
     this.disposers.push(watchRegistry(registry.path, checkRegistry, { onError }));
 
     for (const rt of runtimes.values()) {
-      this.disposers.push(rt.watch((e) => this.wake(`${e.runtime} ${e.workload} ${e.status}`)));
+      // An event updates the live view; a pass runs only when it changed what the agent knows.
+      this.disposers.push(
+        rt.watch((e) => {
+          const news = this.reconciler.noteEvent(e);
+          const what = e.gap ? `${e.runtime}: ${e.why}` : `${e.runtime} ${e.workload} ${e.status}`;
+          log.debug({ event: what, at: e.gap ? undefined : e.at, news }, 'runtime event');
+          if (news) this.wake(what);
+        }),
+      );
     }
     // VMs depend on the host's bridge, TAPs and isolation rules: a change there (a firewall reload
     // that flushed the rules, a bridge deleted) wakes a pass at once, not at the next resync.
     // The monitors run only while a VM could use the bridge: each pass switches them (runPasses).
     if (runtimes.has('unikernel')) {
-      const hostNet = new HostNetWatchSwitch({ bridge: config.net.bridge, table: config.net.table, agentId: registry.meta.agentId(), onChange: (why) => this.wake(why) });
+      const hostNet = new HostNetWatchSwitch({ bridge: config.net.bridge, table: config.net.table, agentId: registry.meta.agentId(), onChange: (why) => {
+        this.reconciler.bridgeChanged();
+        this.wake(why);
+      } });
       this.hostNet = hostNet;
       this.disposers.push(() => hostNet.follow(undefined));
     }
-    const job = CronJob.from({ cronTime: config.resync, onTick: () => this.wake('scheduled resync'), start: true });
+    const job = CronJob.from({ cronTime: config.resync, onTick: () => {
+      this.reconciler.relist('scheduled resync');
+      this.wake('scheduled resync');
+    }, start: true });
     this.disposers.push(() => void job.stop());
     log.info({ db: registry.path, resync: config.resync, pid: process.pid }, 'agent started');
     this.wake('agent start');

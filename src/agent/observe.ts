@@ -37,8 +37,14 @@ export class RuntimeObserver {
   ) {}
 
   async observeAll(): Promise<Partial<Record<RuntimeKind, RuntimeListing>>> {
-    const entries = await Promise.all([...this.runtimes].map(async ([kind, rt]) => [kind, await this.observe(kind, rt)] as const));
+    const entries = await Promise.all([...this.runtimes].map(async ([kind, rt]) => [kind, await this.listOne(kind, rt)] as const));
     return Object.fromEntries(entries);
+  }
+
+  /** One runtime's listing, under the same rules. */
+  observe(kind: RuntimeKind): Promise<RuntimeListing> {
+    const rt = this.runtimes.get(kind);
+    return rt ? this.listOne(kind, rt) : Promise.resolve({ ok: false, error: `no ${kind} runtime configured` });
   }
 
   /** A listing ended: it answered (even with an error), or a command of it did not (`silence` says which). */
@@ -47,7 +53,7 @@ export class RuntimeObserver {
     else if (this.silent.delete(kind)) this.o.onAnswered?.(kind);
   }
 
-  private async observe(kind: RuntimeKind, rt: Runtime): Promise<RuntimeListing> {
+  private async listOne(kind: RuntimeKind, rt: Runtime): Promise<RuntimeListing> {
     let p = this.pending.get(kind);
     if (!p) {
       const startedAt = Date.now();

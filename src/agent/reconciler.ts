@@ -10,11 +10,12 @@ import { RegistryUnwritableError, type DesiredState, type Registry } from '../re
 import { bridgePresence, checkRules, ensureRules, otherAgentsOnBridge } from '../net/host.js';
 import { vmsMayUseBridge } from '../net/watch.js';
 import type { BridgeFact } from './network-drift.js';
-import type { Runtime } from '../runtime/types.js';
+import type { Runtime, RuntimeEvent } from '../runtime/types.js';
 import { Executor, type ActionOutcome } from './executor.js';
 import { withBootFilesChecked } from './images.js';
 import { mustHoldLease } from './lease-check.js';
 import { RuntimeObserver } from './observe.js';
+import { ObservedView } from './observed-view.js';
 import { plan, type PlanResult, type RuntimeListing } from './planner.js';
 import { staleInstances } from './stale-instances.js';
 
@@ -35,10 +36,25 @@ export interface AssessRepairs {
 }
 
 /**
+ * Where a pass gets what runs and the bridge fact. A one-shot command lists everything and checks
+ * the bridge; the running agent reads its live view and reuses the bridge fact until something
+ * says it changed (see Reconciler).
+ */
+export interface ObservationSource {
+  listings(): Promise<Partial<Record<RuntimeKind, RuntimeListing>>>;
+  bridge(desired: DesiredState, compute: () => Promise<BridgeFact | undefined>): Promise<BridgeFact | undefined>;
+}
+
+const listEverything = (runtimes: Map<RuntimeKind, Runtime>): ObservationSource => {
+  const observer = new RuntimeObserver(runtimes);
+  return { listings: () => observer.observeAll(), bridge: (_desired, compute) => compute() };
+};
+
+/**
  * Reads everything the planner needs and plans. Changes nothing, unless `repairs` are given.
  * Runtimes are listed side by side, each within its own bound: one that does not answer makes
- * only its own components `unknown`; the others are planned as usual. `observer` carries what is
- * known across passes (a listing still under way); a one-shot command gets a fresh one.
+ * only its own components `unknown`; the others are planned as usual. `source` carries what is
+ * known across passes (the agent's live view); a one-shot command lists everything.
  */
 export async function assess(
   registry: Registry,
@@ -46,11 +62,14 @@ export async function assess(
   config: AgentConfig,
   now = new Date(),
   repairs?: AssessRepairs,
-  observer = new RuntimeObserver(runtimes),
+  source = listEverything(runtimes),
 ): Promise<PlanResult & { listings: Partial<Record<RuntimeKind, RuntimeListing>>; desired: DesiredState }> {
   // The node-dependent rules of `apply` (boot file paths), for rows a master wrote directly.
   const desired = withBootFilesChecked(registry.desired.read(), vmPaths(config).imagesDirs);
-  const [observed, bridge] = await Promise.all([observer.observeAll(), bridgeFact(config, desired, registry.meta.agentId(), repairs)]);
+  const [observed, bridge] = await Promise.all([
+    source.listings(),
+    source.bridge(desired, () => bridgeFact(config, desired, registry.meta.agentId(), repairs)),
+  ]);
   const result = plan({
     desired,
     observed,
@@ -105,11 +124,20 @@ function takeLease(registry: Registry, a: { workload: string; address: string; k
 
 export class Reconciler {
   readonly executor: Executor;
-  /** One across passes: a runtime that hangs is not asked twice at once, nor waited on by every pass. */
-  private readonly observer: RuntimeObserver;
+  /** What runs, kept between passes: a pass lists a runtime only when the view cannot be trusted. */
+  private readonly view: ObservedView;
+  /** The bridge fact of the last look, and whether the desired state then let a VM use the bridge. */
+  private bridgeSeen: { mayUse: boolean; fact: BridgeFact | undefined } | undefined;
 
   constructor(private readonly o: ReconcilerOptions) {
-    this.observer = new RuntimeObserver(o.runtimes, { onAnswered: o.onRuntimeAnswered });
+    // One observer across passes: a runtime that hangs is not asked twice at once, nor waited on by every pass.
+    const observer = new RuntimeObserver(o.runtimes, {
+      onAnswered: (kind) => {
+        this.view.relist(`the ${kind} runtime answers again`, kind);
+        o.onRuntimeAnswered?.(kind);
+      },
+    });
+    this.view = new ObservedView(o.runtimes, observer);
     this.executor = new Executor({
       registry: o.registry,
       runtimes: o.runtimes,
@@ -121,7 +149,34 @@ export class Reconciler {
       net: { bridge: bridgeSettings(o.config), subnet: o.config.net.subnet },
       log: o.log,
       onSettled: o.onActionSettled,
+      view: this.view,
     });
+  }
+
+  /** A runtime event: true when it changed what the agent knows (a pass is worth running). */
+  noteEvent(e: RuntimeEvent): boolean {
+    return this.view.onEvent(e);
+  }
+
+  /** The next pass lists every runtime (or one) and looks at the bridge again: a scheduled resync. */
+  relist(why: string, kind?: RuntimeKind): void {
+    this.view.relist(why, kind);
+    if (kind === undefined) this.bridgeSeen = undefined;
+  }
+
+  /** The host's VM networking changed (a monitor saw it): the next pass looks at the bridge again. */
+  bridgeChanged(): void {
+    this.bridgeSeen = undefined;
+  }
+
+  /** The bridge fact, looked at again only when it may have changed (or a VM may now use the bridge). */
+  private async bridgeOf(desired: DesiredState, compute: () => Promise<BridgeFact | undefined>): Promise<BridgeFact | undefined> {
+    const mayUse = vmsMayUseBridge(desired);
+    if (this.bridgeSeen?.mayUse === mayUse) return this.bridgeSeen.fact;
+    const fact = await compute();
+    // A fact that could not be told (ip did not answer) is not kept: the next pass asks again.
+    this.bridgeSeen = mayUse && fact === undefined ? undefined : { mayUse, fact };
+    return fact;
   }
 
   /**
@@ -197,14 +252,25 @@ export class Reconciler {
     const { registry, runtimes, config, log } = this.o;
     const now = new Date();
     const mark = this.executor.mark();
-    const result = await assess(registry, runtimes, config, now, { isolation: (o) => this.noteIsolation(o) }, this.observer);
+    let relisted: RuntimeKind[] = [];
+    const source: ObservationSource = {
+      listings: async () => {
+        const read = await this.view.read();
+        relisted = read.relisted;
+        return read.listings;
+      },
+      bridge: (desired, compute) => this.bridgeOf(desired, compute),
+    };
+    const result = await assess(registry, runtimes, config, now, { isolation: (o) => this.noteIsolation(o) }, source);
     this.noteListings(result.listings);
     for (const w of result.settled) registry.instances.clearFailures(w);
     // Components whose action ran while the runtimes were listed are in flux: judged next pass.
     const inFlux = this.executor.busySince(mark);
     this.collectLeases(result, inFlux);
     this.collectInstances(result, inFlux);
-    for (const rt of runtimes.values()) {
+    // Garbage is looked for when a runtime was listed in full (start, resync), not on every event.
+    for (const kind of relisted) {
+      const rt = runtimes.get(kind)!;
       const freed = await rt.collectGarbage?.().catch((err: Error) => (log.warn({ err: err.message }, 'garbage collection failed'), []));
       if (freed?.length) log.info({ freed }, 'freed resources no workload owns');
     }

@@ -1,50 +1,99 @@
 /**
- * Streams `podman events` for this agent's containers, so a container that dies wakes the loop at
- * once instead of at the next resync. The stream ends with the agent, even on SIGKILL
- * (boundToAgent); it is also started with `--until` a window ahead and restarted when it ends.
+ * Streams `podman events` for this agent's containers, so a container that dies is known at once
+ * instead of at the next resync. The stream ends with the agent, even on SIGKILL (boundToAgent);
+ * it is started with `--until` a window ahead and restarted when it ends, each window beginning
+ * where the last one ended (`--since` = the last `--until`), so no event falls between two.
+ * When a stream ends early (podman failing, killed) events may have been missed: `onGap` says so,
+ * and whoever keeps a view of the containers lists them again; the next stream replays the window.
  */
 import { execa, type ResultPromise } from 'execa';
 import { createInterface } from 'node:readline';
+import { z } from 'zod';
 import { boundToAgent } from '../child-lifetime.js';
-import type { RuntimeEvent } from './types.js';
 
 export interface PodmanEventsOptions {
   binary: string;
   env: Record<string, string> | undefined;
   filter: string;
-  onEvent: (e: RuntimeEvent) => void;
+  onEvent: (e: PodmanEvent) => void;
+  onGap: (why: string) => void;
   windowSeconds?: number;
 }
 
-const INTERESTING = new Set(['died', 'start', 'remove', 'stop', 'kill', 'create', 'pause', 'unpause', 'cleanup']);
+/** One container event as podman prints it (podman 4.3: one JSON object a line). */
+const PodmanEventSchema = z.object({
+  ID: z.string(),
+  Name: z.string(),
+  Status: z.string(),
+  Time: z.string(),
+  Type: z.string().optional(),
+  Attributes: z.record(z.string(), z.string()).nullish(),
+  ContainerExitCode: z.number().optional(),
+});
+
+export interface PodmanEvent {
+  id: string;
+  name: string;
+  status: string;
+  /** ms since the epoch (podman gives nanoseconds; milliseconds are enough to order by). */
+  at: number;
+  labels: Record<string, string>;
+  exitCode: number | undefined;
+}
+
+/** The statuses that change what a container is (others, like `init` or `exec`, are ignored). */
+const INTERESTING = new Set(['died', 'start', 'remove', 'stop', 'kill', 'create', 'pause', 'unpause', 'cleanup', 'restart']);
+
+/** A line of `podman events --format json`, or undefined when it is not a container event we use. */
+export function parsePodmanEvent(line: string): PodmanEvent | undefined {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(line);
+  } catch {
+    return undefined;
+  }
+  const r = PodmanEventSchema.safeParse(raw);
+  if (!r.success) return undefined;
+  const e = r.data;
+  if ((e.Type && e.Type !== 'container') || !INTERESTING.has(e.Status)) return undefined;
+  const at = Date.parse(e.Time);
+  if (Number.isNaN(at)) return undefined;
+  return { id: e.ID, name: e.Name, status: e.Status, at, labels: e.Attributes ?? {}, exitCode: e.ContainerExitCode };
+}
 
 export function watchPodmanEvents(o: PodmanEventsOptions): () => void {
   const windowSeconds = o.windowSeconds ?? 60;
   let stopped = false;
   let child: ResultPromise | undefined;
   let retry: NodeJS.Timeout | undefined;
+  /** Where the next window begins: the end of the last one that ran to its end. */
+  let since: Date | undefined;
 
   const spawnOnce = (): void => {
     if (stopped) return;
-    const now = new Date();
-    const until = new Date(now.getTime() + windowSeconds * 1000);
+    const from = since ?? new Date();
+    const until = new Date(Math.max(Date.now(), from.getTime()) + windowSeconds * 1000);
     const started = Date.now();
-    const [file, argv] = boundToAgent(o.binary, ['events', '--format', 'json', '--filter', o.filter, '--since', now.toISOString(), '--until', until.toISOString()]);
+    const [file, argv] = boundToAgent(o.binary, ['events', '--format', 'json', '--filter', o.filter, '--since', from.toISOString(), '--until', until.toISOString()]);
     child = execa(file, argv, { env: o.env, stdin: 'ignore', stderr: 'ignore', buffer: false, reject: false });
     const lines = createInterface({ input: child.stdout! });
     lines.on('line', (line) => {
-      try {
-        const ev = JSON.parse(line) as { Name?: string; Status?: string; ContainerExitCode?: number; Type?: string };
-        if (ev.Type && ev.Type !== 'container') return;
-        if (!ev.Name || !ev.Status || !INTERESTING.has(ev.Status)) return;
-        o.onEvent({ runtime: 'container', workload: ev.Name, status: ev.Status, exitCode: ev.ContainerExitCode });
-      } catch {
-        // not an event line: ignore
-      }
+      const e = parsePodmanEvent(line);
+      if (e) o.onEvent(e);
     });
-    void child.then(() => {
+    void child.then((r) => {
       if (stopped) return;
-      // Ended early (podman missing, or failing): retry later instead of spinning.
+      const endedInTime = r.exitCode === 0 && Date.now() >= until.getTime() - 100;
+      if (endedInTime) {
+        since = until; // contiguous: the next window starts where this one ended
+        spawnOnce();
+        return;
+      }
+      // Ended early (podman missing, failing, killed): events may have been missed. Say so now
+      // (the containers are listed again), and retry later instead of spinning, replaying this
+      // window from its start: podman reads its event log back, and old events change nothing.
+      since = from;
+      o.onGap(`podman events ended early (exit ${r.exitCode ?? r.signal ?? '?'})`);
       const ranFor = Date.now() - started;
       retry = setTimeout(spawnOnce, ranFor < 1000 ? 5000 : 0);
       retry.unref();

@@ -10,7 +10,8 @@ import { z } from 'zod';
 import { RuntimeError } from '../errors.js';
 import { runBounded } from './command.js';
 import { LABEL_AGENT, LABEL_COMPONENT, LABEL_SPEC_HASH, parseComponentLabel } from '../agent/identity.js';
-import { watchPodmanEvents } from './podman-events.js';
+import { watchPodmanEvents, type PodmanEvent } from './podman-events.js';
+import { DEFAULT_EXIT_DIR, watchExitFiles } from './podman-exits.js';
 import type { Capabilities, ExecIo, Observed, Runtime, RuntimeEvent, WorkloadSpec, WorkloadState } from './types.js';
 
 export interface PodmanOptions {
@@ -28,6 +29,8 @@ export interface PodmanOptions {
   listTimeoutMs: number;
   /** Bound of a change (`run`, `start`, `rm`); `stop` gets its grace period on top. */
   changeTimeoutMs: number;
+  /** Where conmon writes exit files (see podman-exits.ts); default /run/libpod/exits. */
+  exitDir?: string;
 }
 
 const PsEntrySchema = z.object({
@@ -74,7 +77,16 @@ function podmanMessage(err: unknown): string {
 export class PodmanRuntime implements Runtime {
   readonly kind = 'container' as const;
 
+  /** Our containers by id, as last seen: an exit file names only the id. */
+  private readonly byId = new Map<string, Observed>();
+
   constructor(private readonly opts: PodmanOptions) {}
+
+  private seenNow(o: Observed): Observed {
+    this.byId.set(o.id, o);
+    if (this.byId.size > 4096) this.byId.delete(this.byId.keys().next().value!);
+    return o;
+  }
 
   /** One podman call under its bound: a podman that hangs is killed and named, never waited on. */
   private async podman(args: string[], operation: string, workload?: string, timeoutMs = this.opts.changeTimeoutMs): Promise<string> {
@@ -114,7 +126,7 @@ export class PodmanRuntime implements Runtime {
     }
     const parsed = PsOutputSchema.safeParse(raw);
     if (!parsed.success) throw new RuntimeError('podman', operation, undefined, `unexpected podman ps output: ${parsed.error.message}`);
-    return parsed.data.map((c) => this.toObserved(c));
+    return parsed.data.map((c) => this.seenNow(this.toObserved(c)));
   }
 
   private toObserved(c: z.infer<typeof PsEntrySchema>): Observed {
@@ -130,6 +142,10 @@ export class PodmanRuntime implements Runtime {
       startedAt: c.StartedAt && c.StartedAt > 0 ? new Date(c.StartedAt * 1000).toISOString() : undefined,
       address: undefined,
     };
+  }
+
+  inspect(name: string): Promise<Observed | undefined> {
+    return this.find(name);
   }
 
   /** One container by exact name: a filtered ps, so starting n containers costs O(n), not O(n^2). */
@@ -153,6 +169,8 @@ export class PodmanRuntime implements Runtime {
   }
 
   async start(w: WorkloadSpec): Promise<Observed> {
+    const quick = await this.startAsSeen(w);
+    if (quick) return quick;
     const existing = await this.find(w.name);
     if (existing) {
       if (existing.specHash === w.specHash && existing.state === 'running') return existing;
@@ -178,6 +196,38 @@ export class PodmanRuntime implements Runtime {
     return started;
   }
 
+  /**
+   * The way to a restart or a first start without a look-up (a podman call, ~50-100 ms, saved),
+   * when the agent's view says what is there: a stopped container of ours with this spec is
+   * started again; no container by that name is run. When the view was stale, podman refuses
+   * (no such container / name in use) and undefined sends the caller the careful way.
+   */
+  private async startAsSeen(w: WorkloadSpec): Promise<Observed | undefined> {
+    const seen = w.seen;
+    if (seen === undefined) return undefined;
+    const startedAt = new Date().toISOString();
+    if (seen === null) {
+      try {
+        const out = await this.podman(this.runArgs(w), 'run', w.name);
+        const id = out.trim().split('\n').pop() ?? '';
+        return this.seenNow({ runtime: 'container', name: w.name, id, key: w.key, specHash: w.specHash, state: 'running', exitCode: undefined, startedAt, address: undefined });
+      } catch (err) {
+        if (err instanceof RuntimeError && /already in use/.test(err.message)) return undefined;
+        if (await this.find(w.name).catch(() => undefined)) await this.remove(w.name).catch(() => undefined);
+        throw err;
+      }
+    }
+    if (seen.specHash !== w.specHash || (seen.state !== 'exited' && seen.state !== 'created')) return undefined;
+    try {
+      // By id: a container of that name made since the view was taken is never the one started.
+      await this.podman(['start', seen.id], 'start', w.name);
+    } catch (err) {
+      if (err instanceof RuntimeError && /no such container/i.test(err.message)) return undefined;
+      throw err;
+    }
+    return this.seenNow({ ...seen, state: 'running', exitCode: undefined, exitReason: undefined, startedAt });
+  }
+
   async stop(name: string, graceSeconds: number): Promise<string> {
     const grace = Math.max(0, Math.round(graceSeconds));
     // podman itself waits the grace period before it kills: the bound is that plus a change's.
@@ -190,13 +240,30 @@ export class PodmanRuntime implements Runtime {
   }
 
   watch(onEvent: (e: RuntimeEvent) => void): () => void {
-    return watchPodmanEvents({
+    // The fast hint: a container of ours whose exit file appears has died (its `died` event follows).
+    const stopExits = watchExitFiles(this.opts.exitDir ?? DEFAULT_EXIT_DIR, (x) => {
+      const o = this.byId.get(x.id);
+      if (!o) return; // not ours, or not seen yet: the events stream tells
+      const observed = this.seenNow({ ...o, state: 'exited', exitCode: x.exitCode });
+      onEvent({ runtime: 'container', workload: o.name, status: 'died', exitCode: x.exitCode, at: x.at, observed });
+    });
+    const stopEvents = watchPodmanEvents({
       binary: this.opts.binary,
       // MCP_AGENT_ID: whose stream this is, for anyone cleaning up after a killed agent.
       env: { ...this.opts.env, MCP_AGENT_ID: this.opts.agentId },
       filter: `label=${LABEL_AGENT}=${this.opts.agentId}`,
-      onEvent,
+      onEvent: (e) => {
+        // `kill`, `stop`, `cleanup` tell no state of their own: the `died` that goes with them does.
+        const observed = observedAfter(e);
+        if (observed) this.seenNow(observed);
+        if (observed !== undefined) onEvent({ runtime: 'container', workload: e.name, status: e.status, exitCode: e.exitCode, at: e.at, observed });
+      },
+      onGap: (why) => onEvent({ runtime: 'container', gap: true, why }),
     });
+    return () => {
+      stopExits();
+      stopEvents();
+    };
   }
 
   async exec(name: string, argv: string[], io: ExecIo): Promise<number> {
@@ -216,4 +283,29 @@ export class PodmanRuntime implements Runtime {
     const r = await p;
     if (r.exitCode !== 0 && !opts.signal?.aborted) throw new RuntimeError('podman', 'logs', name, podmanMessage(r));
   }
+}
+
+/**
+ * What a container is after one of its events, from the event alone (podman's events carry the
+ * id, the labels and the exit code): undefined when the event does not say (a `kill` signals, it
+ * does not tell whether the container died; `cleanup` follows a death already told).
+ */
+const STATE_AFTER: Record<string, WorkloadState | undefined> = { create: 'created', start: 'running', restart: 'running', unpause: 'running', died: 'exited', pause: 'paused' };
+
+export function observedAfter(e: PodmanEvent): Observed | null | undefined {
+  if (e.status === 'remove') return null;
+  const state = STATE_AFTER[e.status];
+  if (state === undefined) return undefined;
+  return {
+    runtime: 'container',
+    name: e.name,
+    id: e.id,
+    key: parseComponentLabel(e.labels[LABEL_COMPONENT]),
+    specHash: e.labels[LABEL_SPEC_HASH],
+    state,
+    exitCode: state === 'exited' ? e.exitCode : undefined,
+    // A died event does not say when the container started: a pass that needs it looks again.
+    startedAt: state === 'running' ? new Date(e.at).toISOString() : undefined,
+    address: undefined,
+  };
 }

@@ -60,6 +60,13 @@ export interface WorkloadSpec {
    * `signal.reason` itself. A runtime whose start is short may ignore it and finish.
    */
   signal?: AbortSignal;
+  /**
+   * The workload as the agent last saw it (its live view): `null` when it saw none by that name,
+   * undefined when it does not know. A runtime may skip its own look-up on it (a podman call
+   * saved on the way to a restart), but must stay correct when the hint is stale: a hint never
+   * makes it touch a workload it would otherwise have refused.
+   */
+  seen?: Observed | null;
 }
 
 export interface Capabilities {
@@ -68,12 +75,27 @@ export interface Capabilities {
   detail: string;
 }
 
-/** A runtime event that should wake the reconcile loop (a workload died, started, vanished). */
-export interface RuntimeEvent {
+/**
+ * A runtime event that should wake the reconcile loop (a workload died, started, vanished), or a
+ * gap: the watcher may have missed events (its stream broke or restarted late), so what was known
+ * of this runtime must be listed again.
+ */
+export type RuntimeEvent = WorkloadEvent | { runtime: RuntimeKind; gap: true; why: string };
+
+export interface WorkloadEvent {
   runtime: RuntimeKind;
   workload: string;
   status: string;
   exitCode: number | undefined;
+  gap?: undefined;
+  /** When it happened (ms since the epoch), by the runtime's own clock when it gives one. */
+  at: number;
+  /**
+   * The workload as this event leaves it, when the event says enough to know (podman's events
+   * carry the labels, id and exit code); `null` when the event says it is gone; undefined when
+   * the agent has to look (one targeted inspect).
+   */
+  observed?: Observed | null;
 }
 
 export interface Runtime {
@@ -81,6 +103,8 @@ export interface Runtime {
   probe(): Promise<Capabilities>;
   /** Every workload carrying this agent's labels, running or not. Throws when it cannot tell. */
   list(): Promise<Observed[]>;
+  /** One workload of this agent by name, or undefined when there is none. Throws when it cannot tell. */
+  inspect?(name: string): Promise<Observed | undefined>;
   /**
    * Idempotent: a running workload of that name and spec hash is adopted as it is; a stopped one
    * with the same hash is started again; anything else of ours by that name is replaced.

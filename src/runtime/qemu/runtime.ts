@@ -410,11 +410,11 @@ export class QemuRuntime implements Runtime {
             this.qmp.set(name, c);
             c.onEvent((e) => {
               if (e.event === 'SHUTDOWN') recordExit(dir, e);
-              if (['SHUTDOWN', 'RESET', 'STOP', 'RESUME', 'GUEST_PANICKED'].includes(e.event)) onEvent({ runtime: 'unikernel', workload: name, status: e.event.toLowerCase(), exitCode: undefined });
+              if (['SHUTDOWN', 'RESET', 'STOP', 'RESUME', 'GUEST_PANICKED'].includes(e.event)) onEvent({ runtime: 'unikernel', workload: name, status: e.event.toLowerCase(), exitCode: undefined, at: Date.now() });
             });
             c.onClose((info) => {
               if (this.qmp.get(name) === c) this.qmp.delete(name);
-              if (!info.expected && !stopped) onEvent({ runtime: 'unikernel', workload: name, status: 'died', exitCode: undefined });
+              if (!info.expected && !stopped) onEvent({ runtime: 'unikernel', workload: name, status: 'died', exitCode: undefined, at: Date.now() });
             });
           },
           () => undefined, // not reachable now (booting, or held elsewhere): the next scan retries
