@@ -106,13 +106,16 @@ export class AgentLoop {
       this.hostNet = hostNet;
       this.disposers.push(() => hostNet.follow(undefined));
     }
-    const job = CronJob.from({ cronTime: config.resync, onTick: () => {
-      this.reconciler.relist('scheduled resync');
-      this.wake('scheduled resync');
-    }, start: true });
+    const job = CronJob.from({ cronTime: config.resync, onTick: () => this.resync('scheduled resync'), start: true });
     this.disposers.push(() => void job.stop());
     log.info({ db: registry.path, resync: config.resync, pid: process.pid }, 'agent started');
     this.wake('agent start');
+  }
+
+  /** A full resync now: every runtime listed again and the bridge looked at, then a pass. */
+  resync(why: string): void {
+    this.reconciler.relist(why);
+    this.wake(why);
   }
 
   wake(reason: string): void {

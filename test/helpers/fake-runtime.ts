@@ -88,8 +88,9 @@ export class FakeRuntime implements Runtime {
   kill(name: string, exitCode = 137): void {
     const o = this.workloads.get(name);
     if (!o) throw new Error(`fake runtime: no workload ${name}`);
-    this.workloads.set(name, { ...o, state: 'exited', exitCode });
-    this.emit({ runtime: this.kind, workload: name, status: 'died', exitCode });
+    const observed = { ...o, state: 'exited' as const, exitCode };
+    this.workloads.set(name, observed);
+    this.emit({ runtime: this.kind, workload: name, status: 'died', exitCode, at: Date.now(), observed });
   }
 
   emit(e: RuntimeEvent): void {
