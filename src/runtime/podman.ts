@@ -240,11 +240,15 @@ export class PodmanRuntime implements Runtime {
   }
 
   watch(onEvent: (e: RuntimeEvent) => void): () => void {
-    // The fast hint: a container of ours whose exit file appears has died (its `died` event follows).
+    // The fast hint: a container of ours whose exit file appears has died. podman's own `died`
+    // event for the same death follows, later than a restart may already have begun: it is
+    // swallowed here (one per hint), or the agent would see the old death after the restart.
+    const hinted = new Map<string, number>();
     const stopExits = watchExitFiles(this.opts.exitDir ?? DEFAULT_EXIT_DIR, (x) => {
       const o = this.byId.get(x.id);
-      if (!o) return; // not ours, or not seen yet: the events stream tells
+      if (!o || o.state === 'exited') return; // not ours, not seen yet, or this death was told
       const observed = this.seenNow({ ...o, state: 'exited', exitCode: x.exitCode });
+      hinted.set(x.id, (hinted.get(x.id) ?? 0) + 1);
       onEvent({ runtime: 'container', workload: o.name, status: 'died', exitCode: x.exitCode, at: x.at, observed });
     });
     const stopEvents = watchPodmanEvents({
@@ -254,6 +258,12 @@ export class PodmanRuntime implements Runtime {
       filter: `label=${LABEL_AGENT}=${this.opts.agentId}`,
       onEvent: (e) => {
         // `kill`, `stop`, `cleanup` tell no state of their own: the `died` that goes with them does.
+        const told = hinted.get(e.id) ?? 0;
+        if (e.status === 'died' && told > 0) {
+          if (told === 1) hinted.delete(e.id);
+          else hinted.set(e.id, told - 1);
+          return;
+        }
         const observed = observedAfter(e);
         if (observed) this.seenNow(observed);
         if (observed !== undefined) onEvent({ runtime: 'container', workload: e.name, status: e.status, exitCode: e.exitCode, at: e.at, observed });
