@@ -25,7 +25,7 @@ import { placeVm } from '../src/agent/placement.js';
 import { netUp, tapDown, tapUp } from '../src/net/host.js';
 import { isolationRuleset, tapName } from '../src/net/plan.js';
 import { loadManifestText } from '../src/manifest/load.js';
-import { specHash, workloadName } from '../src/agent/identity.js';
+import { specHash, workloadName } from '../src/identity.js';
 import { stateFiles } from '../src/runtime/qemu/args.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));

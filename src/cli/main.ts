@@ -12,7 +12,7 @@ import { buildStatus } from '../agent/status.js';
 import { bridgeSettings, loadConfig, LOG_LEVELS, vmPaths, type AgentConfig } from '../config/config.js';
 import { netDown, netStatus, netUp } from '../net/host.js';
 import { resolveBootFiles } from '../agent/images.js';
-import { workloadName } from '../agent/identity.js';
+import { workloadName } from '../identity.js';
 import type { FieldIssue } from '../errors.js';
 import { AgentError, NotFoundError, ValidationError } from '../errors.js';
 import { createLogger } from '../log.js';

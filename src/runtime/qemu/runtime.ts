@@ -14,7 +14,7 @@ import { createReadStream, existsSync, mkdirSync, readFileSync, readdirSync, rmS
 import { join } from 'node:path';
 import { RuntimeError } from '../../errors.js';
 import { runBounded } from '../command.js';
-import { macFor } from '../../agent/identity.js';
+import { macFor } from '../../identity.js';
 import { QmpClient } from '../qmp.js';
 import { consoleTail as tailOf, isReady, livePid, readPid, readRecord, type VmRecord } from './state.js';
 import { qemuArgs, stateFiles } from './args.js';
