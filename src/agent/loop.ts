@@ -13,11 +13,13 @@ import type { Registry } from '../registry/index.js';
 import type { Runtime } from '../runtime/types.js';
 import { Reconciler } from './reconciler.js';
 import { HostNetWatchSwitch } from '../net/watch.js';
+import type { HostNet } from '../net/types.js';
 import { abortCommands } from '../runtime/command.js';
 
 export interface LoopOptions {
   registry: Registry;
   runtimes: Map<RuntimeKind, Runtime>;
+  hostNet: HostNet;
   config: AgentConfig;
   log: Logger;
 }

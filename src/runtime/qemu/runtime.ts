@@ -21,7 +21,7 @@ import { qemuArgs, stateFiles } from './args.js';
 import { readExit, recordExit } from './exit.js';
 import { chooseAccel, probeHostVirt, type AccelMode } from './accel.js';
 import { probeBanner, sshExec, waitForSsh, type SshTarget } from '../ssh.js';
-import { agentTaps, tapAttachments, tapDown, tapUp } from '../../net/host.js';
+import type { HostTaps } from '../../net/types.js';
 import type { Capabilities, ExecIo, Observed, Runtime, RuntimeEvent, WorkloadSpec } from '../types.js';
 
 export interface QemuOptions {
@@ -36,6 +36,8 @@ export interface QemuOptions {
   sshKeyPath: string;
   /** Kernel command line every kernel boot gets before the component's own `cmdline`. */
   baseCmdline: string;
+  /** The host's TAPs, for VMs on the bridge. */
+  taps: HostTaps;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -105,7 +107,7 @@ export class QemuRuntime implements Runtime {
       if (rec && rec.agentId === this.o.agentId && rec.name === name) records.push([dir, rec]);
     }
     // One `ip` call, and only when a VM is on a bridge: is each such VM's TAP still on it?
-    const taps = records.some(([, r]) => r.netMode === 'bridge') ? await tapAttachments() : undefined;
+    const taps = records.some(([, r]) => r.netMode === 'bridge') ? await this.o.taps.tapAttachments() : undefined;
     const out: Observed[] = [];
     for (const [dir, rec] of records) out.push(await this.observe(dir, rec, taps));
     await this.requireQemu('list');
@@ -211,7 +213,7 @@ export class QemuRuntime implements Runtime {
     } catch (err) {
       // Nothing half-started stays behind: no QEMU, no TAP, and no state dir for a VM that never ran.
       await this.kill(w.name, dir).catch(() => undefined);
-      if (w.vm?.net.mode === 'bridge') await tapDown(w.vm.net.tap, `${this.o.agentId}:${w.name}`).catch(() => undefined);
+      if (w.vm?.net.mode === 'bridge') await this.o.taps.tapDown(w.vm.net.tap, `${this.o.agentId}:${w.name}`).catch(() => undefined);
       if (!existed) rmSync(dir, { recursive: true, force: true });
       else {
         for (const f of [files.pidfile, files.qmp, files.ready, files.exit]) rmSync(f, { force: true });
@@ -280,7 +282,7 @@ export class QemuRuntime implements Runtime {
     // finds the VM (its pid, its TAP) on its next list, and removes what is left.
     writeFileSync(files.spec, `${JSON.stringify(record, null, 2)}\n`, { mode: 0o600 });
     writeFileSync(files.console, '');
-    if (net.mode === 'bridge') await tapUp(net.tap, net.bridge, `${this.o.agentId}:${w.name}`);
+    if (net.mode === 'bridge') await this.o.taps.tapUp(net.tap, net.bridge, `${this.o.agentId}:${w.name}`);
     try {
       await runBounded(this.o.binary, args, { runtime: 'qemu', operation: 'start', workload: w.name, timeoutMs: LAUNCH_TIMEOUT_MS });
     } catch (err) {
@@ -369,7 +371,7 @@ export class QemuRuntime implements Runtime {
     this.qmp.delete(name);
     await this.kill(name, dir);
     const tap = readRecord(dir)?.tap;
-    if (tap) await tapDown(tap, `${this.o.agentId}:${name}`);
+    if (tap) await this.o.taps.tapDown(tap, `${this.o.agentId}:${name}`);
     rmSync(dir, { recursive: true, force: true });
   }
 
@@ -379,12 +381,12 @@ export class QemuRuntime implements Runtime {
    */
   async collectGarbage(): Promise<string[]> {
     const removed: string[] = [];
-    for (const [owner, tap] of await agentTaps()) {
+    for (const [owner, tap] of await this.o.taps.agentTaps()) {
       const [agentId, name] = owner.split(':');
       if (agentId !== this.o.agentId || !name) continue;
       const rec = readRecord(this.dirOf(name));
       if (rec?.tap === tap) continue;
-      await tapDown(tap, owner);
+      await this.o.taps.tapDown(tap, owner);
       removed.push(tap);
     }
     return removed;
