@@ -15,6 +15,10 @@ const FORBIDDEN: Record<string, string[]> = {
   net: ['agent', 'cli'],
 };
 
+/** The concrete adapters: only the composition root builds them; everything else gets their interfaces. */
+const ADAPTERS = ['src/net/host.ts', 'src/runtime/podman.ts', 'src/runtime/qemu/runtime.ts'];
+const COMPOSITION_ROOT = 'src/cli/compose.ts';
+
 function tsFiles(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? tsFiles(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : []));
 }
@@ -51,6 +55,20 @@ function violations(): string[] {
   return found;
 }
 
+/** `file imports adapter` for each import of a concrete adapter outside the composition root. */
+function adapterImports(): string[] {
+  const found: string[] = [];
+  for (const file of tsFiles(SRC)) {
+    const rel = relative(ROOT, file);
+    if (rel === COMPOSITION_ROOT) continue;
+    for (const spec of importSpecifiers(readFileSync(file, 'utf8'))) {
+      const target = relative(ROOT, resolve(dirname(file), spec)).replace(/\.js$/, '.ts');
+      if (spec.startsWith('.') && ADAPTERS.includes(target)) found.push(`${rel} imports ${spec}: only ${COMPOSITION_ROOT} builds the concrete adapters (take the interface instead)`);
+    }
+  }
+  return found;
+}
+
 describe('import graph', () => {
   it('reads static, type-only, re-exported, multi-line and dynamic imports', () => {
     const src = [
@@ -68,5 +86,10 @@ describe('import graph', () => {
   it('src/runtime and src/net import nothing from src/agent or src/cli', () => {
     const found = violations();
     assert.deepEqual(found, [], `imports against the layering:\n${found.join('\n')}`);
+  });
+
+  it(`only ${COMPOSITION_ROOT} imports the concrete adapters (${ADAPTERS.join(', ')})`, () => {
+    const found = adapterImports();
+    assert.deepEqual(found, [], `adapters imported outside the composition root:\n${found.join('\n')}`);
   });
 });
