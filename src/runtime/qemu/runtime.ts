@@ -8,6 +8,9 @@
  *   agent holds the connection); the agent's watcher keeps one connection per VM for events and
  *   stop() reuses it.
  * - A disk image is never written: each VM boots a qcow2 overlay of it in its state dir.
+ * This class sequences a VM's life; the parts are beside it: the launch as data (launch.ts,
+ * args.ts), boot files and overlay (disk.ts), QMP watching (watch.ts), what a VM is now
+ * (observe.ts), its process (process.ts). TAPs are the host's (HostTaps, given).
  */
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
