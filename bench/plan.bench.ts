@@ -18,7 +18,7 @@
 import { performance } from 'node:perf_hooks';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { specHash } from '../src/agent/identity.js';
+import { specHash } from '../src/identity.js';
 import { plan, type PlanInput } from '../src/agent/planner.js';
 import { keyString } from '../src/errors.js';
 import type { ComponentSpec } from '../src/manifest/schema.js';

@@ -14,7 +14,7 @@ import type { Observed, Runtime } from '../runtime/types.js';
 import type { VmPaths } from '../config/config.js';
 import { placeVm, type NetPlacementSettings } from './placement.js';
 import { nextAttemptAt, type BackoffPolicy } from './backoff.js';
-import { attemptHash, labelsFor, workloadName } from './identity.js';
+import { attemptHash, labelsFor, workloadName } from '../identity.js';
 import type { Action } from './planner.js';
 
 export interface ExecutorOptions {

@@ -16,11 +16,13 @@ import type { Runtime } from '../runtime/types.js';
 import { watchRegistryFiles } from '../registry/change-watch.js';
 import { Reconciler } from './reconciler.js';
 import { HostNetWatchSwitch } from '../net/watch.js';
+import type { HostNet } from '../net/types.js';
 import { abortCommands } from '../runtime/command.js';
 
 export interface LoopOptions {
   registry: Registry;
   runtimes: Map<RuntimeKind, Runtime>;
+  hostNet: HostNet;
   config: AgentConfig;
   log: Logger;
   /** How the registry's files are watched; tests pass one that fails, to exercise the poll alone. */

@@ -13,7 +13,7 @@ import type { Registry } from '../registry/index.js';
 import type { VmPlacement } from '../runtime/types.js';
 import { resolveBootFiles, resolveBootPath } from './images.js';
 import { candidatePorts, preferredSshPort, SERVICE_PORT_RANGE, SSH_PORT_RANGE } from './ports.js';
-import { bridgeExists, ensureRules, otherAgentsOnBridge, type BridgeSettings } from '../net/host.js';
+import type { BridgeSettings, HostNet } from '../net/types.js';
 import { ipToInt, parseSubnet, pickIp, tapName, vmAddresses } from '../net/plan.js';
 
 /** Whether anyone (any process, any agent) holds the port on 127.0.0.1 right now. */
@@ -97,6 +97,8 @@ function leaseIp(registry: Registry, key: ComponentKey, workload: string, net: B
 export interface NetPlacementSettings {
   bridge: BridgeSettings;
   subnet: string;
+  /** The host's bridge, rules and TAPs, asked before a VM goes on the bridge. */
+  host: HostNet;
 }
 
 export async function placeVm(registry: Registry, paths: VmPaths, net: NetPlacementSettings, key: ComponentKey, workload: string, spec: ComponentSpec): Promise<VmPlacement> {
@@ -108,13 +110,13 @@ export async function placeVm(registry: Registry, paths: VmPaths, net: NetPlacem
   // auto: the bridge when it exists with its isolation rules (loaded again here if they went
   // missing) and no other agent's VMs, else SLIRP. No VM is ever put on a bridge where it could
   // reach the others, or where its address could be another agent's.
-  const present = spec.network === 'slirp' ? false : await bridgeExists(net.bridge.bridge);
+  const present = spec.network === 'slirp' ? false : (await net.host.bridgePresence(net.bridge.bridge)) === true;
   if (spec.network === 'bridge' && !present) fail(workload, `network 'bridge': the bridge ${net.bridge.bridge} does not exist (agent net up creates it)`);
   // Two checks before a VM goes on the bridge, run side by side: its isolation rules are in
   // place, and no other agent's VMs are on it (that agent's registry leases the same addresses).
   let usable = false;
   if (present) {
-    const [rules, others] = await Promise.allSettled([ensureRules(net.bridge), otherAgentsOnBridge(net.bridge.bridge, registry.meta.agentId())]);
+    const [rules, others] = await Promise.allSettled([net.host.ensureRules(net.bridge), net.host.otherAgentsOnBridge(net.bridge.bridge, registry.meta.agentId())]);
     const why =
       rules.status === 'rejected'
         ? `the isolation rules of ${net.bridge.bridge} are not in place and cannot be loaded: ${(rules.reason as Error).message}`

@@ -8,7 +8,7 @@ import { keyString, type ComponentKey } from '../errors.js';
 import type { ComponentSpec, RuntimeKind } from '../manifest/schema.js';
 import type { DesiredState, InstanceRecord } from '../registry/index.js';
 import type { Observed } from '../runtime/types.js';
-import { attemptHash, specHash, workloadName } from './identity.js';
+import { attemptHash, specHash, workloadName } from '../identity.js';
 import { networkDrift, type BridgeFact, type NetworkDrift } from './network-drift.js';
 
 export type Drift =

@@ -7,7 +7,7 @@ import { bridgeSettings, vmPaths, type AgentConfig } from '../config/config.js';
 import { keyString, type ComponentKey } from '../errors.js';
 import type { RuntimeKind } from '../manifest/schema.js';
 import { RegistryUnwritableError, type DesiredState, type Registry } from '../registry/index.js';
-import { bridgePresence, checkRules, ensureRules, otherAgentsOnBridge } from '../net/host.js';
+import type { HostNet } from '../net/types.js';
 import { vmsMayUseBridge } from '../net/watch.js';
 import type { BridgeFact } from './network-drift.js';
 import type { Runtime, RuntimeEvent } from '../runtime/types.js';
@@ -22,6 +22,8 @@ import { staleInstances } from './stale-instances.js';
 export interface ReconcilerOptions {
   registry: Registry;
   runtimes: Map<RuntimeKind, Runtime>;
+  /** The host's VM networking (bridge, rules, TAPs). */
+  hostNet: HostNet;
   config: AgentConfig;
   log: Logger;
   onActionSettled?: () => void;
@@ -60,6 +62,7 @@ export async function assess(
   registry: Registry,
   runtimes: Map<RuntimeKind, Runtime>,
   config: AgentConfig,
+  hostNet: HostNet,
   now = new Date(),
   repairs?: AssessRepairs,
   source = listEverything(runtimes),
@@ -68,7 +71,7 @@ export async function assess(
   const desired = withBootFilesChecked(registry.desired.read(), vmPaths(config).imagesDirs);
   const [observed, bridge] = await Promise.all([
     source.listings(),
-    source.bridge(desired, () => bridgeFact(config, desired, registry.meta.agentId(), repairs)),
+    source.bridge(desired, () => bridgeFact(hostNet, config, desired, registry.meta.agentId(), repairs)),
   ]);
   const result = plan({
     desired,
@@ -87,19 +90,19 @@ export async function assess(
  * let VMs reach each other: a pass loads them again (a host firewall reload with `flush ruleset`
  * removes them), and until then no VM is put on the bridge.
  */
-async function bridgeFact(config: AgentConfig, desired: DesiredState, agentId: string, repairs?: AssessRepairs): Promise<BridgeFact | undefined> {
+async function bridgeFact(host: HostNet, config: AgentConfig, desired: DesiredState, agentId: string, repairs?: AssessRepairs): Promise<BridgeFact | undefined> {
   if (!vmsMayUseBridge(desired)) return undefined;
   const name = config.net.bridge;
   // When `ip` cannot tell, VM networks go unchecked this pass: a guess could replace every VM.
-  const present = await bridgePresence(name);
+  const present = await host.bridgePresence(name);
   if (present === undefined) return undefined;
   if (!present) return { name, present };
   const settings = bridgeSettings(config);
   // Undefined when `ip` cannot tell: the sharing check is then skipped, not guessed.
-  const sharing = otherAgentsOnBridge(name, agentId).catch(() => undefined);
+  const sharing = host.otherAgentsOnBridge(name, agentId).catch(() => undefined);
   if (repairs) {
     try {
-      if (await ensureRules(settings)) repairs.isolation({ reloaded: true });
+      if (await host.ensureRules(settings)) repairs.isolation({ reloaded: true });
       return { name, present, isolated: true, otherAgents: await sharing };
     } catch (err) {
       const error = (err as Error).message;
@@ -107,7 +110,7 @@ async function bridgeFact(config: AgentConfig, desired: DesiredState, agentId: s
       return { name, present, isolated: false, isolationDetail: error, otherAgents: await sharing };
     }
   }
-  const rules = await checkRules(settings);
+  const rules = await host.checkRules(settings);
   return { name, present, isolated: rules.loaded, isolationDetail: rules.detail, otherAgents: await sharing };
 }
 
@@ -146,7 +149,7 @@ export class Reconciler {
       stopGraceSeconds: o.config.stop_grace_seconds,
       parallelism: o.config.parallelism,
       vmPaths: vmPaths(o.config),
-      net: { bridge: bridgeSettings(o.config), subnet: o.config.net.subnet },
+      net: { bridge: bridgeSettings(o.config), subnet: o.config.net.subnet, host: o.hostNet },
       log: o.log,
       onSettled: o.onActionSettled,
       view: this.view,
@@ -261,7 +264,7 @@ export class Reconciler {
       },
       bridge: (desired, compute) => this.bridgeOf(desired, compute),
     };
-    const result = await assess(registry, runtimes, config, now, { isolation: (o) => this.noteIsolation(o) }, source);
+    const result = await assess(registry, runtimes, config, this.o.hostNet, now, { isolation: (o) => this.noteIsolation(o) }, source);
     this.noteListings(result.listings);
     for (const w of result.settled) registry.instances.clearFailures(w);
     // Components whose action ran while the runtimes were listed are in flux: judged next pass.

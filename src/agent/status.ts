@@ -8,6 +8,7 @@ import type { RuntimeKind } from '../manifest/schema.js';
 import { identityLive } from './process-identity.js';
 import { registryWritability, type Registry, type RegistryWritability } from '../registry/index.js';
 import type { Runtime } from '../runtime/types.js';
+import type { HostNet } from '../net/types.js';
 import type { Drift } from './planner.js';
 import { assess } from './reconciler.js';
 
@@ -67,8 +68,8 @@ function agentLiveness(registry: Registry): AgentLiveness {
   };
 }
 
-export async function buildStatus(registry: Registry, runtimes: Map<RuntimeKind, Runtime>, config: AgentConfig): Promise<StatusReport> {
-  const result = await assess(registry, runtimes, config);
+export async function buildStatus(registry: Registry, runtimes: Map<RuntimeKind, Runtime>, config: AgentConfig, hostNet: HostNet): Promise<StatusReport> {
+  const result = await assess(registry, runtimes, config, hostNet);
   const instances = new Map(registry.instances.all().map((i) => [i.workload, i]));
   const lastEvents = registry.events.latestPerComponent();
 

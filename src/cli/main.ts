@@ -5,14 +5,12 @@
 import { readFileSync, statSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { AgentLoop } from '../agent/loop.js';
-import { buildRuntimes } from '../agent/runtimes.js';
 import { claimRegistry } from '../agent/claim.js';
 import { assess } from '../agent/reconciler.js';
 import { buildStatus } from '../agent/status.js';
 import { bridgeSettings, loadConfig, LOG_LEVELS, vmPaths, type AgentConfig } from '../config/config.js';
-import { netDown, netStatus, netUp } from '../net/host.js';
 import { resolveBootFiles } from '../agent/images.js';
-import { workloadName } from '../agent/identity.js';
+import { workloadName } from '../identity.js';
 import type { FieldIssue } from '../errors.js';
 import { AgentError, NotFoundError, ValidationError } from '../errors.js';
 import { createLogger } from '../log.js';
@@ -22,6 +20,7 @@ import { Registry } from '../registry/index.js';
 import { planAgainst, type ApplyResult } from '../registry/desired.js';
 import { ORIGINS, type Origin } from '../manifest/diff.js';
 import { sshServeArgs } from './ssh-serve.js';
+import { buildHost, buildHostNet } from './compose.js';
 import { actionJson, formatEvents, formatPlan, formatStatus } from './format.js';
 import { fleetCommand } from './fleet.js';
 
@@ -130,7 +129,7 @@ function program(): Command {
         registry.close();
         throw err;
       }
-      const loop = new AgentLoop({ registry, runtimes: buildRuntimes(cfg, registry.meta.agentId()), config: cfg, log });
+      const loop = new AgentLoop({ registry, ...buildHost(cfg, registry.meta.agentId()), config: cfg, log });
       // Both modes stop the same way on SIGINT/SIGTERM: nothing new is dispatched, VM starts still
       // booting are rolled back, other actions finish, the claim is given back. A second signal
       // changes nothing of that (it never skips the cleanup). Listeners stay installed (not
@@ -235,7 +234,8 @@ function program(): Command {
     .action(async (opts: { json?: boolean }, cmd: Command) => {
       const cfg = settings(cmd);
       await withRegistry(cfg, async (r) => {
-        const res = await assess(r, buildRuntimes(cfg, r.meta.agentId()), cfg);
+        const host = buildHost(cfg, r.meta.agentId());
+        const res = await assess(r, host.runtimes, cfg, host.hostNet);
         print(opts.json ? JSON.stringify({ actions: res.actions.map(actionJson) }, null, 2) : formatPlan(res.actions));
       });
     });
@@ -246,7 +246,8 @@ function program(): Command {
     .action(async (opts: { json?: boolean }, cmd: Command) => {
       const cfg = settings(cmd);
       await withRegistry(cfg, async (r) => {
-        const report = await buildStatus(r, buildRuntimes(cfg, r.meta.agentId()), cfg);
+        const host = buildHost(cfg, r.meta.agentId());
+        const report = await buildStatus(r, host.runtimes, cfg, host.hostNet);
         print(opts.json ? JSON.stringify(report, null, 2) : formatStatus(report));
       });
     });
@@ -259,7 +260,7 @@ function program(): Command {
       const cfg = settings(cmd);
       await withRegistry(cfg, async (r) => {
         const t = target(r, ref);
-        const rt = buildRuntimes(cfg, r.meta.agentId()).get(t.runtime)!;
+        const rt = buildHost(cfg, r.meta.agentId()).runtimes.get(t.runtime)!;
         process.exitCode = await rt.exec(t.workload, argv, { stdout: (b) => process.stdout.write(b), stderr: (b) => process.stderr.write(b) });
       });
     });
@@ -272,7 +273,7 @@ function program(): Command {
       const cfg = settings(cmd);
       await withRegistry(cfg, async (r) => {
         const t = target(r, ref);
-        const rt = buildRuntimes(cfg, r.meta.agentId()).get(t.runtime)!;
+        const rt = buildHost(cfg, r.meta.agentId()).runtimes.get(t.runtime)!;
         const abort = new AbortController();
         const onSignal = (): void => abort.abort();
         process.on('SIGINT', onSignal);
@@ -291,20 +292,20 @@ function program(): Command {
     .command('up')
     .description('create (idempotently) the bridge with the gateway address and load the isolation rules')
     .action(async (_o: unknown, cmd: Command) => {
-      for (const line of await netUp(bridgeSettings(settings(cmd)))) print(line);
+      for (const line of await buildHostNet().up(bridgeSettings(settings(cmd)))) print(line);
     });
   net
     .command('down')
     .description('remove the isolation rules, and the bridge if the agent created it')
     .action(async (_o: unknown, cmd: Command) => {
-      for (const line of await netDown(bridgeSettings(settings(cmd)))) print(line);
+      for (const line of await buildHostNet().down(bridgeSettings(settings(cmd)))) print(line);
     });
   net
     .command('status')
     .description('whether the bridge exists, the isolation rules are in place, and whose VMs are on it (exit 1 when the rules are missing or several agents share it)')
     .option('--json', 'print JSON')
     .action(async (opts: { json?: boolean }, cmd: Command) => {
-      const s = await netStatus(bridgeSettings(settings(cmd)));
+      const s = await buildHostNet().status(bridgeSettings(settings(cmd)));
       if (opts.json) return print(JSON.stringify(s, null, 2));
       const b = s.bridge;
       print(`bridge: ${b.name} ${b.present ? `present${b.created_by_agent ? ' (created by the agent)' : ''}, ${b.up ? 'up' : 'down'}, ${b.address ?? 'no address'}` : 'absent (VMs with network auto use SLIRP)'}`);

@@ -10,7 +10,7 @@ import { z } from 'zod';
 import { ValidationError } from '../errors.js';
 import { formatOf, issuesOf, parseText } from '../manifest/load.js';
 import { gatewayOf, parseSubnet } from '../net/plan.js';
-import type { BridgeSettings } from '../net/host.js';
+import type { BridgeSettings } from '../net/types.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/mcp-agent/agent.toml';
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;

@@ -1,12 +1,14 @@
 /**
  * The host side of bridge networking, through `ip` and `nft` (execa, argument arrays). Every step
  * is idempotent (should-do, do, verify). What the agent creates it marks with the link alias
- * `mcp-agent`, so `net down` removes only that, never a bridge an operator made.
+ * `mcp-agent`, so `net down` removes only that, never a bridge an operator made. `hostNet()` is
+ * these steps as the `HostNet` port (src/net/types.ts) the agent and the QEMU runtime are given.
  */
 import { z } from 'zod';
 import { RuntimeError } from '../errors.js';
 import { runBounded, type CommandBound } from '../runtime/command.js';
 import { isolationRuleset, removalRuleset, rulesetMatches } from './plan.js';
+import type { BridgeSettings, HostNet, NetStatus, RulesCheck } from './types.js';
 
 export const AGENT_ALIAS = 'mcp-agent';
 
@@ -15,14 +17,6 @@ const NET_TIMEOUT_MS = 10_000;
 const netBound = (operation: string, read = false): CommandBound => ({ runtime: 'net', operation, timeoutMs: NET_TIMEOUT_MS, read });
 /** A read that may fail: execa's result, with `reject: false`; a command that hangs still throws. */
 const look = (tool: string, args: string[], operation: string) => runBounded(tool, args, netBound(operation, true), { reject: false });
-
-export interface BridgeSettings {
-  bridge: string;
-  /** e.g. 10.99.0.1 */
-  gateway: string;
-  prefix: number;
-  table: string;
-}
 
 const LinkSchema = z.array(z.object({ ifname: z.string(), ifalias: z.string().optional(), flags: z.array(z.string()).optional(), operstate: z.string().optional(), master: z.string().optional(), addr_info: z.array(z.object({ local: z.string(), prefixlen: z.number(), family: z.string(), label: z.string().optional() })).optional() }));
 type Link = z.infer<typeof LinkSchema>[number];
@@ -132,13 +126,6 @@ export async function netDown(s: BridgeSettings): Promise<string[]> {
   return done;
 }
 
-export interface NetStatus {
-  bridge: { name: string; present: boolean; created_by_agent: boolean; address: string | null; up: boolean };
-  rules: { loaded: boolean; detail: string };
-  /** Agent id -> its TAPs on the bridge. More than one agent means their addresses may collide. */
-  agents: Record<string, number>;
-}
-
 export async function netStatus(s: BridgeSettings): Promise<NetStatus> {
   const l = await link(s.bridge);
   const addr = l?.addr_info?.find((a) => a.family === 'inet');
@@ -148,14 +135,6 @@ export async function netStatus(s: BridgeSettings): Promise<NetStatus> {
     rules: { loaded: rules.loaded, detail: rules.detail },
     agents: Object.fromEntries([...owners].sort(([a], [b]) => a.localeCompare(b))),
   };
-}
-
-export interface RulesCheck {
-  /** The tables hold exactly the isolation ruleset. */
-  loaded: boolean;
-  /** nft answered (installed, working): a reload can be tried. */
-  nft: boolean;
-  detail: string;
 }
 
 /** Two `nft list table` calls: are the isolation rules in place, exactly? */
@@ -273,4 +252,9 @@ export async function agentTaps(): Promise<Map<string, string>> {
   if (!links.success) return taps;
   for (const l of links.data) if (l.ifalias?.startsWith(`${AGENT_ALIAS}:`)) taps.set(l.ifalias.slice(AGENT_ALIAS.length + 1), l.ifname);
   return taps;
+}
+
+/** The real host: `ip` and `nft` on this machine's network namespace. */
+export function hostNet(): HostNet {
+  return { bridgePresence, checkRules, ensureRules, otherAgentsOnBridge, tapUp, tapDown, tapAttachments, agentTaps, up: netUp, down: netDown, status: netStatus };
 }

@@ -9,7 +9,7 @@ import { execa, type ExecaError } from 'execa';
 import { z } from 'zod';
 import { RuntimeError } from '../errors.js';
 import { runBounded } from './command.js';
-import { LABEL_AGENT, LABEL_COMPONENT, LABEL_SPEC_HASH, parseComponentLabel } from '../agent/identity.js';
+import { LABEL_AGENT, LABEL_COMPONENT, LABEL_SPEC_HASH, parseComponentLabel } from '../identity.js';
 import { watchPodmanEvents, type PodmanEvent } from './podman-events.js';
 import { DEFAULT_EXIT_DIR, watchExitFiles } from './podman-exits.js';
 import type { Capabilities, ExecIo, Observed, Runtime, RuntimeEvent, WorkloadSpec, WorkloadState } from './types.js';

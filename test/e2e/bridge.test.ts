@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { execa } from 'execa';
 import Database from 'better-sqlite3';
-import { macFor } from '../../src/agent/identity.js';
+import { macFor } from '../../src/identity.js';
 import { tapName } from '../../src/net/plan.js';
 import { TestNode, row, waitFor } from '../helpers/agent.js';
 

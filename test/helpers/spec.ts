@@ -1,7 +1,7 @@
 // Builders of the agent's inputs for fast tests: one ComponentSpec builder, the desired state and
 // instance records built around it, and what a runtime lists for it. Every default is valid; a
 // test overrides only the fields its case is about.
-import { specHash, workloadName } from '../../src/agent/identity.js';
+import { specHash, workloadName } from '../../src/identity.js';
 import type { RuntimeListing } from '../../src/agent/planner.js';
 import type { ComponentSpec, ServiceSpec } from '../../src/manifest/schema.js';
 import type { DesiredComponent, DesiredService, DesiredState, InstanceRecord } from '../../src/registry/index.js';

@@ -12,6 +12,7 @@ import { Executor } from '../../src/agent/executor.js';
 import type { Action } from '../../src/agent/planner.js';
 import { Registry } from '../../src/registry/index.js';
 import type { Runtime } from '../../src/runtime/types.js';
+import { FakeHostNet } from '../helpers/fake-host-net.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'agent-executor-flux-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -33,7 +34,7 @@ it('busySince(mark) holds a component whose action ran after the mark, and only 
     stopGraceSeconds: 1,
     parallelism: 2,
     vmPaths: { home: dir, vmDir: join(dir, 'vm'), imagesDirs: [join(dir, 'images')], sshKey: join(dir, 'images/id_ed25519') },
-    net: { bridge: { bridge: 'mcp-br0', gateway: '10.99.0.1', prefix: 24, table: 'mcp' }, subnet: '10.99.0.0/24' },
+    net: { bridge: { bridge: 'mcp-br0', gateway: '10.99.0.1', prefix: 24, table: 'mcp' }, subnet: '10.99.0.0/24', host: new FakeHostNet() },
     log: pino({ level: 'silent' }),
   });
   const remove: Action = { type: 'remove', key: { service: 's', component: 'c' }, workload: 's-c', runtime: 'container', reason: 'orphan' };

@@ -12,14 +12,9 @@ import { promisify } from 'node:util';
 import { z } from 'zod';
 import { AgentError } from '../../src/errors.js';
 import { processLive } from '../../src/runtime/qemu/state.js';
-import {
-  LineBuffer,
-  parseQmpMessage,
-  QmpClient,
-  QmpError,
-  type QmpCloseInfo,
-  type QmpEvent,
-} from '../../src/runtime/qmp.js';
+import { QmpClient, type QmpCloseInfo } from '../../src/runtime/qmp/client.js';
+import { QmpError } from '../../src/runtime/qmp/errors.js';
+import { LineBuffer, parseQmpMessage, type QmpEvent } from '../../src/runtime/qmp/wire.js';
 
 const execFileP = promisify(execFile);
 

@@ -1,6 +1,7 @@
 // The executor with a fake runtime and a real registry file in a temp dir: what it dispatches, one
 // action at a time per component within a bounded parallelism, failures counted into the backoff
 // the planner honours, every action in the events log, and shutdown rolling back what waits.
+import { FakeHostNet } from '../helpers/fake-host-net.js';
 import { strict as assert } from 'node:assert';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -8,7 +9,7 @@ import { join } from 'node:path';
 import { after, afterEach, describe, it, mock } from 'node:test';
 import pino from 'pino';
 import { Executor, type ExecutorOptions } from '../../src/agent/executor.js';
-import { attemptHash, specHash, workloadName } from '../../src/agent/identity.js';
+import { attemptHash, specHash, workloadName } from '../../src/identity.js';
 import type { Action } from '../../src/agent/planner.js';
 import type { ComponentSpec } from '../../src/manifest/schema.js';
 import { Registry } from '../../src/registry/index.js';
@@ -41,7 +42,7 @@ function setup(over: Partial<ExecutorOptions> = {}): { executor: Executor; regis
     stopGraceSeconds: 1,
     parallelism: 4,
     vmPaths: { home: dir, vmDir: join(dir, 'vm'), imagesDirs: [join(dir, 'images')], sshKey: join(dir, 'images/id_ed25519') },
-    net: { bridge: { bridge: 'mcp-br0', gateway: '10.99.0.1', prefix: 24, table: 'mcp' }, subnet: '10.99.0.0/24' },
+    net: { bridge: { bridge: 'mcp-br0', gateway: '10.99.0.1', prefix: 24, table: 'mcp' }, subnet: '10.99.0.0/24', host: new FakeHostNet() },
     log: pino({ level: 'silent' }),
     onSettled: () => settled.push(Date.now()),
     ...over,

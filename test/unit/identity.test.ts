@@ -10,7 +10,7 @@ import {
   parseComponentLabel,
   specHash,
   workloadName,
-} from '../../src/agent/identity.js';
+} from '../../src/identity.js';
 import type { ComponentSpec } from '../../src/manifest/schema.js';
 
 function spec(over: Partial<ComponentSpec> = {}): ComponentSpec {

@@ -3,13 +3,14 @@
 // stacked, cleared on stop), and a commit by another connection wakes a pass through the file
 // watch, or through the poll when the watch cannot be had. Clocks are node:test's mock timers;
 // nothing here asserts how long anything took.
+import { FakeHostNet } from '../helpers/fake-host-net.js';
 import { strict as assert } from 'node:assert';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, describe, it, mock } from 'node:test';
 import pino from 'pino';
-import { attemptHash } from '../../src/agent/identity.js';
+import { attemptHash } from '../../src/identity.js';
 import { AgentLoop, type LoopOptions } from '../../src/agent/loop.js';
 import { ConfigSchema } from '../../src/config/config.js';
 import { watchRegistryFiles } from '../../src/registry/change-watch.js';
@@ -62,7 +63,7 @@ function harness(seed: (r: Registry) => void = () => undefined, over: Partial<Lo
   });
   // A resync that never fires during a test: every pass comes from the wakes under test.
   const config = ConfigSchema.parse({ db, resync: '0 0 0 1 1 *', registry_poll_ms: POLL_MS });
-  const loop = new AgentLoop({ registry, runtimes: new Map([['container', runtime]]), config, log, ...over });
+  const loop = new AgentLoop({ registry, runtimes: new Map([['container', runtime]]), config, log, hostNet: new FakeHostNet(), ...over });
   const h = { loop, registry, runtime, db, passes, warnings };
   open.push(h);
   return h;

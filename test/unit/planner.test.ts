@@ -2,7 +2,7 @@
 import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
 import { plan, type Action, type Assessment, type PlanInput, type PlanResult, type RuntimeListing } from '../../src/agent/planner.js';
-import { attemptHash, specHash } from '../../src/agent/identity.js';
+import { attemptHash, specHash } from '../../src/identity.js';
 import { staleInstances } from '../../src/agent/stale-instances.js';
 import type { ComponentSpec, RuntimeKind } from '../../src/manifest/schema.js';
 import type { DesiredState, InstanceRecord } from '../../src/registry/index.js';

@@ -1,7 +1,7 @@
 // Unikernel rules of the component spec, through the manifest loader, and what the spec hash covers.
 import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
-import { specHash } from '../../src/agent/identity.js';
+import { specHash } from '../../src/identity.js';
 import { ValidationError, type FieldIssue } from '../../src/errors.js';
 import { loadManifestText } from '../../src/manifest/load.js';
 import type { ComponentSpec, ServiceSpec } from '../../src/manifest/schema.js';

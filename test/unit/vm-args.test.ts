@@ -2,7 +2,7 @@
 import { strict as assert } from 'node:assert';
 import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { macFor } from '../../src/agent/identity.js';
+import { macFor } from '../../src/identity.js';
 import { chooseAccel, type AccelMode } from '../../src/runtime/qemu/accel.js';
 import { qemuArgs, stateFiles, type VmLaunch } from '../../src/runtime/qemu/args.js';
 

@@ -7,7 +7,7 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { z } from 'zod';
-import type { QmpEvent } from '../qmp.js';
+import type { QmpEvent } from '../qmp/wire.js';
 import { stateFiles } from './args.js';
 
 const ExitRecordSchema = z.object({ reason: z.string(), guest: z.boolean(), at: z.string() });

@@ -1,12 +1,33 @@
-/** Builds the runtime adapters from the settings. */
+/**
+ * The composition root: the concrete adapters (podman, QEMU, the host's `ip`/`nft`) built from the
+ * settings. The only place that names them; src/agent is given them through its interfaces.
+ */
 import type { AgentConfig } from '../config/config.js';
 import { vmPaths } from '../config/config.js';
 import type { RuntimeKind } from '../manifest/schema.js';
+import { hostNet } from '../net/host.js';
+import type { HostNet } from '../net/types.js';
 import { PodmanRuntime } from '../runtime/podman.js';
 import { QemuRuntime } from '../runtime/qemu/runtime.js';
 import type { Runtime } from '../runtime/types.js';
 
-export function buildRuntimes(cfg: AgentConfig, agentId: string): Map<RuntimeKind, Runtime> {
+/** What the agent drives on this host: one runtime per kind, and the VM networking. */
+export interface HostAdapters {
+  runtimes: Map<RuntimeKind, Runtime>;
+  hostNet: HostNet;
+}
+
+export function buildHost(cfg: AgentConfig, agentId: string): HostAdapters {
+  const net = buildHostNet();
+  return { runtimes: buildRuntimes(cfg, agentId, net), hostNet: net };
+}
+
+/** The host's VM networking alone (`agent net up/down/status`). */
+export function buildHostNet(): HostNet {
+  return hostNet();
+}
+
+function buildRuntimes(cfg: AgentConfig, agentId: string, net: HostNet): Map<RuntimeKind, Runtime> {
   const env: Record<string, string> = {};
   if (cfg.podman.containers_conf) env.CONTAINERS_CONF = cfg.podman.containers_conf;
   const paths = vmPaths(cfg);
@@ -24,6 +45,7 @@ export function buildRuntimes(cfg: AgentConfig, agentId: string): Map<RuntimeKin
         sshUser: cfg.qemu.ssh_user,
         sshKeyPath: paths.sshKey,
         baseCmdline: cfg.qemu.base_cmdline,
+        taps: net,
       }),
     ],
   ]);

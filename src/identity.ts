@@ -3,10 +3,11 @@
  * - workload name: `service-component`, valid for podman names, QEMU -name and file names.
  * - labels: which agent owns a workload, which component it is, which spec it was started from.
  * - spec hash: sha256 over the canonical JSON of the fields that shape the running workload.
+ * A leaf of the import graph (it imports only types): runtime/, net/ and agent/ may all use it.
  */
 import { createHash } from 'node:crypto';
-import type { ComponentKey } from '../errors.js';
-import type { ComponentSpec } from '../manifest/schema.js';
+import type { ComponentKey } from './errors.js';
+import type { ComponentSpec } from './manifest/schema.js';
 
 export const LABEL_AGENT = 'io.mcp-agent.agent';
 export const LABEL_COMPONENT = 'io.mcp-agent.component';
