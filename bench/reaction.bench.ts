@@ -238,6 +238,8 @@ async function backoff(): Promise<Retry[]> {
 interface VmAgentRound {
   totalMs: number;
   wakeMs: number | undefined;
+  /** The debug line logged when the pass that planned the start had dispatched its actions. */
+  passMs: number | undefined;
   launchedMs: number;
   qemuSeenMs: number;
   agentReadyMs: number;
@@ -282,7 +284,9 @@ async function vmAgentRound(i: number): Promise<VmAgentRound> {
   const seen = await watchNewQemu(needle, nowMs, { everyMs: 2, timeoutMs: 60_000, known });
   const record = await until(`${wl}'s spec.json`, () => readRecord(wl), 60_000, 5);
   const ready = await sshReady(target(record), nowMs, { everyMs: SSH_PROBE_MS, deadline: nowMs() + 120_000, stillAlive: () => qemuAlive(wl), what: wl });
-  const wake = node.logLines().find((l) => l.msg === 'wake' && l.time >= c.spawnedAt - 1 && JSON.stringify(l).includes('registry changed'));
+  const lines = node.logLines();
+  const wake = lines.find((l) => l.msg === 'wake' && l.time >= c.spawnedAt - 1 && JSON.stringify(l).includes('registry changed'));
+  const pass = wake ? lines.find((l) => l.msg === 'reconcile pass' && l.time >= wake.time) : undefined;
   const agentReady = await until(`${wl}'s ready file`, () => readyFile(wl), 60_000, 10);
 
   // kill -9 of its QEMU, once the agent has seen it ready and finished its follow-up pass
@@ -300,6 +304,7 @@ async function vmAgentRound(i: number): Promise<VmAgentRound> {
   return {
     totalMs: ready.readyAt - at,
     wakeMs: wake ? wake.time - at : undefined,
+    passMs: pass ? pass.time - at : undefined,
     launchedMs: Date.parse(record.launchedAt) - at,
     qemuSeenMs: seen.seenAt - at,
     agentReadyMs: agentReady - at,
@@ -337,7 +342,7 @@ async function vms(): Promise<Array<{ a: VmAgentRound; b: { totalMs: number; ban
     async (i) => {
       const a = await vmAgentRound(i);
       lastRecord = a.record;
-      log(`vm round ${i}: agent ${r1(a.totalMs)} ms (wake ${a.wakeMs ?? '?'}, launchedAt ${a.launchedMs.toFixed(0)}, QEMU seen ${a.qemuSeenMs.toFixed(0)}, agent ready ${a.agentReadyMs.toFixed(0)}); kill -9 -> new QEMU ${r1(a.killToNewQemuMs)} ms`);
+      log(`vm round ${i}: agent ${r1(a.totalMs)} ms (wake ${a.wakeMs?.toFixed(0) ?? '?'}, pass planned ${a.passMs?.toFixed(0) ?? '?'}, launchedAt ${a.launchedMs.toFixed(0)}, QEMU seen ${a.qemuSeenMs.toFixed(0)}, agent ready ${a.agentReadyMs.toFixed(0)}); kill -9 -> new QEMU ${r1(a.killToNewQemuMs)} ms`);
       return a;
     },
     async (i) => {
@@ -452,8 +457,8 @@ function report(r: { containers?: Awaited<ReturnType<typeof containers>>; backof
       const xs = r.vm!.map((x) => f(x.a)).filter((x): x is number => x !== undefined);
       return xs.length ? ms(median(xs)) : '?';
     };
-    perRound.push(`vm, agent side, medians from the commit: wake logged ${m((a) => a.wakeMs)}, VM record launchedAt ${m((a) => a.launchedMs)}, QEMU in /proc ${m((a) => a.qemuSeenMs)}, SSH banner ${m((a) => a.bannerMs)}, our SSH handshake ${m((a) => a.totalMs)}, agent's own ready file ${m((a) => a.agentReadyMs)}; bare: banner ${ms(median(r.vm.map((x) => x.b.bannerMs)))}`);
-    json.vm_breakdown = r.vm.map((x) => ({ wake_ms: x.a.wakeMs, launched_ms: r1(x.a.launchedMs), qemu_seen_ms: r1(x.a.qemuSeenMs), banner_ms: r1(x.a.bannerMs), ssh_ready_ms: r1(x.a.totalMs), agent_ready_file_ms: x.a.agentReadyMs, bare_banner_ms: r1(x.b.bannerMs), bare_ssh_ready_ms: r1(x.b.totalMs) }));
+    perRound.push(`vm, agent side, medians from the commit: wake logged ${m((a) => a.wakeMs)}, pass planned ${m((a) => a.passMs)}, VM record launchedAt ${m((a) => a.launchedMs)}, QEMU in /proc ${m((a) => a.qemuSeenMs)}, SSH banner ${m((a) => a.bannerMs)}, our SSH handshake ${m((a) => a.totalMs)}, agent's own ready file ${m((a) => a.agentReadyMs)}; bare: banner ${ms(median(r.vm.map((x) => x.b.bannerMs)))}`);
+    json.vm_breakdown = r.vm.map((x) => ({ wake_ms: x.a.wakeMs, pass_ms: x.a.passMs, launched_ms: r1(x.a.launchedMs), qemu_seen_ms: r1(x.a.qemuSeenMs), banner_ms: r1(x.a.bannerMs), ssh_ready_ms: r1(x.a.totalMs), agent_ready_file_ms: x.a.agentReadyMs, bare_banner_ms: r1(x.b.bannerMs), bare_ssh_ready_ms: r1(x.b.totalMs) }));
   }
   if (r.idle) {
     const i = r.idle;
