@@ -25,16 +25,16 @@
  * Cleanup always runs (finally, SIGINT, SIGTERM): see ReactionNode.cleanup.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ChildTracker, cleanUpOnSignals } from './lib/children.js';
 import { nowMs, PodmanEventTap } from './lib/events.js';
-import { alive, killQemus, pidSet, qemuPidsWith, watchNewQemu } from './lib/procfs.js';
+import { qemuPidsWith } from './lib/procfs.js';
 import { IMAGE, ReactionNode } from './lib/reaction-node.js';
 import { median, r1, r2 } from './lib/stats.js';
-import { bareArgs, freePort, sshReady, type VmRecordLite } from './lib/vm.js';
-import type { SshTarget } from '../src/runtime/ssh.js';
+import type { VmRecordLite } from './lib/vm.js';
+import { vmAgentRound, vmBareRound, type VmAgentRound, type VmContext } from './lib/reaction-vm.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const BIN = join(ROOT, 'bin/agent.js');
@@ -233,120 +233,22 @@ async function backoff(): Promise<Retry[]> {
   return out;
 }
 
-// ---- VMs: commit -> SSH ready vs bare QEMU; kill -9 -> new QEMU ------------------------------
+// ---- VMs: commit -> SSH ready vs bare QEMU; kill -9 -> new QEMU (bench/lib/reaction-vm.ts) ------
 
-interface VmAgentRound {
-  totalMs: number;
-  wakeMs: number | undefined;
-  /** The debug line logged when the pass that planned the start had dispatched its actions. */
-  passMs: number | undefined;
-  launchedMs: number;
-  qemuSeenMs: number;
-  agentReadyMs: number;
-  bannerMs: number;
-  killToNewQemuMs: number;
-  polls: number;
-  record: VmRecordLite;
-}
-
-const sshKey = readFileSync(join(GUEST_IMAGES, 'id_ed25519'));
-const vmDirOf = (workload: string): string => join(node.dir, 'vm', workload);
-const readRecord = (workload: string): VmRecordLite | undefined => {
-  try {
-    return JSON.parse(readFileSync(join(vmDirOf(workload), 'spec.json'), 'utf8')) as VmRecordLite;
-  } catch {
-    return undefined;
-  }
-};
-const readyFile = (workload: string): number | undefined => {
-  try {
-    return Date.parse(readFileSync(join(vmDirOf(workload), 'ready'), 'utf8').trim());
-  } catch {
-    return undefined;
-  }
-};
-/** The VM's QEMU (from its pidfile: the first process seen is the parent that daemonizes and exits) still runs. */
-const qemuAlive = (workload: string): boolean => {
-  try {
-    return alive(Number(readFileSync(join(vmDirOf(workload), 'qemu.pid'), 'utf8').trim()));
-  } catch {
-    return true; // no pidfile yet: QEMU is still starting
-  }
-};
-const target = (r: VmRecordLite, port = r.sshPort): SshTarget => ({ host: '127.0.0.1', port, user: r.sshUser, privateKey: sshKey, hostKey: r.hostKey });
-
-async function vmAgentRound(i: number): Promise<VmAgentRound> {
-  const svc = `${P}v${i}`;
-  const wl = `${svc}-k`;
-  const needle = `guest=${wl}\0`;
-  const known = pidSet();
-  const c = await node.commit(vmSql(svc, ['k']));
-  const seen = await watchNewQemu(needle, nowMs, { everyMs: 2, timeoutMs: 60_000, known });
-  const record = await until(`${wl}'s spec.json`, () => readRecord(wl), 60_000, 5);
-  const ready = await sshReady(target(record), nowMs, { everyMs: SSH_PROBE_MS, deadline: nowMs() + 120_000, stillAlive: () => qemuAlive(wl), what: wl });
-  const lines = node.logLines();
-  const wake = lines.find((l) => l.msg === 'wake' && l.time >= c.spawnedAt - 1 && JSON.stringify(l).includes('registry changed'));
-  const pass = wake ? lines.find((l) => l.msg === 'reconcile pass' && l.time >= wake.time) : undefined;
-  const agentReady = await until(`${wl}'s ready file`, () => readyFile(wl), 60_000, 10);
-
-  // kill -9 of its QEMU, once the agent has seen it ready and finished its follow-up pass
-  await sleep(SETTLE_MS);
-  const pid = Number(readFileSync(join(vmDirOf(wl), 'qemu.pid'), 'utf8').trim());
-  const known2 = pidSet();
-  const k0 = nowMs();
-  process.kill(pid, 'SIGKILL');
-  const again = await watchNewQemu(needle, nowMs, { everyMs: 1, timeoutMs: 120_000, known: known2 });
-  await until(`${wl} ready again`, () => (readyFile(wl) ?? 0) > k0, 120_000, 20);
-  await sleep(SETTLE_MS);
-  await node.commit(deleteSql(svc));
-  await until(`${wl}'s QEMU to go`, () => qemuPidsWith([needle]).length === 0 && !existsSync(vmDirOf(wl)), 120_000);
-  const at = c.doneAt;
-  return {
-    totalMs: ready.readyAt - at,
-    wakeMs: wake ? wake.time - at : undefined,
-    passMs: pass ? pass.time - at : undefined,
-    launchedMs: Date.parse(record.launchedAt) - at,
-    qemuSeenMs: seen.seenAt - at,
-    agentReadyMs: agentReady - at,
-    bannerMs: ready.bannerAt - at,
-    killToNewQemuMs: again.seenAt - k0,
-    polls: again.polls,
-    record,
-  };
-}
-
+const vmContext: VmContext = { node, children, guestImages: GUEST_IMAGES, prefix: P, sshProbeMs: SSH_PROBE_MS, settleMs: SETTLE_MS, until, vmSql, deleteSql };
 let lastRecord: VmRecordLite | undefined;
-
-async function vmBareRound(i: number): Promise<{ totalMs: number; bannerMs: number }> {
-  const rec = lastRecord!;
-  const stateDir = join(node.bareDir, `r${i}`);
-  mkdirSync(stateDir, { mode: 0o700 });
-  writeFileSync(join(stateDir, 'console.log'), '');
-  const port = await freePort(new Set([rec.sshPort]));
-  const args = bareArgs(rec.args, vmDirOf(rec.name), stateDir, rec.sshPort, port);
-  try {
-    const t0 = nowMs();
-    const q = await children.run('qemu-system-x86_64', args, { timeoutMs: 30_000 });
-    if (q.code !== 0) throw new Error(`bare QEMU exited ${q.code ?? q.signal}: ${q.stderr.trim()}`);
-    const pid = Number(readFileSync(join(stateDir, 'qemu.pid'), 'utf8').trim());
-    const ready = await sshReady(target(rec, port), nowMs, { everyMs: SSH_PROBE_MS, deadline: nowMs() + 120_000, stillAlive: () => alive(pid), what: 'bare QEMU' });
-    return { totalMs: ready.readyAt - t0, bannerMs: ready.bannerAt - t0 };
-  } finally {
-    await killQemus(qemuPidsWith([stateDir]), [stateDir]);
-  }
-}
 
 async function vms(): Promise<Array<{ a: VmAgentRound; b: { totalMs: number; bannerMs: number }; order: string }>> {
   return interleave(
     'vm',
     async (i) => {
-      const a = await vmAgentRound(i);
+      const a = await vmAgentRound(vmContext, i);
       lastRecord = a.record;
       log(`vm round ${i}: agent ${r1(a.totalMs)} ms (wake ${a.wakeMs?.toFixed(0) ?? '?'}, pass planned ${a.passMs?.toFixed(0) ?? '?'}, launchedAt ${a.launchedMs.toFixed(0)}, QEMU seen ${a.qemuSeenMs.toFixed(0)}, agent ready ${a.agentReadyMs.toFixed(0)}); kill -9 -> new QEMU ${r1(a.killToNewQemuMs)} ms`);
       return a;
     },
     async (i) => {
-      const b = await vmBareRound(i);
+      const b = await vmBareRound(vmContext, i, lastRecord!);
       log(`vm round ${i}: bare ${r1(b.totalMs)} ms`);
       return b;
     },
