@@ -66,6 +66,11 @@ const cleanup = (): Promise<boolean> => {
   return cleaning;
 };
 const signals = cleanUpOnSignals(log, cleanup);
+// A crash outside the main flow (an 'error' event nobody handles) must not leave anything behind either.
+process.on('uncaughtException', (err) => {
+  process.stderr.write(`podman-api bench: uncaught: ${err.stack ?? String(err)}\n`);
+  void cleanup().finally(() => process.exit(1));
+});
 
 interface Sample {
   cli: number;
