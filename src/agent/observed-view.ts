@@ -7,8 +7,10 @@
  *
  * Invariants:
  * - Newest wins, by the time an observation began (a listing: when it was asked for; an event: when
- *   it happened; an action: when its runtime call began). An event during a listing therefore
- *   beats that listing, and a stale event replayed later changes nothing.
+ *   it happened). An event during a listing therefore beats that listing, and a stale event
+ *   replayed later changes nothing. An action's result counts from its call's end against
+ *   listings (a listing begun mid-action may show the state before it) and from its beginning
+ *   against events (its own events are not news, a death during it is).
  * - Truth over guesses: a runtime whose view cannot be trusted (never listed, a gap, a listing
  *   that failed) is listed again before it is planned with, and reads as a failed listing
  *   (`unknown`) when that listing fails; an event that does not say what the workload became
@@ -29,7 +31,12 @@ interface Entry {
    * workload that ended during a start (it died at once) is.
    */
   through?: number;
+  /** Where it came from: a death told by an event outranks the result of a start it overlapped. */
+  from: 'list' | 'event' | 'action';
 }
+
+/** How new an entry is against a listing or inspect that began at some time: an action counts from its end. */
+const newest = (e: Entry): number => e.through ?? e.at;
 
 const ended = (o: Observed | null | undefined): boolean => o === null || o?.state === 'exited';
 
@@ -88,7 +95,7 @@ export class ObservedView {
       return true;
     }
     const changed = !cur || !sameState(cur.observed, e.observed);
-    v.entries.set(e.workload, { observed: e.observed, at: e.at });
+    v.entries.set(e.workload, { observed: e.observed, at: e.at, from: 'event' });
     return changed;
   }
 
@@ -102,8 +109,8 @@ export class ObservedView {
     if (!v) return;
     const cur = v.entries.get(name);
     if (cur && cur.at > endedAt) return;
-    if (cur && cur.at > began && observed !== null && ended(cur.observed)) return;
-    v.entries.set(name, { observed, at: began, through: endedAt });
+    if (cur?.from === 'event' && cur.at > began && observed !== null && ended(cur.observed)) return;
+    v.entries.set(name, { observed, at: began, through: endedAt, from: 'action' });
   }
 
   /** An action ended without saying what it left (it failed midway): look before planning with it. */
@@ -160,10 +167,11 @@ export class ObservedView {
       return l;
     }
     const listed = new Map(l.items.map((o) => [o.name, o]));
-    for (const [name, e] of v.entries) if (!listed.has(name) && e.at <= began) v.entries.delete(name);
+    // What changed after the listing began (an event, an action that ended since) is newer than it.
+    for (const [name, e] of v.entries) if (!listed.has(name) && newest(e) <= began) v.entries.delete(name);
     for (const [name, o] of listed) {
       const cur = v.entries.get(name);
-      if (!cur || cur.at <= began) v.entries.set(name, { observed: o, at: began });
+      if (!cur || newest(cur) <= began) v.entries.set(name, { observed: o, at: began, from: 'list' });
     }
     for (const [name, at] of v.dirty) if (at <= began) v.dirty.delete(name);
     v.relist = undefined;
@@ -185,7 +193,7 @@ export class ObservedView {
         try {
           const o = await rt.inspect!(name);
           const cur = v.entries.get(name);
-          if (!cur || cur.at <= began) v.entries.set(name, { observed: o ?? null, at: began });
+          if (!cur || newest(cur) <= began) v.entries.set(name, { observed: o ?? null, at: began, from: 'list' });
           if ((v.dirty.get(name) ?? 0) <= began) v.dirty.delete(name);
         } catch {
           v.relist ??= `could not inspect ${name}`;

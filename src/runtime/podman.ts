@@ -241,32 +241,37 @@ export class PodmanRuntime implements Runtime {
 
   watch(onEvent: (e: RuntimeEvent) => void): () => void {
     // The fast hint: a container of ours whose exit file appears has died. podman's own `died`
-    // event for the same death follows, later than a restart may already have begun: it is
-    // swallowed here (one per hint), or the agent would see the old death after the restart.
-    const hinted = new Map<string, number>();
+    // event for the same death comes later (podman's cleanup stamps it, often after a restart
+    // began): it is paired with its hint and swallowed, or the agent would see the old death
+    // after the restart. An exit file is written once per death (watchExitFiles tells each once).
+    const hints = new Map<string, number[]>();
     const stopExits = watchExitFiles(this.opts.exitDir ?? DEFAULT_EXIT_DIR, (x) => {
       const o = this.byId.get(x.id);
-      if (!o || o.state === 'exited') return; // not ours, not seen yet, or this death was told
+      if (!o) return; // not ours, or not seen yet: the events stream tells
       const observed = this.seenNow({ ...o, state: 'exited', exitCode: x.exitCode });
-      hinted.set(x.id, (hinted.get(x.id) ?? 0) + 1);
+      hints.set(x.id, [...(hints.get(x.id) ?? []), x.at].slice(-8));
       onEvent({ runtime: 'container', workload: o.name, status: 'died', exitCode: x.exitCode, at: x.at, observed });
     });
+    /** Whether podman's `died` event at `at` is a death an exit file already told (within 2 s before it). */
+    const hinted = (id: string, at: number): boolean => {
+      const pending = (hints.get(id) ?? []).filter((t) => t >= at - 2000);
+      const i = pending.findIndex((t) => t <= at + 50);
+      if (i >= 0) pending.splice(i, 1);
+      if (pending.length) hints.set(id, pending);
+      else hints.delete(id);
+      return i >= 0;
+    };
     const stopEvents = watchPodmanEvents({
       binary: this.opts.binary,
       // MCP_AGENT_ID: whose stream this is, for anyone cleaning up after a killed agent.
       env: { ...this.opts.env, MCP_AGENT_ID: this.opts.agentId },
       filter: `label=${LABEL_AGENT}=${this.opts.agentId}`,
       onEvent: (e) => {
-        // `kill`, `stop`, `cleanup` tell no state of their own: the `died` that goes with them does.
-        const told = hinted.get(e.id) ?? 0;
-        if (e.status === 'died' && told > 0) {
-          if (told === 1) hinted.delete(e.id);
-          else hinted.set(e.id, told - 1);
-          return;
-        }
+        if (e.status === 'died' && hinted(e.id, e.at)) return;
         const observed = observedAfter(e);
         if (observed) this.seenNow(observed);
-        if (observed !== undefined) onEvent({ runtime: 'container', workload: e.name, status: e.status, exitCode: e.exitCode, at: e.at, observed });
+        // `kill`, `stop`, `cleanup` tell no state of their own: the `died` that goes with them does.
+        if (observed !== undefined || LOOK_AFTER.has(e.status)) onEvent({ runtime: 'container', workload: e.name, status: e.status, exitCode: e.exitCode, at: e.at, observed });
       },
       onGap: (why) => onEvent({ runtime: 'container', gap: true, why }),
     });
@@ -300,7 +305,13 @@ export class PodmanRuntime implements Runtime {
  * id, the labels and the exit code): undefined when the event does not say (a `kill` signals, it
  * does not tell whether the container died; `cleanup` follows a death already told).
  */
-const STATE_AFTER: Record<string, WorkloadState | undefined> = { create: 'created', start: 'running', restart: 'running', unpause: 'running', died: 'exited', pause: 'paused' };
+/**
+ * Only events whose state can be trusted by their time: podman stamps `start` after the runtime
+ * started the container, and a container that exits at once has often died (exit file) before
+ * that stamp. So `start`, `restart` and `unpause` say "look" (one targeted inspect), not "running".
+ */
+const STATE_AFTER: Record<string, WorkloadState | undefined> = { create: 'created', died: 'exited', pause: 'paused' };
+const LOOK_AFTER = new Set(['start', 'restart', 'unpause']);
 
 export function observedAfter(e: PodmanEvent): Observed | null | undefined {
   if (e.status === 'remove') return null;
@@ -314,8 +325,7 @@ export function observedAfter(e: PodmanEvent): Observed | null | undefined {
     specHash: e.labels[LABEL_SPEC_HASH],
     state,
     exitCode: state === 'exited' ? e.exitCode : undefined,
-    // A died event does not say when the container started: a pass that needs it looks again.
-    startedAt: state === 'running' ? new Date(e.at).toISOString() : undefined,
+    startedAt: undefined,
     address: undefined,
   };
 }

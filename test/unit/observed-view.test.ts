@@ -191,4 +191,27 @@ describe('the live observed view', () => {
     assert.equal(v.onEvent(event('c', 4200, container('c', { state: 'exited' }))), false);
     assert.equal(v.seen('container', 'c'), null);
   });
+
+  it('a listing begun while an action ran never overrides the action\'s result, whichever ends first', async () => {
+    let now = 1000;
+    const rt = new ListedRuntime();
+    rt.items = [container('a', { state: 'exited', exitCode: 137 })];
+    const v = viewOf(rt, () => now);
+    await v.read();
+    // A restart of a ran 1100-1300; a resync listing began at 1150 and saw it still exited.
+    for (const listingEndsFirst of [true, false]) {
+      v.relist('scheduled resync');
+      rt.hold();
+      now = 1150;
+      const reading = v.read();
+      await new Promise((r) => setImmediate(r));
+      now = 1300;
+      if (!listingEndsFirst) v.record('container', 'a', container('a'), 1100);
+      rt.release();
+      await reading;
+      if (listingEndsFirst) v.record('container', 'a', container('a'), 1100);
+      assert.equal(v.seen('container', 'a')?.state, 'running', `listing ends ${listingEndsFirst ? 'first' : 'last'}`);
+      rt.items = [container('a', { state: 'exited', exitCode: 137 })];
+    }
+  });
 });
