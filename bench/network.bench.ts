@@ -22,7 +22,7 @@ import { performance } from 'node:perf_hooks';
 import { loadConfig, bridgeSettings, vmPaths } from '../src/config/config.js';
 import { Registry } from '../src/registry/index.js';
 import { placeVm } from '../src/agent/placement.js';
-import { hostNet, netUp, tapDown, tapUp } from '../src/net/host.js';
+import { netUp, tapDown, tapUp } from '../src/net/host.js';
 import { isolationRuleset, tapName } from '../src/net/plan.js';
 import { loadManifestText } from '../src/manifest/load.js';
 import { specHash, workloadName } from '../src/identity.js';
@@ -101,7 +101,7 @@ async function inner(): Promise<void> {
       t = performance.now();
       for (let i = 0; i < N; i++) {
         const key = { service: 'bench', component: `vm${i}` };
-        const p = await placeVm(registry, paths, { bridge: net, subnet: cfg.net.subnet, host: hostNet() }, key, names[i]!, specs[i]!);
+        const p = await placeVm(registry, paths, { bridge: net, subnet: cfg.net.subnet }, key, names[i]!, specs[i]!, { mode: 'bridge' });
         if (p.net.mode !== 'bridge') throw new Error('expected bridge mode');
         await tapUp(p.net.tap, net.bridge, `${registry.meta.agentId()}:${names[i]}`);
       }

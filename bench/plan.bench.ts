@@ -274,9 +274,9 @@ function benchSize(n: number): SizeResult {
 
   // Sanity (not timed): the input exercises the paths it claims to.
   const check = plan(input);
-  if (check.assessments.length !== expected.assessments || check.actions.length !== expected.actions || check.settled.length !== expected.settled) {
+  if (check.assessments.length !== expected.assessments || check.actions.length !== expected.actions || check.housekeeping.filter((h) => h.type === 'reset-failures').length !== expected.settled) {
     throw new Error(
-      `plan() on ${n} components: expected ${JSON.stringify(expected)}, got assessments=${check.assessments.length} actions=${check.actions.length} settled=${check.settled.length}`,
+      `plan() on ${n} components: expected ${JSON.stringify(expected)}, got assessments=${check.assessments.length} actions=${check.actions.length} settled=${check.housekeeping.filter((h) => h.type === 'reset-failures').length}`,
     );
   }
 

@@ -1,21 +1,25 @@
 /**
- * Applies planned actions. One action at a time per component (a component never has two
- * operations racing), a bounded number in parallel across components, and a component that is
- * busy or failing never holds up the others. Every action lands in the events log as an intent
- * written before the runtime is touched, settled after; failures feed the exponential backoff
- * that the planner honours. Once the agent is stopping (`shutdown`), nothing new starts and a
- * start still waiting for its workload to be ready is rolled back by the runtime.
+ * Performs what the planner decided: the pass's housekeeping (through housekeeper.ts), then its
+ * actions. The one place a pass changes anything. One action at a time per component (a component
+ * never has two operations racing), a bounded number in parallel across components, and a
+ * component that is busy or failing never holds up the others. Every action lands in the events
+ * log as an intent written before the runtime is touched, settled after; failures feed the
+ * exponential backoff that the planner honours. Once the agent is stopping (`shutdown`), nothing
+ * new starts and a start still waiting for its workload to be ready is rolled back by the runtime.
  */
 import type { Logger } from 'pino';
-import { keyString } from '../errors.js';
 import type { RuntimeKind } from '../manifest/schema.js';
 import type { Registry } from '../registry/index.js';
 import type { Observed, Runtime } from '../runtime/types.js';
 import type { VmPaths } from '../config/config.js';
+import type { HostNet } from '../net/types.js';
 import { placeVm, type NetPlacementSettings } from './placement.js';
+import { Housekeeper, type HousekeepingDone } from './housekeeper.js';
+import type { Housekeeping } from './housekeeping.js';
+import { networkAfterRepair, type VmNetwork } from './network-drift.js';
 import { nextAttemptAt, type BackoffPolicy } from './backoff.js';
 import { attemptHash, labelsFor, workloadName } from '../identity.js';
-import type { Action } from './planner.js';
+import { unitOf, type Action } from './planner.js';
 
 export interface ExecutorOptions {
   registry: Registry;
@@ -25,7 +29,8 @@ export interface ExecutorOptions {
   stopGraceSeconds: number;
   parallelism: number;
   vmPaths: VmPaths;
-  net: NetPlacementSettings;
+  /** Where VMs are placed, and the host's bridge, rules and TAPs (for the isolation repair). */
+  net: NetPlacementSettings & { host: HostNet };
   log: Logger;
   /** Called after each action finished, so the loop can verify the result. */
   onSettled?: () => void;
@@ -48,8 +53,10 @@ export interface ActionOutcome {
   interrupted?: boolean;
 }
 
-/** The serialisation unit: a component, or for unlabelled orphans, the workload itself. */
-const unitOf = (a: Action): string => (a.key ? keyString(a.key) : `workload:${a.workload}`);
+/** What a pass learnt before dispatching that its actions need: the isolation repair failed this pass. */
+interface PassContext {
+  repairError?: string | undefined;
+}
 
 export class Executor {
   /** When each unit's last action ended, on the `settledCount` clock (one entry per component). */
@@ -61,7 +68,25 @@ export class Executor {
   /** Aborted by `shutdown`: runtimes roll back starts under way when it fires. */
   private readonly stopping = new AbortController();
 
-  constructor(private readonly o: ExecutorOptions) {}
+  private readonly housekeeper: Housekeeper;
+
+  constructor(private readonly o: ExecutorOptions) {
+    this.housekeeper = new Housekeeper({ registry: o.registry, runtimes: o.runtimes, host: o.net.host, bridge: o.net.bridge, log: o.log });
+  }
+
+  /**
+   * A pass's plan: its housekeeping first (a VM the plan puts on the bridge once the rules are
+   * loaded again must know whether they were), then its actions, minus those of components whose
+   * state moved since `mark` (the listing the plan used saw them mid-change). Resolves once the
+   * actions are dispatched (not finished).
+   */
+  async execute(p: { actions: Action[]; housekeeping: Housekeeping[] }, mark: number): Promise<HousekeepingDone & { dispatched: Promise<ActionOutcome>[] }> {
+    const done = await this.housekeeper.perform(p.housekeeping);
+    const busy = this.busySince(mark);
+    const repairError = done.isolation && !done.isolation.inPlace ? done.isolation.error : undefined;
+    const dispatched = this.dispatch(p.actions.filter((a) => !busy.has(unitOf(a))), { repairError });
+    return { ...done, dispatched };
+  }
 
   /**
    * The agent is stopping: no action starts from now on (those queued for a slot are dropped), and
@@ -102,14 +127,14 @@ export class Executor {
   }
 
   /** Starts the actions whose component is idle; returns their promises. Never throws. */
-  dispatch(actions: Action[]): Promise<ActionOutcome>[] {
+  dispatch(actions: Action[], ctx: PassContext = {}): Promise<ActionOutcome>[] {
     const started: Promise<ActionOutcome>[] = [];
     for (const a of actions) {
       const unit = unitOf(a);
       if (this.isShuttingDown) break;
       if (this.inflight.has(unit)) continue; // one action at a time per component
       // apply() catches the action's errors, but its bookkeeping may still throw: never leave that unhandled.
-      const p = this.withSlot(() => (this.isShuttingDown ? Promise.resolve(notStarted(a)) : this.apply(a)))
+      const p = this.withSlot(() => (this.isShuttingDown ? Promise.resolve(notStarted(a)) : this.apply(a, ctx)))
         .catch((err: Error) => ({ action: a, ok: false, message: err.message }))
         .finally(() => {
           this.inflight.delete(unit);
@@ -144,7 +169,7 @@ export class Executor {
     return r;
   }
 
-  private async apply(a: Action): Promise<ActionOutcome> {
+  private async apply(a: Action, ctx: PassContext): Promise<ActionOutcome> {
     const { registry, log } = this.o;
     const ev = { service: a.key?.service ?? null, component: a.key?.component ?? null, workload: a.workload, action: a.type, reason: a.reason };
     const alog = log.child({ workload: a.workload, action: a.type });
@@ -156,7 +181,7 @@ export class Executor {
       else registry.events.settle(intent, outcome, message);
     };
     try {
-      const message = await this.perform(a, Date.now());
+      const message = await this.perform(a, Date.now(), ctx);
       settle(a.type === 'adopt' ? 'info' : 'ok', message);
       alog.info({ reason: a.reason }, `${a.type} ${a.workload}: ${message}`);
       return { action: a, ok: true, message };
@@ -185,7 +210,7 @@ export class Executor {
     this.o.registry.instances.recordFailure(a.workload, { ...a.key, runtime: a.runtime }, { failures, nextAttemptAt: next.toISOString(), error: message, specHash: attempted });
   }
 
-  private async perform(a: Action, began: number): Promise<string> {
+  private async perform(a: Action, began: number, ctx: PassContext): Promise<string> {
     const { registry } = this.o;
     switch (a.type) {
       case 'adopt':
@@ -206,24 +231,30 @@ export class Executor {
         await rt.stop(a.workload, this.o.stopGraceSeconds);
         await rt.remove(a.workload);
         this.o.view?.record(a.runtime, a.workload, null, began);
-        return this.start(a, false, 'replaced');
+        return this.start(a, false, 'replaced', ctx);
       }
       case 'restart': {
         // The workload exited: that is a failure of the component, and a crash loop must back off.
         // The restart happens now; the next one waits for the backoff.
         this.recordFailure(a, a.reason);
-        return this.start(a, true, 'restarted');
+        return this.start(a, true, 'restarted', ctx);
       }
       case 'start':
-        return this.start(a, false, 'started');
+        return this.start(a, false, 'started', ctx);
     }
   }
 
-  private async start(a: Extract<Action, { spec: unknown }>, restarted: boolean, verb: string): Promise<string> {
+  /** The network the plan chose for a VM, unless it needed this pass's isolation repair and that failed. */
+  private networkOf(a: Extract<Action, { spec: unknown }>, ctx: PassContext): VmNetwork {
+    if (!a.network) throw new Error('no network was planned for this VM (a planner bug)');
+    return networkAfterRepair(a.network, this.o.net.bridge.bridge, ctx.repairError);
+  }
+
+  private async start(a: Extract<Action, { spec: unknown }>, restarted: boolean, verb: string, ctx: PassContext): Promise<string> {
     const { registry } = this.o;
     const rt = this.runtime(a.runtime);
     this.stopping.signal.throwIfAborted(); // e.g. a replace whose old workload went while the agent began to stop
-    const vm = a.runtime === 'unikernel' ? await placeVm(registry, this.o.vmPaths, this.o.net, a.key, a.workload, a.spec) : undefined;
+    const vm = a.runtime === 'unikernel' ? await placeVm(registry, this.o.vmPaths, this.o.net, a.key, a.workload, a.spec, this.networkOf(a, ctx)) : undefined;
     let o;
     try {
       const signal = this.stopping.signal;

@@ -1,8 +1,10 @@
 /**
  * Placing a VM before it starts: its boot files (inside the allowed image directories), the SSH
- * host key to pin, the agent's SSH key, and its host ports. Ports are leased in the registry
- * (PRIMARY KEY: one owner), preferred port first, the next free one on a collision, and kept
- * across restarts: the lease a component already holds is reused while its port can be bound.
+ * host key to pin, the agent's SSH key, and the leases of the network the planner chose for it
+ * (network-drift.ts `vmNetwork`: placement never asks the host which network to use). On the
+ * bridge, an IP; on SLIRP, host ports. Leases are taken in the registry (PRIMARY KEY: one owner),
+ * preferred value first, the next free one on a collision, and kept across restarts: the lease a
+ * component already holds is reused while it can be (a port while it can be bound).
  */
 import { accessSync, constants, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -13,7 +15,8 @@ import type { Registry } from '../registry/index.js';
 import type { VmPlacement } from '../runtime/types.js';
 import { resolveBootFiles, resolveBootPath } from './images.js';
 import { candidatePorts, preferredSshPort, SERVICE_PORT_RANGE, SSH_PORT_RANGE } from './ports.js';
-import type { BridgeSettings, HostNet } from '../net/types.js';
+import type { BridgeSettings } from '../net/types.js';
+import type { VmNetwork } from './network-drift.js';
 import { ipToInt, parseSubnet, pickIp, tapName, vmAddresses } from '../net/plan.js';
 
 /** Whether anyone (any process, any agent) holds the port on 127.0.0.1 right now. */
@@ -97,38 +100,19 @@ function leaseIp(registry: Registry, key: ComponentKey, workload: string, net: B
 export interface NetPlacementSettings {
   bridge: BridgeSettings;
   subnet: string;
-  /** The host's bridge, rules and TAPs, asked before a VM goes on the bridge. */
-  host: HostNet;
 }
 
-export async function placeVm(registry: Registry, paths: VmPaths, net: NetPlacementSettings, key: ComponentKey, workload: string, spec: ComponentSpec): Promise<VmPlacement> {
+/**
+ * The VM's boot files, keys and the leases of `network`. Throws, naming the rule, when the
+ * network was refused or its leases cannot be had (no free address, a fixed port in use).
+ */
+export async function placeVm(registry: Registry, paths: VmPaths, net: NetPlacementSettings, key: ComponentKey, workload: string, spec: ComponentSpec, network: VmNetwork): Promise<VmPlacement> {
   const { files, issues } = resolveBootFiles(spec, paths.imagesDirs);
   if (issues.length > 0) fail(workload, issues.map((i) => `${i.field} ${i.rule}`).join('; '));
   const hostKey = resolveHostKey(spec, paths.imagesDirs, workload);
   checkSshKey(paths.sshKey, workload);
-
-  // auto: the bridge when it exists with its isolation rules (loaded again here if they went
-  // missing) and no other agent's VMs, else SLIRP. No VM is ever put on a bridge where it could
-  // reach the others, or where its address could be another agent's.
-  const present = spec.network === 'slirp' ? false : (await net.host.bridgePresence(net.bridge.bridge)) === true;
-  if (spec.network === 'bridge' && !present) fail(workload, `network 'bridge': the bridge ${net.bridge.bridge} does not exist (agent net up creates it)`);
-  // Two checks before a VM goes on the bridge, run side by side: its isolation rules are in
-  // place, and no other agent's VMs are on it (that agent's registry leases the same addresses).
-  let usable = false;
-  if (present) {
-    const [rules, others] = await Promise.allSettled([net.host.ensureRules(net.bridge), net.host.otherAgentsOnBridge(net.bridge.bridge, registry.meta.agentId())]);
-    const why =
-      rules.status === 'rejected'
-        ? `the isolation rules of ${net.bridge.bridge} are not in place and cannot be loaded: ${(rules.reason as Error).message}`
-        : others.status === 'rejected'
-          ? `cannot tell whether another agent uses ${net.bridge.bridge}: ${(others.reason as Error).message}`
-          : others.value.length > 0
-            ? `the bridge ${net.bridge.bridge} carries VMs of another agent (${others.value.join(', ')}): two registries on one bridge would lease the same addresses`
-            : undefined;
-    if (why && spec.network === 'bridge') fail(workload, `network 'bridge': ${why}`);
-    usable = !why;
-  }
-  if (usable) {
+  if (network.mode === 'refused') fail(workload, `network '${spec.network}': ${network.why}`);
+  if (network.mode === 'bridge') {
     const ip = leaseIp(registry, key, workload, net.bridge, net.subnet);
     // Host ports belong to SLIRP mode: give them back.
     for (const l of registry.leases.forComponent(key)) if (l.kind === 'host_port') registry.leases.release(l.kind, l.value);

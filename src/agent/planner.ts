@@ -1,15 +1,18 @@
 /**
- * The planner: a pure function from (desired, observed, agent records, now) to a per-component
- * assessment (what drifted and why) and the actions that would repair it. Level-triggered: it
- * looks only at the state now, never at what happened, so running it twice plans the same thing.
- * `agent status` shows the assessments; `agent plan` the actions; `agent run` executes them.
+ * The planner: a pure function from (desired, observed, agent records, the bridge, what is in
+ * flux, now) to a per-component assessment (what drifted and why), the actions that would repair
+ * it (each VM start with the network it goes on), and the pass's housekeeping (housekeeping.ts).
+ * Level-triggered: it looks only at the state now, never at what happened, so running it twice
+ * plans the same thing. `agent status` shows the assessments; `agent plan` the actions; `agent
+ * run` executes actions and housekeeping (executor.ts).
  */
 import { keyString, type ComponentKey } from '../errors.js';
 import type { ComponentSpec, RuntimeKind } from '../manifest/schema.js';
-import type { DesiredState, InstanceRecord } from '../registry/index.js';
+import type { DesiredState, InstanceRecord, Lease } from '../registry/index.js';
 import type { Observed } from '../runtime/types.js';
 import { attemptHash, specHash, workloadName } from '../identity.js';
-import { networkDrift, type BridgeFact, type NetworkDrift } from './network-drift.js';
+import { planHousekeeping, type Housekeeping } from './housekeeping.js';
+import { networkDrift, vmNetwork, type BridgeFact, type NetworkDrift, type VmNetwork } from './network-drift.js';
 
 export type Drift =
   | 'in-sync' // matches the registry
@@ -23,11 +26,14 @@ export type Drift =
   | 'invalid' // the registry row is not a valid component
   | 'pending'; // in a transitional state (stopping, paused...)
 
+/** What starts a workload; a VM's carries the network it goes on (decided here, leased by placement). */
+interface StartLike { key: ComponentKey; workload: string; runtime: RuntimeKind; spec: ComponentSpec; specHash: string; network?: VmNetwork | undefined; reason: string }
+
 /** What the reconcile would do. Reasons are for humans and land in the events log. */
 export type Action =
-  | { type: 'start'; key: ComponentKey; workload: string; runtime: RuntimeKind; spec: ComponentSpec; specHash: string; reason: string }
-  | { type: 'restart'; key: ComponentKey; workload: string; runtime: RuntimeKind; spec: ComponentSpec; specHash: string; reason: string }
-  | { type: 'replace'; key: ComponentKey; workload: string; runtime: RuntimeKind; spec: ComponentSpec; specHash: string; reason: string }
+  | ({ type: 'start' } & StartLike)
+  | ({ type: 'restart' } & StartLike)
+  | ({ type: 'replace' } & StartLike)
   | { type: 'remove'; key: ComponentKey | undefined; workload: string; runtime: RuntimeKind; reason: string }
   | { type: 'adopt'; key: ComponentKey; workload: string; runtime: RuntimeKind; handle: string; specHash: string; startedAt: string | undefined; reason: string };
 
@@ -59,15 +65,22 @@ export interface PlanInput {
   now: Date;
   /** A workload running this long in sync has its failure count reset. */
   stableAfterMs: number;
-  /** The VM bridge as this pass saw it; without it, VM networks are not checked. */
+  /** The VM bridge as this pass saw it; without it, VM networks are not checked and no VM goes on it. */
   bridge?: BridgeFact | undefined;
+  /** Components in flux (see `unitOf`): assessed, but no action or housekeeping of theirs this pass. */
+  busy?: ReadonlySet<string>;
+  /** The lease table, for lease collection; without it none is planned. */
+  leases?: Lease[];
+  /** Runtimes listed in full this pass: their garbage may be collected. */
+  listedInFull?: RuntimeKind[];
 }
 
 export interface PlanResult {
   assessments: Assessment[];
+  /** The actions of components not in flux. */
   actions: Action[];
-  /** Workloads whose failure counter can be cleared: stable and in sync. */
-  settled: string[];
+  /** What the registry and the host need besides the actions, in the order it is done. */
+  housekeeping: Housekeeping[];
   /**
    * The earliest time after `now` at which planning again could decide something new without
    * anything else changing: a backoff ending, or a workload becoming stable (its failures reset).
@@ -79,6 +92,9 @@ export interface PlanResult {
 }
 
 const RUNTIME_ORDER: RuntimeKind[] = ['container', 'unikernel'];
+
+/** The serialisation unit of an action: its component, or for unlabelled orphans, the workload itself. */
+export const unitOf = (a: Action): string => (a.key ? keyString(a.key) : `workload:${a.workload}`);
 
 function shortTime(iso: string): string {
   return iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z');
@@ -101,7 +117,7 @@ function describeExit(o: Observed): string {
 export function plan(input: PlanInput): PlanResult {
   const { desired, observed, now } = input;
   const assessments: Assessment[] = [];
-  const settled: string[] = [];
+  const settled: Array<{ key: ComponentKey; workload: string }> = [];
   /** Epoch ms of the earliest thing that becomes due after `now` (see PlanResult.requeueAt). */
   let due = Infinity;
   const dueAt = (ms: number): void => {
@@ -182,7 +198,8 @@ export function plan(input: PlanInput): PlanResult {
     let reason: string;
     let action: Action | undefined;
     let netDrift: NetworkDrift | undefined;
-    const startLike = { key, workload, runtime: spec.runtime, spec, specHash: hash };
+    const network = spec.runtime === 'unikernel' ? vmNetwork(spec, input.bridge) : undefined;
+    const startLike = { key, workload, runtime: spec.runtime, spec, specHash: hash, ...(network ? { network } : {}) };
     if (!current) {
       drift = 'missing';
       reason = 'not running (missing)';
@@ -202,7 +219,7 @@ export function plan(input: PlanInput): PlanResult {
         action = { type: 'adopt', key, workload, runtime: spec.runtime, handle: current.id, specHash: hash, startedAt: current.startedAt, reason: 'running, not yet recorded by this agent' };
       } else if (rec.failures > 0 && current.startedAt) {
         const stableAt = Date.parse(current.startedAt) + input.stableAfterMs;
-        if (now.getTime() >= stableAt) settled.push(workload);
+        if (now.getTime() >= stableAt) settled.push({ key, workload });
         else dueAt(stableAt); // its failure count is reset then
       }
     } else if (current.state === 'exited' || current.state === 'created') {
@@ -241,6 +258,8 @@ export function plan(input: PlanInput): PlanResult {
   }
 
   assessments.sort((a, b) => keyString(a.key).localeCompare(keyString(b.key)) || a.workload.localeCompare(b.workload));
-  const actions = assessments.flatMap((a) => (a.action ? [a.action] : []));
-  return { assessments, actions, settled, requeueAt: Number.isFinite(due) ? new Date(due) : undefined };
+  const busy = input.busy ?? new Set<string>();
+  const actions = assessments.flatMap((a) => (a.action && !busy.has(unitOf(a.action)) ? [a.action] : []));
+  const housekeeping = planHousekeeping({ assessments, settled, listings: observed, instances: input.instances, leases: input.leases, busy, listedInFull: input.listedInFull ?? [], bridge: input.bridge });
+  return { assessments, actions, housekeeping, requeueAt: Number.isFinite(due) ? new Date(due) : undefined };
 }

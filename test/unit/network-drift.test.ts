@@ -1,7 +1,8 @@
-// networkDrift (pure): is a running VM on the network its spec asks for, given the bridge now?
+// The VM network rules (pure): is the bridge usable (bridgeUse), which network a start goes on
+// (vmNetwork, networkAfterRepair), and is a running VM on the network its spec asks for (networkDrift)?
 import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
-import { networkDrift } from '../../src/agent/network-drift.js';
+import { bridgeUse, isolationDue, networkAfterRepair, networkDrift, vmNetwork, type BridgeFact } from '../../src/agent/network-drift.js';
 import type { ComponentSpec } from '../../src/manifest/schema.js';
 import type { Observed } from '../../src/runtime/types.js';
 
@@ -67,5 +68,58 @@ describe('networkDrift', () => {
     }
     assert.equal(networkDrift(vm('auto'), running('bridge'), { ...shared, otherAgents: [] }), undefined);
     assert.deepEqual(networkDrift(vm('auto'), running('slirp'), { ...shared, otherAgents: [] })?.fixable, true, 'no other agent: auto moves onto it');
+  });
+});
+
+describe('bridgeUse and vmNetwork: one rule for drift and for a start', () => {
+  const OURS: BridgeFact = { name: 'mcp-br0', present: true, isolated: true, otherAgents: [] };
+  const cases: Array<[string, BridgeFact | undefined, string]> = [
+    ['no fact', undefined, 'the bridge was not looked at this pass'],
+    ['ip cannot tell', { name: 'mcp-br0', present: undefined }, 'cannot tell whether the bridge mcp-br0 exists (ip did not answer)'],
+    ['absent', { name: 'mcp-br0', present: false }, 'the bridge mcp-br0 does not exist (agent net up creates it)'],
+    ['rules that nft cannot load', { ...OURS, isolated: false, isolationDetail: 'nft: not found', rulesLoadable: false }, 'the isolation rules of mcp-br0 are not in place and cannot be loaded: nft: not found'],
+    ['rules whose reload failed', { ...OURS, isolated: false, rulesLoadable: true, repairError: 'busy' }, 'the isolation rules of mcp-br0 are not in place and cannot be loaded: busy'],
+    ['shared', { ...OURS, otherAgents: ['a1'] }, 'the bridge mcp-br0 carries VMs of another agent (a1): two registries on one bridge would lease the same addresses'],
+    ['sharing unknown', { ...OURS, otherAgents: undefined, sharingUnknown: 'cannot list the ports of mcp-br0' }, 'cannot tell whether another agent uses mcp-br0: cannot list the ports of mcp-br0'],
+  ];
+
+  it('refuses, saying why; auto then goes on SLIRP and bridge is refused with that reason', () => {
+    for (const [what, fact, why] of cases) {
+      assert.deepEqual(bridgeUse(fact), { usable: false, why }, what);
+      assert.deepEqual(vmNetwork(vm('auto'), fact), { mode: 'slirp' }, what);
+      assert.deepEqual(vmNetwork(vm('bridge'), fact), { mode: 'refused', why }, what);
+      assert.deepEqual(vmNetwork(vm('slirp'), fact), { mode: 'slirp' }, what);
+    }
+  });
+
+  it('a bridge of ours with its rules: the bridge for auto and bridge, never for slirp', () => {
+    assert.deepEqual(bridgeUse(OURS), { usable: true, afterRepair: false });
+    assert.deepEqual(vmNetwork(vm('auto'), OURS), { mode: 'bridge' });
+    assert.deepEqual(vmNetwork(vm('bridge'), OURS), { mode: 'bridge' });
+    assert.deepEqual(vmNetwork(vm('slirp'), OURS), { mode: 'slirp' });
+  });
+
+  it('sharing unknown: the safe side, for drift too (a SLIRP VM is not moved onto it, one on it is not replaced)', () => {
+    const unknown: BridgeFact = { ...OURS, otherAgents: undefined, sharingUnknown: 'ip failed' };
+    assert.equal(networkDrift(vm('auto'), running('slirp'), unknown), undefined);
+    assert.equal(networkDrift(vm('auto'), running('bridge'), unknown), undefined);
+  });
+
+  it('rules missing that this pass loads: the bridge, unless the reload fails (auto: SLIRP; bridge: refused)', () => {
+    const missing: BridgeFact = { ...OURS, isolated: false, isolationDetail: 'tables missing', rulesLoadable: true };
+    assert.equal(isolationDue(missing), true);
+    assert.deepEqual(bridgeUse(missing), { usable: true, afterRepair: true });
+    const a = vmNetwork(vm('auto'), missing);
+    const b = vmNetwork(vm('bridge'), missing);
+    assert.deepEqual([a, b], [{ mode: 'bridge', ifRepairFails: 'slirp' }, { mode: 'bridge', ifRepairFails: 'refuse' }]);
+    assert.deepEqual(networkAfterRepair(a, 'mcp-br0', undefined), a, 'the reload worked');
+    assert.deepEqual(networkAfterRepair(a, 'mcp-br0', 'busy'), { mode: 'slirp' });
+    assert.deepEqual(networkAfterRepair(b, 'mcp-br0', 'busy'), { mode: 'refused', why: 'the isolation rules of mcp-br0 are not in place and cannot be loaded: busy' });
+    assert.deepEqual(networkAfterRepair({ mode: 'bridge' }, 'mcp-br0', 'busy'), { mode: 'bridge' }, 'a start that did not need the reload');
+    // a running VM is not moved onto a bridge whose rules are being loaded: the next pass moves it
+    assert.equal(networkDrift(vm('auto'), running('slirp'), missing), undefined);
+    assert.equal(isolationDue({ ...missing, repairError: 'busy' }), false, 'not tried again on the same fact');
+    assert.equal(isolationDue(OURS), false);
+    assert.equal(isolationDue({ name: 'mcp-br0', present: false }), false);
   });
 });

@@ -27,6 +27,9 @@ function only(r: PlanResult, w: string): Assessment {
 
 const actionTypes = (r: PlanResult): string[] => r.actions.map((a) => `${a.type}:${a.workload}`);
 
+/** The workloads whose failure count the plan resets (housekeeping). */
+const settled = (r: PlanResult): string[] => r.housekeeping.flatMap((h) => (h.type === 'reset-failures' ? [h.workload] : []));
+
 // ---- tests ----------------------------------------------------------------------------------
 
 describe('plan: desired components against observed workloads', () => {
@@ -63,7 +66,7 @@ describe('plan: desired components against observed workloads', () => {
     assert.equal(a.handle, o.id);
     assert.equal(a.address, '10.0.0.5');
     assert.deepEqual(r.actions, []);
-    assert.deepEqual(r.settled, []);
+    assert.deepEqual(settled(r), []);
   });
 
   it('adopts a running in-sync workload that has no instance record', () => {
@@ -427,7 +430,7 @@ describe('plan: backoff and settling', () => {
     const s = spec('web', 'api');
     const startedAt = new Date(NOW.getTime() - STABLE_MS - 1).toISOString();
     const r = plan(input(desired([validRow(s)]), { container: ok(observedFor(s, { startedAt })) }, [record(s, { failures: 2 })]));
-    assert.deepEqual(r.settled, ['web-api']);
+    assert.deepEqual(settled(r), ['web-api']);
     assert.deepEqual(r.actions, []);
   });
 
@@ -442,7 +445,7 @@ describe('plan: backoff and settling', () => {
     ];
     for (const [startedAt, failures] of cases) {
       const r = plan(input(desired([validRow(s)]), { container: ok(observedFor(s, { startedAt })) }, [record(s, { failures })]));
-      assert.deepEqual(r.settled, [], `startedAt=${startedAt} failures=${failures}`);
+      assert.deepEqual(settled(r), [], `startedAt=${startedAt} failures=${failures}`);
     }
   });
 
@@ -450,7 +453,7 @@ describe('plan: backoff and settling', () => {
     const s = spec('web', 'api');
     const old = new Date(NOW.getTime() - STABLE_MS * 10).toISOString();
     const r = plan(input(desired([validRow(s)]), { container: ok(observedFor(s, { startedAt: old, state: 'exited', exitCode: 1 })) }, [record(s, { failures: 2 })]));
-    assert.deepEqual(r.settled, []);
+    assert.deepEqual(settled(r), []);
   });
 });
 
@@ -478,11 +481,11 @@ describe('plan: when to look again (requeueAt)', () => {
     const s = spec('web', 'api');
     const startedAt = at(-10_000);
     const r = plan(input(desired([validRow(s)]), { container: ok(observedFor(s, { startedAt })) }, [record(s, { failures: 2 })]));
-    assert.deepEqual(r.settled, []);
+    assert.deepEqual(settled(r), []);
     assert.deepEqual(r.requeueAt, new Date(NOW.getTime() - 10_000 + STABLE_MS));
     // at that time it is settled, and nothing more is due
     const later = plan(input(desired([validRow(s)]), { container: ok(observedFor(s, { startedAt })) }, [record(s, { failures: 2 })], { now: r.requeueAt! }));
-    assert.deepEqual(later.settled, ['web-api']);
+    assert.deepEqual(settled(later), ['web-api']);
     assert.equal(later.requeueAt, undefined);
   });
 
@@ -560,7 +563,7 @@ describe('plan: level-triggered and ordered', () => {
 
   it('an empty registry and nothing observed plans nothing', () => {
     const r = plan(input(desired([]), { container: ok(), unikernel: ok() }));
-    assert.deepEqual(r, { assessments: [], actions: [], settled: [], requeueAt: undefined });
+    assert.deepEqual(r, { assessments: [], actions: [], housekeeping: [], requeueAt: undefined });
   });
 });
 
