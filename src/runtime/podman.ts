@@ -10,8 +10,8 @@ import { z } from 'zod';
 import { RuntimeError } from '../errors.js';
 import { runBounded } from './command.js';
 import { LABEL_AGENT, LABEL_COMPONENT, LABEL_SPEC_HASH, parseComponentLabel } from '../identity.js';
-import { watchPodmanEvents, type PodmanEvent } from './podman-events.js';
-import { DEFAULT_EXIT_DIR, watchExitFiles } from './podman-exits.js';
+import { DEFAULT_EXIT_DIR } from './podman-exits.js';
+import { watchContainers } from './podman-watch.js';
 import type { Capabilities, ExecIo, Observed, Runtime, RuntimeEvent, WorkloadSpec, WorkloadState } from './types.js';
 
 export interface PodmanOptions {
@@ -240,45 +240,16 @@ export class PodmanRuntime implements Runtime {
   }
 
   watch(onEvent: (e: RuntimeEvent) => void): () => void {
-    // The fast hint: a container of ours whose exit file appears has died. podman's own `died`
-    // event for the same death comes later (podman's cleanup stamps it, often after a restart
-    // began): it is paired with its hint and swallowed, or the agent would see the old death
-    // after the restart. An exit file is written once per death (watchExitFiles tells each once).
-    const hints = new Map<string, number[]>();
-    const stopExits = watchExitFiles(this.opts.exitDir ?? DEFAULT_EXIT_DIR, (x) => {
-      const o = this.byId.get(x.id);
-      if (!o) return; // not ours, or not seen yet: the events stream tells
-      const observed = this.seenNow({ ...o, state: 'exited', exitCode: x.exitCode });
-      hints.set(x.id, [...(hints.get(x.id) ?? []), x.at].slice(-8));
-      onEvent({ runtime: 'container', workload: o.name, status: 'died', exitCode: x.exitCode, at: x.at, observed });
-    });
-    /** Whether podman's `died` event at `at` is a death an exit file already told (within 2 s before it). */
-    const hinted = (id: string, at: number): boolean => {
-      const pending = (hints.get(id) ?? []).filter((t) => t >= at - 2000);
-      const i = pending.findIndex((t) => t <= at + 50);
-      if (i >= 0) pending.splice(i, 1);
-      if (pending.length) hints.set(id, pending);
-      else hints.delete(id);
-      return i >= 0;
-    };
-    const stopEvents = watchPodmanEvents({
+    return watchContainers({
       binary: this.opts.binary,
       // MCP_AGENT_ID: whose stream this is, for anyone cleaning up after a killed agent.
       env: { ...this.opts.env, MCP_AGENT_ID: this.opts.agentId },
       filter: `label=${LABEL_AGENT}=${this.opts.agentId}`,
-      onEvent: (e) => {
-        if (e.status === 'died' && hinted(e.id, e.at)) return;
-        const observed = observedAfter(e);
-        if (observed) this.seenNow(observed);
-        // `kill`, `stop`, `cleanup` tell no state of their own: the `died` that goes with them does.
-        if (observed !== undefined || LOOK_AFTER.has(e.status)) onEvent({ runtime: 'container', workload: e.name, status: e.status, exitCode: e.exitCode, at: e.at, observed });
-      },
-      onGap: (why) => onEvent({ runtime: 'container', gap: true, why }),
+      exitDir: this.opts.exitDir ?? DEFAULT_EXIT_DIR,
+      byId: (id) => this.byId.get(id),
+      seenNow: (o) => this.seenNow(o),
+      onEvent,
     });
-    return () => {
-      stopExits();
-      stopEvents();
-    };
   }
 
   async exec(name: string, argv: string[], io: ExecIo): Promise<number> {
@@ -298,34 +269,4 @@ export class PodmanRuntime implements Runtime {
     const r = await p;
     if (r.exitCode !== 0 && !opts.signal?.aborted) throw new RuntimeError('podman', 'logs', name, podmanMessage(r));
   }
-}
-
-/**
- * What a container is after one of its events, from the event alone (podman's events carry the
- * id, the labels and the exit code): undefined when the event does not say (a `kill` signals, it
- * does not tell whether the container died; `cleanup` follows a death already told).
- */
-/**
- * Only events whose state can be trusted by their time: podman stamps `start` after the runtime
- * started the container, and a container that exits at once has often died (exit file) before
- * that stamp. So `start`, `restart` and `unpause` say "look" (one targeted inspect), not "running".
- */
-const STATE_AFTER: Record<string, WorkloadState | undefined> = { create: 'created', died: 'exited', pause: 'paused' };
-const LOOK_AFTER = new Set(['start', 'restart', 'unpause']);
-
-export function observedAfter(e: PodmanEvent): Observed | null | undefined {
-  if (e.status === 'remove') return null;
-  const state = STATE_AFTER[e.status];
-  if (state === undefined) return undefined;
-  return {
-    runtime: 'container',
-    name: e.name,
-    id: e.id,
-    key: parseComponentLabel(e.labels[LABEL_COMPONENT]),
-    specHash: e.labels[LABEL_SPEC_HASH],
-    state,
-    exitCode: state === 'exited' ? e.exitCode : undefined,
-    startedAt: undefined,
-    address: undefined,
-  };
 }
