@@ -1,15 +1,19 @@
 /**
- * Streams `podman events` for this agent's containers, so a container that dies is known at once
- * instead of at the next resync. The stream ends with the agent, even on SIGKILL (boundToAgent);
- * it is started with `--until` a window ahead and restarted when it ends, each window beginning
- * where the last one ended (`--since` = the last `--until`), so no event falls between two.
- * When a stream ends early (podman failing, killed) events may have been missed: `onGap` says so,
- * and whoever keeps a view of the containers lists them again; the next stream replays the window.
+ * podman's events for this agent's containers, so a change made behind the agent's back is known
+ * at once instead of at the next resync. Read from podman's events file when podman logs there
+ * (podman-event-file.ts: inotify, no process, no polling), else from a `podman events` stream.
+ * The stream ends with the agent, even on SIGKILL (boundToAgent); it is started with `--until` a
+ * window ahead and restarted when it ends, each window beginning where the last one ended
+ * (`--since` = the last `--until`), so no event falls between two. When a stream ends early
+ * (podman failing, killed) or the file is rotated, events may have been missed: `onGap` says so,
+ * and whoever keeps a view of the containers lists them again.
  */
 import { execa, type ResultPromise } from 'execa';
 import { createInterface } from 'node:readline';
 import { z } from 'zod';
 import { boundToAgent } from '../child-lifetime.js';
+import { runBounded } from './command.js';
+import { DEFAULT_EVENTS_FILE, tailEventFile } from './podman-event-file.js';
 
 export interface PodmanEventsOptions {
   binary: string;
@@ -18,6 +22,8 @@ export interface PodmanEventsOptions {
   onEvent: (e: PodmanEvent) => void;
   onGap: (why: string) => void;
   windowSeconds?: number;
+  /** podman's events file (default /run/libpod/events/events.log); null: always `podman events`. */
+  eventsFile?: string | null;
 }
 
 /** One container event as podman prints it (podman 4.3: one JSON object a line). */
@@ -61,7 +67,59 @@ export function parsePodmanEvent(line: string): PodmanEvent | undefined {
   return { id: e.ID, name: e.Name, status: e.Status, at, labels: e.Attributes ?? {}, exitCode: e.ContainerExitCode };
 }
 
+/**
+ * podman's events for `filter` (`label=K=V`): read from podman's events file when podman logs
+ * events to a file there (podman-event-file.ts, at once and at no cost while idle), otherwise, or
+ * when that watch fails, from a `podman events` stream.
+ */
 export function watchPodmanEvents(o: PodmanEventsOptions): () => void {
+  let stopped = false;
+  let stopCurrent: (() => void) | undefined;
+  const useStream = (): void => {
+    if (!stopped) stopCurrent = streamPodmanEvents(o);
+  };
+  const file = o.eventsFile === undefined ? DEFAULT_EVENTS_FILE : o.eventsFile;
+  const label = /^label=([^=]+)=(.*)$/.exec(o.filter);
+  if (file === null || !label) {
+    useStream();
+  } else {
+    void (async () => {
+      const logger = await eventLogger(o).catch(() => undefined);
+      const tail =
+        logger === 'file' && !stopped
+          ? await tailEventFile(file, {
+              line: (l) => {
+                const e = parsePodmanEvent(l);
+                if (e && e.labels[label[1]!] === label[2]) o.onEvent(e);
+              },
+              gap: o.onGap,
+              dead: (why) => {
+                o.onGap(why);
+                useStream();
+              },
+            })
+          : undefined;
+      if (stopped) return tail?.stop();
+      if (!tail) return useStream();
+      stopCurrent = tail.stop;
+      // Events between the agent's start and this moment were read by nobody: look again.
+      o.onGap('podman events are read from its events file from now on');
+    })();
+  }
+  return () => {
+    stopped = true;
+    stopCurrent?.();
+  };
+}
+
+/** podman's `events_logger` (file, journald, none), from `podman info`. */
+async function eventLogger(o: PodmanEventsOptions): Promise<string> {
+  const r = await runBounded(o.binary, ['info', '--format', '{{.Host.EventLogger}}'], { runtime: 'podman', operation: 'probe', timeoutMs: 10_000, read: true }, { env: o.env });
+  return String(r.stdout).trim();
+}
+
+/** The `podman events` process, in contiguous windows (see the file's header). */
+function streamPodmanEvents(o: PodmanEventsOptions): () => void {
   const windowSeconds = o.windowSeconds ?? 60;
   let stopped = false;
   let child: ResultPromise | undefined;
