@@ -8,7 +8,7 @@ import type { RuntimeKind } from '../manifest/schema.js';
 import { hostNet } from '../net/host.js';
 import type { HostNet } from '../net/types.js';
 import { PodmanRuntime } from '../runtime/podman.js';
-import type { RuntimeLog } from '../runtime/podman-service.js';
+import { defaultApiSocket, type RuntimeLog } from '../runtime/podman-service.js';
 import { QemuRuntime } from '../runtime/qemu/runtime.js';
 import type { Runtime } from '../runtime/types.js';
 
@@ -24,10 +24,6 @@ export function buildHost(cfg: AgentConfig, agentId: string, log?: RuntimeLog): 
   return { runtimes: buildRuntimes(cfg, agentId, net, log), hostNet: net };
 }
 
-/** Where the agent's own podman API service listens: short, under /run, one directory per agent. */
-export function podmanApiSocket(agentId: string): string {
-  return `/run/mcp-agent/${agentId}/podman.sock`;
-}
 
 /** The host's VM networking alone (`agent net up/down/status`). */
 export function buildHostNet(): HostNet {
@@ -51,7 +47,7 @@ function buildRuntimes(cfg: AgentConfig, agentId: string, net: HostNet, log: Run
         changeTimeoutMs: cfg.podman.timeout_seconds * 1000,
         // The API serves `agent run` only (it starts the service in watch): one-shot commands keep the CLI.
         api: cfg.podman.api,
-        apiSocket: podmanApiSocket(agentId),
+        apiSocket: defaultApiSocket(paths.home, agentId),
         apiSocketExternal: cfg.podman.api_socket,
         log,
       }),

@@ -4,13 +4,15 @@
  * environment like every helper), waited on until `_ping` answers, started again with a backoff
  * when it exits, and ended (its socket and directory removed) when the agent's watch ends. Or a
  * socket someone else serves (`podman.api_socket`): then it is only pinged, never started.
+ * The socket lies beside the registry (defaultApiSocket); a service killed with the agent leaves
+ * it there, and the next start removes it.
  *
  * Invariant: `ready()` hands out the API only while the service is known to answer; anything else
  * (starting, exited, a request that found it gone or hung) is undefined, and the caller uses the CLI.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, rmSync, rmdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { boundToAgent } from '../child-lifetime.js';
 import { PodmanApi, type ApiFailureKind } from './podman-api.js';
 
@@ -33,6 +35,18 @@ export interface PodmanServiceOptions {
   log?: RuntimeLog | undefined;
 }
 
+/** The longest path a unix socket may have (sun_path is 108 bytes with its NUL). */
+const MAX_SOCKET_PATH = 107;
+
+/**
+ * Where the agent's own service listens: beside the registry (the agent's home, which a test or an
+ * uninstall removes with it), or under /run/mcp-agent/<agent id>/ when that path is too long.
+ */
+export function defaultApiSocket(home: string, agentId: string): string {
+  const beside = join(home, 'podman.sock');
+  return Buffer.byteLength(beside) <= MAX_SOCKET_PATH ? beside : `/run/mcp-agent/${agentId}/podman.sock`;
+}
+
 const BACKOFF_BASE_MS = 500;
 const BACKOFF_MAX_MS = 60_000;
 /** A service that answered this long before it ended starts again at the base delay. */
@@ -46,6 +60,8 @@ export class PodmanService {
   private failures = 0;
   private timer: NodeJS.Timeout | undefined;
   private readySince = 0;
+  /** The directory this service made for its socket (removed with it); undefined when it existed. */
+  private madeDir: string | undefined;
 
   constructor(private readonly o: PodmanServiceOptions) {}
 
@@ -98,7 +114,7 @@ export class PodmanService {
     if (this.stopped) return;
     this.removeSocket(); // left by a service killed with the agent (SIGKILL removes nothing)
     try {
-      mkdirSync(dirname(this.o.socketPath), { recursive: true, mode: 0o700 });
+      this.madeDir ??= mkdirSync(dirname(this.o.socketPath), { recursive: true, mode: 0o700 }) ? dirname(this.o.socketPath) : undefined;
     } catch (err) {
       this.o.log?.warn({ socket: this.o.socketPath, err: (err as Error).message }, 'cannot make the podman API socket\'s directory: using the podman CLI');
       return this.later(() => this.launch());
@@ -163,10 +179,12 @@ export class PodmanService {
     this.timer.unref();
   }
 
+  /** The socket file, and its directory when this service made it (only ever an empty one). */
   private removeSocket(): void {
     rmSync(this.o.socketPath, { force: true });
+    if (!this.stopped || this.madeDir === undefined) return;
     try {
-      rmdirSync(dirname(this.o.socketPath));
+      rmdirSync(this.madeDir);
     } catch {
       /* not empty, or not there */
     }

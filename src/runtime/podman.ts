@@ -39,7 +39,7 @@ export interface PodmanOptions {
    * 'off', or a service that does not answer, keeps every call on the CLI.
    */
   api?: 'auto' | 'off';
-  /** Where the agent's own service listens (≤ 107 bytes): e.g. /run/mcp-agent/<agent id>/podman.sock. */
+  /** Where the agent's own service listens (≤ 107 bytes): beside the registry, see defaultApiSocket. */
   apiSocket?: string;
   /** An existing podman API socket (`podman.api_socket`): used instead of starting a service. */
   apiSocketExternal?: string | undefined;

@@ -10,6 +10,7 @@ import { loadConfig } from '../../src/config/config.js';
 import { RuntimeError, ValidationError } from '../../src/errors.js';
 import { apiErrorMessage, apiFilters } from '../../src/runtime/podman-api.js';
 import { observedOf, parsePsJson } from '../../src/runtime/podman-ps.js';
+import { defaultApiSocket } from '../../src/runtime/podman-service.js';
 import { expectError } from '../helpers/expect-error.js';
 
 const ID = '670783f1f98fe45453c3349238a56dba3eed88138e17c88c483f6acdd908111d';
@@ -49,6 +50,11 @@ describe('podman API errors and filters', () => {
     assert.equal(apiErrorMessage(500, '{"cause":"boom","response":500}'), 'boom');
     assert.equal(apiErrorMessage(502, 'Bad Gateway'), 'HTTP 502: Bad Gateway');
     assert.equal(apiErrorMessage(500, ''), 'HTTP 500');
+  });
+
+  it('the service socket lies beside the registry, or under /run/mcp-agent/<id> when that is too long for a unix socket', () => {
+    assert.equal(defaultApiSocket('/var/lib/mcp-agent', 'abc'), '/var/lib/mcp-agent/podman.sock');
+    assert.equal(defaultApiSocket(`/srv/${'d'.repeat(100)}`, 'abc'), '/run/mcp-agent/abc/podman.sock');
   });
 
   it('podman ps filters become the JSON filters parameter; several labels are kept apart', () => {
