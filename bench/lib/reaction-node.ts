@@ -48,6 +48,8 @@ export class ReactionNode {
       `[backoff]\nbase_ms = 1000\nmax_ms = ${o.backoffMaxMs}`,
       `[net]\nbridge = "rb${this.tag}"\ntable = "rb${this.tag}"`,
       `[qemu]\naccel = "tcg"`,
+      // BENCH_REACTION_PODMAN_API=off: the agent's podman calls all through the CLI (default: auto, the API).
+      `[podman]\napi = "${process.env.BENCH_REACTION_PODMAN_API === 'off' ? 'off' : 'auto'}"`,
     ].join('\n\n') + '\n');
     await this.children.must(process.execPath, [this.bin, '--db', this.db, '--config', this.config, 'run', '--once'], 120_000);
     this.agentId = this.query<{ value: string }>("SELECT value FROM meta WHERE key = 'agent_id'")[0]!.value;

@@ -8,6 +8,7 @@ import type { RuntimeKind } from '../manifest/schema.js';
 import { hostNet } from '../net/host.js';
 import type { HostNet } from '../net/types.js';
 import { PodmanRuntime } from '../runtime/podman.js';
+import { defaultApiSocket, type RuntimeLog } from '../runtime/podman-service.js';
 import { QemuRuntime } from '../runtime/qemu/runtime.js';
 import type { Runtime } from '../runtime/types.js';
 
@@ -17,22 +18,40 @@ export interface HostAdapters {
   hostNet: HostNet;
 }
 
-export function buildHost(cfg: AgentConfig, agentId: string): HostAdapters {
+/** `log`: where the adapters' own lines go (the podman API service's); none for one-shot commands. */
+export function buildHost(cfg: AgentConfig, agentId: string, log?: RuntimeLog): HostAdapters {
   const net = buildHostNet();
-  return { runtimes: buildRuntimes(cfg, agentId, net), hostNet: net };
+  return { runtimes: buildRuntimes(cfg, agentId, net, log), hostNet: net };
 }
+
 
 /** The host's VM networking alone (`agent net up/down/status`). */
 export function buildHostNet(): HostNet {
   return hostNet();
 }
 
-function buildRuntimes(cfg: AgentConfig, agentId: string, net: HostNet): Map<RuntimeKind, Runtime> {
+function buildRuntimes(cfg: AgentConfig, agentId: string, net: HostNet, log: RuntimeLog | undefined): Map<RuntimeKind, Runtime> {
   const env: Record<string, string> = {};
   if (cfg.podman.containers_conf) env.CONTAINERS_CONF = cfg.podman.containers_conf;
   const paths = vmPaths(cfg);
   return new Map<RuntimeKind, Runtime>([
-    ['container', new PodmanRuntime({ binary: cfg.podman.binary, ociRuntime: cfg.podman.oci_runtime, ulimits: cfg.podman.ulimits, agentId, env, listTimeoutMs: cfg.podman.list_timeout_seconds * 1000, changeTimeoutMs: cfg.podman.timeout_seconds * 1000 })],
+    [
+      'container',
+      new PodmanRuntime({
+        binary: cfg.podman.binary,
+        ociRuntime: cfg.podman.oci_runtime,
+        ulimits: cfg.podman.ulimits,
+        agentId,
+        env,
+        listTimeoutMs: cfg.podman.list_timeout_seconds * 1000,
+        changeTimeoutMs: cfg.podman.timeout_seconds * 1000,
+        // The API serves `agent run` only (it starts the service in watch): one-shot commands keep the CLI.
+        api: cfg.podman.api,
+        apiSocket: defaultApiSocket(paths.home, agentId),
+        apiSocketExternal: cfg.podman.api_socket,
+        log,
+      }),
+    ],
     [
       'unikernel',
       new QemuRuntime({

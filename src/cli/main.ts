@@ -129,7 +129,7 @@ function program(): Command {
         registry.close();
         throw err;
       }
-      const loop = new AgentLoop({ registry, ...buildHost(cfg, registry.meta.agentId()), config: cfg, log });
+      const loop = new AgentLoop({ registry, ...buildHost(cfg, registry.meta.agentId(), log), config: cfg, log });
       // Both modes stop the same way on SIGINT/SIGTERM: nothing new is dispatched, VM starts still
       // booting are rolled back, other actions finish, the claim is given back. A second signal
       // changes nothing of that (it never skips the cleanup). Listeners stay installed (not

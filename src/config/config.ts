@@ -50,8 +50,19 @@ export const ConfigSchema = z.strictObject({
       list_timeout_seconds: z.number().int().min(1, 'must be at least 1').max(600, 'must be at most 600').default(10),
       /** Bound of `podman run`, `start`, `rm`; `stop` gets stop_grace_seconds on top. */
       timeout_seconds: z.number().int().min(1, 'must be at least 1').max(3600, 'must be at most 3600').default(60),
+      /**
+       * auto: `agent run` lists, inspects and restarts containers through podman's REST API (its own
+       * `podman system service`, or api_socket), the CLI whenever that does not answer; off: the CLI only.
+       */
+      api: z.enum(['auto', 'off'], { error: 'must be auto or off' }).default('auto'),
+      /** An existing podman API socket to use instead of starting a service (absolute, ≤ 107 bytes). */
+      api_socket: z
+        .string()
+        .refine((s) => s.startsWith('/'), { message: 'must be an absolute path' })
+        .refine((s) => Buffer.byteLength(s) <= 107, { message: 'must be at most 107 bytes (a unix socket path)' })
+        .optional(),
     })
-    .default({ binary: 'podman', oci_runtime: 'runc', ulimits: ['nofile=20000:20000', 'nproc=32768:32768'], list_timeout_seconds: 10, timeout_seconds: 60 }),
+    .default({ binary: 'podman', oci_runtime: 'runc', ulimits: ['nofile=20000:20000', 'nproc=32768:32768'], list_timeout_seconds: 10, timeout_seconds: 60, api: 'auto' }),
   qemu: z
     .strictObject({
       binary: z.string().min(1).default('qemu-system-x86_64'),

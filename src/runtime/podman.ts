@@ -6,11 +6,13 @@
  * `--pull never` because no image registry is reachable and a pull would only hang.
  */
 import { execa, type ExecaError } from 'execa';
-import { z } from 'zod';
 import { RuntimeError } from '../errors.js';
 import { runBounded } from './command.js';
-import { LABEL_AGENT, LABEL_COMPONENT, LABEL_SPEC_HASH, parseComponentLabel } from '../identity.js';
+import { LABEL_AGENT } from '../identity.js';
+import { PodmanApiError, type PodmanApi } from './podman-api.js';
 import { DEFAULT_EXIT_DIR } from './podman-exits.js';
+import { observedOf, parsePsJson } from './podman-ps.js';
+import { PodmanService, type RuntimeLog } from './podman-service.js';
 import { watchContainers } from './podman-watch.js';
 import type { Capabilities, ExecIo, Observed, Runtime, RuntimeEvent, WorkloadSpec, WorkloadState } from './types.js';
 
@@ -31,38 +33,17 @@ export interface PodmanOptions {
   changeTimeoutMs: number;
   /** Where conmon writes exit files (see podman-exits.ts); default /run/libpod/exits. */
   exitDir?: string;
-}
-
-const PsEntrySchema = z.object({
-  Id: z.string(),
-  Names: z.array(z.string()).default([]),
-  State: z.string(),
-  Labels: z.record(z.string(), z.string()).nullish(),
-  ExitCode: z.number().optional(),
-  StartedAt: z.number().optional(),
-  Exited: z.boolean().optional(),
-});
-const PsOutputSchema = z.array(PsEntrySchema);
-
-function stateOf(podmanState: string): WorkloadState {
-  switch (podmanState) {
-    case 'running':
-      return 'running';
-    case 'exited':
-    case 'stopped':
-    case 'dead':
-      return 'exited';
-    case 'created':
-    case 'configured':
-    case 'initialized':
-      return 'created';
-    case 'paused':
-      return 'paused';
-    case 'stopping':
-      return 'stopping';
-    default:
-      return 'unknown';
-  }
+  /**
+   * podman's REST API for listings and restarts while the agent runs (`watch`): 'auto' starts
+   * `podman system service` on `apiSocket` (or uses `apiSocketExternal`, served by someone else);
+   * 'off', or a service that does not answer, keeps every call on the CLI.
+   */
+  api?: 'auto' | 'off';
+  /** Where the agent's own service listens (≤ 107 bytes): beside the registry, see defaultApiSocket. */
+  apiSocket?: string;
+  /** An existing podman API socket (`podman.api_socket`): used instead of starting a service. */
+  apiSocketExternal?: string | undefined;
+  log?: RuntimeLog | undefined;
 }
 
 /** The last meaningful line of podman's stderr: it prefixes with "Error: ". */
@@ -79,6 +60,8 @@ export class PodmanRuntime implements Runtime {
 
   /** Our containers by id, as last seen: an exit file names only the id. */
   private readonly byId = new Map<string, Observed>();
+  /** The API service while `watch` runs with podman.api = auto; otherwise every call is the CLI's. */
+  private service: PodmanService | undefined;
 
   constructor(private readonly opts: PodmanOptions) {}
 
@@ -113,35 +96,41 @@ export class PodmanRuntime implements Runtime {
     return this.ps([]);
   }
 
-  /** `podman ps -a` of this agent's containers, with extra filters (ANDed by podman). */
-  private async ps(filters: string[], operation = 'list'): Promise<Observed[]> {
-    const args = ['ps', '-a', '--format', 'json', '--filter', `label=${LABEL_AGENT}=${this.opts.agentId}`];
-    for (const f of filters) args.push('--filter', f);
-    const out = await this.podman(args, operation, undefined, this.opts.listTimeoutMs);
-    let raw: unknown;
-    try {
-      raw = JSON.parse(out || '[]');
-    } catch {
-      throw new RuntimeError('podman', operation, undefined, 'podman ps printed something that is not JSON');
-    }
-    const parsed = PsOutputSchema.safeParse(raw);
-    if (!parsed.success) throw new RuntimeError('podman', operation, undefined, `unexpected podman ps output: ${parsed.error.message}`);
-    return parsed.data.map((c) => this.seenNow(this.toObserved(c)));
+  /**
+   * This agent's containers, with extra `podman ps` filters (ANDed by podman): through the API when
+   * its service answers, else (or when the service turns out gone) `podman ps -a`.
+   */
+  private async ps(extra: string[], operation = 'list'): Promise<Observed[]> {
+    const filters = [`label=${LABEL_AGENT}=${this.opts.agentId}`, ...extra];
+    const bound = { operation, timeoutMs: this.opts.listTimeoutMs };
+    const viaApi = await this.throughApi((api) => api.listContainers(filters, bound));
+    const text = viaApi ?? (await this.podman(['ps', '-a', '--format', 'json', ...filters.flatMap((f) => ['--filter', f])], operation, undefined, this.opts.listTimeoutMs));
+    const source = viaApi === undefined ? 'podman ps' : 'the podman API';
+    return parsePsJson(text, operation, source).map((c) => this.seenNow(observedOf(c)));
   }
 
-  private toObserved(c: z.infer<typeof PsEntrySchema>): Observed {
-    const labels = c.Labels ?? {};
-    return {
-      runtime: 'container',
-      name: c.Names[0] ?? c.Id.slice(0, 12),
-      id: c.Id,
-      key: parseComponentLabel(labels[LABEL_COMPONENT]),
-      specHash: labels[LABEL_SPEC_HASH],
-      state: stateOf(c.State),
-      exitCode: c.ExitCode,
-      startedAt: c.StartedAt && c.StartedAt > 0 ? new Date(c.StartedAt * 1000).toISOString() : undefined,
-      address: undefined,
-    };
+  /**
+   * `call` through the API when the service answers; undefined when the CLI must do it (no service,
+   * or the request found it gone). podman's own refusal, or a service that hung, is thrown.
+   */
+  private async throughApi<T>(call: (api: PodmanApi) => Promise<T>): Promise<T | undefined> {
+    const api = this.service?.ready();
+    if (!api) return undefined;
+    try {
+      return await call(api);
+    } catch (err) {
+      if (!(err instanceof PodmanApiError)) throw err;
+      this.service?.lost(err.kind, err.message);
+      if (err.kind === 'unreachable') return undefined;
+      throw err;
+    }
+  }
+
+  /** `podman start` of a container (by id or name), through the API when it answers. */
+  private async startContainer(ref: string, workload: string): Promise<void> {
+    const done = await this.throughApi((api) => api.start(ref, { operation: 'start', workload, timeoutMs: this.opts.changeTimeoutMs }).then(() => true));
+    if (!done) await this.podman(['start', ref], 'start', workload);
+    this.opts.log?.debug({ workload, id: ref, via: done ? 'api' : 'cli' }, `podman start ${workload} (${done ? 'API' : 'CLI'})`);
   }
 
   inspect(name: string): Promise<Observed | undefined> {
@@ -175,7 +164,7 @@ export class PodmanRuntime implements Runtime {
     if (existing) {
       if (existing.specHash === w.specHash && existing.state === 'running') return existing;
       if (existing.specHash === w.specHash && (existing.state === 'exited' || existing.state === 'created')) {
-        await this.podman(['start', w.name], 'start', w.name);
+        await this.startContainer(w.name, w.name);
         return (await this.find(w.name)) ?? existing;
       }
       await this.remove(w.name);
@@ -220,7 +209,7 @@ export class PodmanRuntime implements Runtime {
     if (seen.specHash !== w.specHash || (seen.state !== 'exited' && seen.state !== 'created')) return undefined;
     try {
       // By id: a container of that name made since the view was taken is never the one started.
-      await this.podman(['start', seen.id], 'start', w.name);
+      await this.startContainer(seen.id, w.name);
     } catch (err) {
       if (err instanceof RuntimeError && /no such container/i.test(err.message)) return undefined;
       throw err;
@@ -239,17 +228,30 @@ export class PodmanRuntime implements Runtime {
     await this.podman(['rm', '--force', '--ignore', '--time', '0', name], 'rm', name);
   }
 
+  /** Watches the containers; while it does, the API service (podman.api = auto) runs or is found. */
   watch(onEvent: (e: RuntimeEvent) => void): () => void {
-    return watchContainers({
+    // MCP_AGENT_ID: whose helper this is, for anyone cleaning up after a killed agent.
+    const env = { ...this.opts.env, MCP_AGENT_ID: this.opts.agentId };
+    const socket = this.opts.apiSocketExternal ?? this.opts.apiSocket;
+    const service = this.opts.api === 'auto' && socket && !this.service
+      ? new PodmanService({ binary: this.opts.binary, env, socketPath: socket, external: this.opts.apiSocketExternal !== undefined, readyTimeoutMs: this.opts.changeTimeoutMs, log: this.opts.log })
+      : undefined;
+    this.service = service;
+    service?.start();
+    const stopWatch = watchContainers({
       binary: this.opts.binary,
-      // MCP_AGENT_ID: whose stream this is, for anyone cleaning up after a killed agent.
-      env: { ...this.opts.env, MCP_AGENT_ID: this.opts.agentId },
+      env,
       filter: `label=${LABEL_AGENT}=${this.opts.agentId}`,
       exitDir: this.opts.exitDir ?? DEFAULT_EXIT_DIR,
       byId: (id) => this.byId.get(id),
       seenNow: (o) => this.seenNow(o),
       onEvent,
     });
+    return () => {
+      stopWatch();
+      if (service && this.service === service) this.service = undefined;
+      service?.stop();
+    };
   }
 
   async exec(name: string, argv: string[], io: ExecIo): Promise<number> {
