@@ -43,6 +43,11 @@ import { fileURLToPath } from 'node:url';
 import { ChildTracker, cleanUpOnSignals, type Ran } from './lib/children.js';
 import { probeBanner, sshConnect, type SshTarget } from '../src/runtime/ssh.js';
 import { median, r1, r2 } from './lib/stats.js';
+import { alive, killQemus, qemuPidsWith } from './lib/procfs.js';
+import { bareArgs } from './lib/vm.js';
+
+/** Ends QEMU processes of this bench (only while their command line still points into our dirs). */
+const killQemusIn = (pids: number[]): Promise<void> => killQemus(pids, ourDirs);
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const BIN = join(ROOT, 'bin/agent.js');
@@ -83,21 +88,6 @@ const endChildren = (): Promise<void> => children.endAll(15_000);
 
 // ---- /proc ---------------------------------------------------------------------------------
 
-/** QEMU processes whose command line points into one of `dirs`. */
-function qemuPidsIn(dirs: string[]): number[] {
-  const pids: number[] = [];
-  for (const p of readdirSync('/proc')) {
-    if (!/^\d+$/.test(p)) continue;
-    try {
-      const argv = readFileSync(`/proc/${p}/cmdline`, 'utf8');
-      if (argv.startsWith('qemu-system') && dirs.some((d) => argv.includes(d))) pids.push(Number(p));
-    } catch {
-      /* gone */
-    }
-  }
-  return pids;
-}
-
 /** kB from a /proc/PID/status field (VmRSS, VmHWM), or undefined when the process is gone. */
 function procKb(pid: number, field: 'VmRSS' | 'VmHWM'): number | undefined {
   try {
@@ -108,33 +98,7 @@ function procKb(pid: number, field: 'VmRSS' | 'VmHWM'): number | undefined {
   }
 }
 
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state !== 'Z' && state !== 'X';
-  } catch {
-    return false;
-  }
-}
 
-/** SIGTERM, then SIGKILL, each pid (only while its cmdline still points into our dirs). */
-async function killQemus(pids: number[]): Promise<void> {
-  const stillOurs = (pid: number): boolean => qemuPidsIn(ourDirs).includes(pid) && alive(pid);
-  for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
-    const live = pids.filter(stillOurs);
-    if (live.length === 0) return;
-    for (const pid of live) {
-      try {
-        process.kill(pid, signal);
-      } catch {
-        /* gone */
-      }
-    }
-    const deadline = Date.now() + 5000;
-    while (pids.some(stillOurs) && Date.now() < deadline) await sleep(50);
-  }
-}
 
 // ---- cleanup -------------------------------------------------------------------------------
 
@@ -144,11 +108,11 @@ let cleaning: Promise<boolean> | undefined;
 function cleanup(): Promise<boolean> {
   cleaning ??= (async () => {
     await endChildren();
-    const found = qemuPidsIn(ourDirs);
+    const found = qemuPidsWith(ourDirs);
     if (found.length > 0) log(`cleanup: killing ${found.length} QEMU process(es) of ours by pid: ${found.join(' ')}`);
-    await killQemus(found);
+    await killQemusIn(found);
     for (const d of ourDirs) rmSync(d, { recursive: true, force: true });
-    const left = qemuPidsIn(ourDirs);
+    const left = qemuPidsWith(ourDirs);
     // pgrep matches the process name, which QEMU's -name process=... replaces: -f matches argv.
     const pg = await run('pgrep', ['-af', 'qemu-system']).catch(() => undefined);
     const pgOurs = (pg?.stdout ?? '').split('\n').filter((l) => ourDirs.some((d) => l.includes(d)));
@@ -206,40 +170,6 @@ function vmManifest(service: string, components: string[]): string {
   return out;
 }
 
-/**
- * The agent's argument list with the pidfile, QMP socket and serial log moved into `stateDir` and
- * the SSH forward moved to `port`; every other argument untouched. Refuses anything unexpected.
- */
-function bareArgs(agentArgs: string[], agentStateDir: string, stateDir: string, agentPort: number, port: number): string[] {
-  const args = [...agentArgs];
-  const moved: Record<string, (v: string) => string> = {
-    '-pidfile': (v) => (v === `${agentStateDir}/qemu.pid` ? `${stateDir}/qemu.pid` : fail(v)),
-    '-qmp': (v) => (v.startsWith(`unix:${agentStateDir}/qmp.sock,`) ? v.replace(`unix:${agentStateDir}/`, `unix:${stateDir}/`) : fail(v)),
-    '-serial': (v) => (v === `file:${agentStateDir}/console.log` ? `file:${stateDir}/console.log` : fail(v)),
-  };
-  const fail = (v: string): never => {
-    throw new Error(`unexpected QEMU argument ${v} in the agent's argument list`);
-  };
-  let rewritten = 0;
-  for (let i = 0; i < args.length; i++) {
-    const opt = args[i]!;
-    if (opt in moved) {
-      args[i + 1] = moved[opt]!(args[i + 1]!);
-      rewritten++;
-    } else if (opt === '-netdev') {
-      const v = args[i + 1]!;
-      const fwds = v.split(',').filter((p) => p.startsWith('hostfwd='));
-      // SLIRP forwards on 127.0.0.1 only, and just the one SSH forward for this component.
-      if (!v.startsWith('user,') || fwds.length !== 1 || fwds[0] !== `hostfwd=tcp:127.0.0.1:${agentPort}-:22`) fail(v);
-      args[i + 1] = v.replace(`hostfwd=tcp:127.0.0.1:${agentPort}-:22`, `hostfwd=tcp:127.0.0.1:${port}-:22`);
-      rewritten++;
-    }
-  }
-  if (rewritten !== 4) throw new Error(`expected to rewrite 4 arguments (pidfile, qmp, serial, netdev), rewrote ${rewritten}`);
-  if (args.some((a) => a.includes(agentStateDir))) throw new Error(`an argument still points into ${agentStateDir}: ${args.join(' ')}`);
-  return args;
-}
-
 /** The argument list with this run's varying parts (state dir, port) normalised, to compare runs. */
 const normalised = (args: string[], stateDir: string, port: number): string => args.join('\0').replaceAll(stateDir, '<DIR>').replaceAll(`127.0.0.1:${port}-`, '127.0.0.1:<PORT>-');
 
@@ -279,10 +209,10 @@ async function agentBoot(): Promise<AgentBoot> {
 async function agentTeardown(): Promise<void> {
   await agentCli(bootDb, ['delete', bootService]);
   await agentCli(bootDb, ['run', '--once']);
-  const left = qemuPidsIn([bootDir]);
+  const left = qemuPidsWith([bootDir]);
   if (left.length > 0) {
     log(`ODD: QEMU still running after delete + run --once: ${left.join(' ')}; killing it`);
-    await killQemus(left);
+    await killQemusIn(left);
   }
   if (existsSync(join(bootDir, 'vm', bootWorkload))) log(`ODD: state dir of ${bootWorkload} still present after delete + run --once`);
 }
@@ -322,7 +252,7 @@ async function bareBoot(agentRecord: VmRecordLite, round: string): Promise<BareB
     }
   } finally {
     // The pidfile path in its argv points into stateDir: this finds the daemon (pid) and nothing else.
-    await killQemus(qemuPidsIn([stateDir]));
+    await killQemusIn(qemuPidsWith([stateDir]));
     rmSync(stateDir, { recursive: true, force: true });
   }
 }
@@ -396,7 +326,7 @@ const status = async (): Promise<StatusJson> => JSON.parse((await agentCli(rssDb
 function rssQemuPids(): number[] {
   const vmDir = join(rssDir, 'vm');
   if (!existsSync(vmDir)) return [];
-  const ours = new Set(qemuPidsIn([rssDir]));
+  const ours = new Set(qemuPidsWith([rssDir]));
   const pids: number[] = [];
   for (const name of readdirSync(vmDir)) {
     try {
@@ -430,8 +360,9 @@ async function rssBench(): Promise<RssResult> {
   writeFileSync(manifest, vmManifest(rssService, components));
 
   // The registry is created (and migrated) before the agent starts: a `status` racing the agent's
-  // own first open of a brand-new file can find it locked.
-  await agentCli(rssDb, ['status', '--json']);
+  // own first open of a brand-new file can find it locked. Only apply and run create one: a pass
+  // over nothing does it.
+  await agentCli(rssDb, ['run', '--once']);
   const outFd = openSync(join(rssDir, 'agent.out'), 'a');
   const errFd = openSync(join(rssDir, 'agent.log'), 'a');
   const agentProc = spawn(process.execPath, [BIN, '--db', rssDb, 'run'], { cwd: ROOT, env: childEnv, stdio: ['ignore', outFd, errFd] });
@@ -508,14 +439,14 @@ async function rssBench(): Promise<RssResult> {
   process.kill(agentPid, 'SIGTERM');
   const agentExit = await Promise.race([exited, sleep(30_000).then(() => 'still running after 30 s')]);
   const agentStopMs = performance.now() - tStop;
-  if (qemuPidsIn([rssDir]).length !== VM_COUNT) log(`ODD: after the agent's SIGTERM, ${qemuPidsIn([rssDir]).length} QEMUs run (VMs should outlive the agent)`);
+  if (qemuPidsWith([rssDir]).length !== VM_COUNT) log(`ODD: after the agent's SIGTERM, ${qemuPidsWith([rssDir]).length} QEMUs run (VMs should outlive the agent)`);
 
   const tDel = performance.now();
   await agentCli(rssDb, ['delete', rssService]);
   const once = await run(process.execPath, [BIN, '--db', rssDb, 'run', '--once'], { timeoutMs: 10 * 60_000 });
   const stopVmsS = (performance.now() - tDel) / 1000;
   if (once.code !== 0) log(`ODD: run --once after delete exited ${once.code ?? once.signal}: ${once.stderr.slice(-2000)}`);
-  const left = qemuPidsIn([rssDir]);
+  const left = qemuPidsWith([rssDir]);
   if (left.length > 0) log(`ODD: ${left.length} QEMU still running after delete + run --once (the cleanup kills them)`);
 
   return { vms: VM_COUNT, agentPid, baselineKb, loadedKb, qemuTotalKb, qemuPerVmKb, agentHwmKb, allInSyncS, agentStopMs, agentExit, stopVmsS };
