@@ -24,6 +24,7 @@ import { keyString } from '../src/errors.js';
 import type { ComponentSpec } from '../src/manifest/schema.js';
 import type { DesiredComponent, DesiredService, InstanceRecord } from '../src/registry/index.js';
 import type { Observed } from '../src/runtime/types.js';
+import { record } from '../test/helpers/spec.js';
 
 // A collectable heap between samples makes samples comparable; `gc` is not exposed by default.
 setFlagsFromString('--expose-gc');
@@ -139,22 +140,7 @@ function buildInput(n: number, seed = 42): Built {
       startedAt,
       address: undefined,
     });
-    const rec = (over: Partial<InstanceRecord> = {}): InstanceRecord => ({
-      workload,
-      service,
-      component: name,
-      runtime: 'container',
-      handle: id,
-      specHash: hash,
-      startedAt,
-      restarts: 0,
-      failures: 0,
-      lastFailureAt: null,
-      nextAttemptAt: null,
-      lastError: null,
-      failedSpecHash: null,
-      ...over,
-    });
+    const rec = (over: Partial<InstanceRecord> = {}): InstanceRecord => record(spec, { handle: id, startedAt, ...over });
     switch (kind) {
       case 'in-sync':
         observed.push(obs('running', hash));

@@ -35,7 +35,6 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -44,7 +43,7 @@ import { ChildTracker, cleanUpOnSignals, type Ran } from './lib/children.js';
 import { probeBanner, sshConnect, type SshTarget } from '../src/runtime/ssh.js';
 import { median, r1, r2 } from './lib/stats.js';
 import { alive, killQemus, qemuPidsWith } from './lib/procfs.js';
-import { bareArgs } from './lib/vm.js';
+import { bareArgs, freePort, type VmRecordLite } from './lib/vm.js';
 
 /** Ends QEMU processes of this bench (only while their command line still points into our dirs). */
 const killQemusIn = (pids: number[]): Promise<void> => killQemus(pids, ourDirs);
@@ -140,28 +139,8 @@ const statsR = (xs: number[], r: (x: number) => number = r1): { min: number; med
 
 // ---- helpers -------------------------------------------------------------------------------
 
-interface VmRecordLite {
-  name: string;
-  sshPort: number;
-  hostKey: string;
-  sshUser: string;
-  args: string[];
-  launchedAt: string;
-}
-
 function readRecord(db: string, workload: string): VmRecordLite {
   return JSON.parse(readFileSync(join(db, '..', 'vm', workload, 'spec.json'), 'utf8')) as VmRecordLite;
-}
-
-function freePort(avoid: Set<number>): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen({ host: '127.0.0.1', port: 0, exclusive: true }, () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => (avoid.has(port) ? freePort(avoid).then(resolve, reject) : resolve(port)));
-    });
-  });
 }
 
 function vmManifest(service: string, components: string[]): string {
