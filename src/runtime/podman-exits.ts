@@ -1,8 +1,8 @@
 /**
  * The moment a container's process ends, conmon writes its exit code to a file named by the
  * container's id in podman's exit directory (`/run/libpod/exits` for rootful podman: engine
- * tmp_dir + /exits). podman's own `died` event reaches `podman events` only when its file logger
- * is next read, 100-250 ms later here; an inotify watch on the directory knows at once.
+ * tmp_dir + /exits). podman's own `died` event is logged ~40 ms later (by its cleanup process),
+ * and reaches `podman events` 25-250 ms after that; an inotify watch on the directory knows at once.
  * A hint that only ever says "this id ended with this code": the events stream still tells the
  * rest, and a directory that does not exist (another tmp_dir) just turns the hint off.
  */

@@ -1,6 +1,7 @@
 /**
  * What the agent hears of its containers between listings, from two sources: conmon's exit files
- * (podman-exits.ts, at once) and podman's event stream (podman-events.ts, 25-250 ms late here).
+ * (podman-exits.ts, at once) and podman's events (podman-events.ts: its events file, read as it
+ * is written; `podman events`, 25-250 ms late here, as the fallback).
  * Each event is turned into what the container is after it, when the event alone says so.
  *
  * Invariant: one death is told once. podman's own `died` event for a death an exit file already
