@@ -169,16 +169,9 @@ export class PodmanRuntime implements Runtime {
       }
       await this.remove(w.name);
     }
-    try {
-      await this.podman(this.runArgs(w), 'run', w.name);
-    } catch (err) {
-      if (err instanceof RuntimeError && /already in use/.test(err.message)) {
-        // Not ours (find() above sees only our label): never touch it.
-        throw new RuntimeError('podman', 'run', w.name, `the name ${w.name} is taken by a container this agent does not manage`);
-      }
-      // A container of ours that failed after creation must not stay behind half-started.
-      if (await this.find(w.name).catch(() => undefined)) await this.remove(w.name).catch(() => undefined);
-      throw err;
+    if ((await this.runContainer(w)) === undefined) {
+      // Not ours (find() above sees only our label): never touch it.
+      throw new RuntimeError('podman', 'run', w.name, `the name ${w.name} is taken by a container this agent does not manage`);
     }
     const started = await this.find(w.name);
     if (!started) throw new RuntimeError('podman', 'run', w.name, 'container vanished right after it was started');
@@ -196,15 +189,9 @@ export class PodmanRuntime implements Runtime {
     if (seen === undefined) return undefined;
     const startedAt = new Date().toISOString();
     if (seen === null) {
-      try {
-        const out = await this.podman(this.runArgs(w), 'run', w.name);
-        const id = out.trim().split('\n').pop() ?? '';
-        return this.seenNow({ runtime: 'container', name: w.name, id, key: w.key, specHash: w.specHash, state: 'running', exitCode: undefined, startedAt, address: undefined });
-      } catch (err) {
-        if (err instanceof RuntimeError && /already in use/.test(err.message)) return undefined;
-        if (await this.find(w.name).catch(() => undefined)) await this.remove(w.name).catch(() => undefined);
-        throw err;
-      }
+      const id = await this.runContainer(w);
+      if (id === undefined) return undefined;
+      return this.seenNow({ runtime: 'container', name: w.name, id, key: w.key, specHash: w.specHash, state: 'running', exitCode: undefined, startedAt, address: undefined });
     }
     if (seen.specHash !== w.specHash || (seen.state !== 'exited' && seen.state !== 'created')) return undefined;
     try {
@@ -215,6 +202,21 @@ export class PodmanRuntime implements Runtime {
       throw err;
     }
     return this.seenNow({ ...seen, state: 'running', exitCode: undefined, exitReason: undefined, startedAt });
+  }
+
+  /**
+   * `podman run`; resolves with the new container's id, or undefined when the name is already in
+   * use. A container of ours that failed after creation does not stay behind half-started.
+   */
+  private async runContainer(w: WorkloadSpec): Promise<string | undefined> {
+    try {
+      const out = await this.podman(this.runArgs(w), 'run', w.name);
+      return out.trim().split('\n').pop() ?? '';
+    } catch (err) {
+      if (err instanceof RuntimeError && /already in use/.test(err.message)) return undefined;
+      if (await this.find(w.name).catch(() => undefined)) await this.remove(w.name).catch(() => undefined);
+      throw err;
+    }
   }
 
   async stop(name: string, graceSeconds: number): Promise<string> {
