@@ -46,8 +46,6 @@ interface RuntimeView {
   relist: string | undefined;
   /** The last listing's failure, while it is not listed again. */
   error: string | undefined;
-  /** When the last listing that answered began. */
-  listedAt: number | undefined;
   /** Workloads an event said changed without saying how, with the event's time. */
   dirty: Map<string, number>;
 }
@@ -70,7 +68,7 @@ export class ObservedView {
     private readonly clock: () => number = Date.now,
   ) {
     for (const kind of runtimes.keys()) {
-      this.views.set(kind, { entries: new Map(), relist: 'never listed', error: undefined, listedAt: undefined, dirty: new Map() });
+      this.views.set(kind, { entries: new Map(), relist: 'never listed', error: undefined, dirty: new Map() });
     }
   }
 
@@ -129,11 +127,6 @@ export class ObservedView {
     return e ? e.observed : null;
   }
 
-  /** When what the view holds of a workload was observed (ms since the epoch), if it holds it. */
-  observedAt(kind: RuntimeKind, name: string): number | undefined {
-    return this.views.get(kind)?.entries.get(name)?.at;
-  }
-
   /** The listings a pass plans with: lists what needs it, looks at what events left unclear. */
   async read(): Promise<ViewRead> {
     const relisted: RuntimeKind[] = [];
@@ -176,7 +169,6 @@ export class ObservedView {
     for (const [name, at] of v.dirty) if (at <= began) v.dirty.delete(name);
     v.relist = undefined;
     v.error = undefined;
-    v.listedAt = began;
     return undefined;
   }
 
