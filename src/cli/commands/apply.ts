@@ -1,0 +1,94 @@
+/** `agent apply -f`: validate manifests and write them to the registry in one transaction. */
+import { readFileSync, statSync } from 'node:fs';
+import { Command, Option } from 'commander';
+import { resolveBootFiles } from '../../agent/images.js';
+import { vmPaths, type AgentConfig } from '../../config/config.js';
+import type { FieldIssue } from '../../errors.js';
+import { ValidationError } from '../../errors.js';
+import { ORIGINS, type Origin } from '../../manifest/diff.js';
+import { loadManifestDir, loadManifestFile, loadManifestStdin, type ManifestFormat } from '../../manifest/load.js';
+import type { ServiceSpec } from '../../manifest/schema.js';
+import { planAgainst, type ApplyResult } from '../../registry/desired.js';
+import { print, settings, withRegistry } from '../common.js';
+
+function readManifests(file: string, format: ManifestFormat | undefined): ServiceSpec[] {
+  if (file === '-') return loadManifestStdin(readFileSync(0, 'utf8'), format);
+  let isDir = false;
+  try {
+    isDir = statSync(file).isDirectory();
+  } catch (err) {
+    throw new ValidationError(file, [{ field: '(file)', rule: `cannot be read: ${(err as Error).message}` }]);
+  }
+  return isDir ? loadManifestDir(file) : [loadManifestFile(file)];
+}
+
+interface ApplyCliOpts {
+  file: string;
+  prune?: boolean;
+  allowEmpty?: boolean;
+  format?: ManifestFormat;
+  origin: Origin;
+  dryRun?: boolean;
+  json?: boolean;
+}
+
+/** One line per service (or the JSON the master's `fleet` reads); `note` heads a dry run. */
+function printApply(res: ApplyResult, specs: ServiceSpec[], opts: ApplyCliOpts, note?: string): void {
+  if (opts.json) return print(JSON.stringify({ ...res, dry_run: opts.dryRun ?? false }));
+  if (note) print(note);
+  const count = (name: string): string => {
+    const n = specs.find((s) => s.name === name)?.components.length ?? 0;
+    return `${n} component${n === 1 ? '' : 's'}`;
+  };
+  for (const n of res.created) print(`service ${n} created (${count(n)})`);
+  for (const u of res.updated) print(`service ${u.name} updated (${count(u.name)}): ${u.changes.join('; ')}`);
+  for (const n of res.unchanged) print(`service ${n} unchanged`);
+  for (const n of res.pruned) print(`service ${n} deleted (pruned)`);
+}
+
+/** VM boot files must lie inside this node's allowed image directories (a node setting). */
+function checkBootFiles(specs: ServiceSpec[], cfg: AgentConfig): void {
+  const dirs = vmPaths(cfg).imagesDirs;
+  for (const s of specs) {
+    const issues: FieldIssue[] = [];
+    s.components.forEach((c, i) => {
+      if (c.runtime !== 'unikernel') return;
+      for (const issue of resolveBootFiles(c, dirs).issues) issues.push({ field: `components[${i}].${issue.field}`, rule: issue.rule });
+    });
+    if (issues.length > 0) throw new ValidationError(`service ${s.name}`, issues);
+  }
+}
+
+export function applyCommand(): Command {
+  return new Command('apply')
+    .description('validate manifests and write them to the registry in one transaction')
+    .requiredOption('-f, --file <path>', 'a manifest (.toml, .yaml, .yml, .json), a directory of them, or - for stdin (one service, or a JSON/YAML array of them)')
+    .option('--prune', 'with a directory or stdin: delete every service not in the set (with --origin master: only services a master sent)')
+    .option('--allow-empty', 'with --prune: accept an empty set (deletes every service it may prune)')
+    .addOption(new Option('--format <format>', 'format of stdin').choices(['toml', 'yaml', 'json']))
+    .addOption(new Option('--origin <origin>', 'who applies: recorded per service; a master\'s prune spares local services').choices(ORIGINS).default('local'))
+    .option('--dry-run', 'print what would change and write nothing (not even a new registry)')
+    .option('--json', 'print JSON')
+    .action(async (opts: ApplyCliOpts, cmd: Command) => {
+      const cfg = settings(cmd);
+      if (opts.prune && opts.file !== '-' && !statSync(opts.file, { throwIfNoEntry: false })?.isDirectory()) {
+        throw new ValidationError('apply --prune', [{ field: '--file', rule: 'must be a directory with --prune, or - for stdin (the whole desired state)' }]);
+      }
+      const specs = readManifests(opts.file, opts.format); // validated before the registry is opened
+      checkBootFiles(specs, cfg);
+      if (opts.prune && specs.length === 0 && !opts.allowEmpty) {
+        // An empty directory is far more often a mistake (wrong path, failed sync) than intent.
+        const where = opts.file === '-' ? 'stdin' : opts.file;
+        throw new ValidationError('apply --prune', [{ field: '--file', rule: `${where} holds no manifests; pass --allow-empty to delete every service it may prune` }]);
+      }
+      const applyOpts = { prune: opts.prune ?? false, origin: opts.origin };
+      if (opts.dryRun) {
+        const exists = statSync(cfg.db, { throwIfNoEntry: false }) !== undefined;
+        const res = exists ? await withRegistry(cfg, (r) => r.desired.plan(specs, applyOpts), { readonlyAsIs: true }) : planAgainst([], specs, applyOpts);
+        printApply(res, specs, opts, exists ? `dry run: nothing written to ${cfg.db}` : `dry run: ${cfg.db} does not exist; apply would create it`);
+        return;
+      }
+      const res = await withRegistry(cfg, (r) => r.desired.apply(specs, applyOpts), { create: true });
+      printApply(res, specs, opts);
+    });
+}

@@ -1,0 +1,69 @@
+/** `agent run`: the reconciler, until a signal; `--once` for one pass. */
+import { Command } from 'commander';
+import { AgentLoop } from '../../agent/loop.js';
+import { claimRegistry } from '../../agent/claim.js';
+import { createLogger } from '../../log.js';
+import { Registry } from '../../registry/index.js';
+import { buildHost } from '../compose.js';
+import { settings } from '../common.js';
+
+export function runCommand(): Command {
+  return new Command('run')
+    .description('reconcile until SIGTERM/SIGINT (workloads keep running after the agent stops); one reconciler per registry: exit 5 if another runs')
+    .option('--once', 'one reconcile pass: plan, apply, wait for the actions, exit (1 if any failed)')
+    .action(async (opts: { once?: boolean }, cmd: Command) => {
+      const cfg = settings(cmd);
+      const log = createLogger(cfg.log_level);
+      const registry = Registry.open(cfg.db, { create: true, log });
+      let release: () => void;
+      try {
+        release = claimRegistry(registry, opts.once ? 'run --once' : 'run');
+        // We hold the claim, so whoever left intents open has ended: say so in the log.
+        const interrupted = registry.events.interruptPending();
+        if (interrupted > 0) log.warn({ interrupted }, 'actions left under way by an agent that ended are marked interrupted; this pass sees what is true now');
+      } catch (err) {
+        registry.close();
+        throw err;
+      }
+      const loop = new AgentLoop({ registry, ...buildHost(cfg, registry.meta.agentId(), log), config: cfg, log });
+      // Both modes stop the same way on SIGINT/SIGTERM: nothing new is dispatched, VM starts still
+      // booting are rolled back, other actions finish, the claim is given back. A second signal
+      // changes nothing of that (it never skips the cleanup). Listeners stay installed (not
+      // `once`): execa's signal-exit re-raises a signal that has no other listener left, which
+      // would kill the agent half-way through its clean stop.
+      let signalled: NodeJS.Signals | undefined;
+      let onStop: (signal: NodeJS.Signals) => void = () => undefined;
+      const onSignal = (signal: NodeJS.Signals): void => {
+        if (signalled) return void log.warn({ signal }, 'already stopping: rolling back what is under way, then exiting');
+        signalled = signal;
+        log.info({ signal }, 'stopping');
+        onStop(signal);
+      };
+      process.on('SIGTERM', onSignal);
+      process.on('SIGINT', onSignal);
+      if (opts.once) {
+        onStop = (signal) => loop.interrupt(signal);
+        try {
+          const r = await loop.once();
+          log.info(r, 'reconcile pass done');
+          if (r.failed > 0) process.exitCode = 1;
+        } finally {
+          // An interrupted pass is not "the last pass": no heartbeat stays behind it.
+          if (signalled) registry.meta.delete('heartbeat');
+          release();
+          registry.close();
+        }
+        if (signalled) process.exitCode = 128 + (signalled === 'SIGINT' ? 2 : 15);
+        return;
+      }
+      await new Promise<void>((resolve) => {
+        onStop = (signal) =>
+          void loop.stop(signal).finally(() => {
+            release();
+            registry.close();
+            resolve();
+          });
+        loop.start();
+      });
+    });
+}
