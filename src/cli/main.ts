@@ -8,6 +8,7 @@ import { LOG_LEVELS } from '../config/config.js';
 import { AgentError } from '../errors.js';
 import { applyCommand } from './commands/apply.js';
 import { deleteCommand } from './commands/delete.js';
+import { doctorCommand } from './commands/doctor.js';
 import { eventsCommand } from './commands/events.js';
 import { execCommand } from './commands/exec.js';
 import { logsCommand } from './commands/logs.js';
@@ -38,7 +39,7 @@ function program(): Command {
     .showHelpAfterError()
     .exitOverride();
 
-  const commands = [runCommand(), applyCommand(), sshServeCommand(program), deleteCommand(), planCommand(), statusCommand(), execCommand(), logsCommand(), netCommand(), eventsCommand(), fleetCommand()];
+  const commands = [runCommand(), applyCommand(), sshServeCommand(program), deleteCommand(), planCommand(), statusCommand(), execCommand(), logsCommand(), netCommand(), eventsCommand(), doctorCommand(), fleetCommand()];
   for (const c of commands) p.addCommand(inherit(c, p));
 
   return p;
