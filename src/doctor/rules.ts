@@ -6,6 +6,12 @@ import type { AccelMode, HostVirt } from '../runtime/qemu/accel.js';
 import type { NetStatus } from '../net/types.js';
 import type { CheckResult } from './report.js';
 
+/** The image of the throwaway container: the demo's and the tests' (a pure test keeps them equal). */
+export const PROBE_IMAGE = 'localhost/agent-busybox:latest';
+
+/** The demo's VM (examples/demo.toml, component `vm`): what a node with no VMs yet should have. */
+export const DEMO_VM_FILES = { kernel: 'vmlinux', initrd: 'initrd.gz' } as const;
+
 /** package.json `engines.node` (a pure test keeps the two equal). */
 export const MIN_NODE = '20.10.0';
 

@@ -11,8 +11,12 @@ const SRC = join(ROOT, 'src');
 
 /** Layer (a folder under src/) -> the layers it must never import from. */
 const FORBIDDEN: Record<string, string[]> = {
-  runtime: ['agent', 'cli'],
-  net: ['agent', 'cli'],
+  runtime: ['agent', 'cli', 'doctor'],
+  net: ['agent', 'cli', 'doctor'],
+  // The doctor sits beside the agent: it reads what the agent reads and is given the adapters by
+  // the command line (src/cli/commands/doctor.ts), never the other way round.
+  agent: ['doctor'],
+  doctor: ['cli'],
 };
 
 /** The concrete adapters: only the composition root builds them; everything else gets their interfaces. */
@@ -83,7 +87,7 @@ describe('import graph', () => {
     assert.deepEqual(importSpecifiers(src).sort(), ['../../c.js', '../b.js', './a.js', './e.js', './f.js', './side-effect.js']);
   });
 
-  it('src/runtime and src/net import nothing from src/agent or src/cli', () => {
+  it('src/runtime and src/net import nothing from src/agent, src/cli or src/doctor; src/doctor nothing from src/cli', () => {
     const found = violations();
     assert.deepEqual(found, [], `imports against the layering:\n${found.join('\n')}`);
   });

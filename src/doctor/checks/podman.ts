@@ -11,9 +11,6 @@ import { runBounded } from '../../runtime/command.js';
 import type { CheckResult } from '../report.js';
 import type { DoctorContext } from './context.js';
 
-/** The image of the throwaway container: the demo's and the tests' (a pure test keeps them equal). */
-export const PROBE_IMAGE = 'localhost/agent-busybox:latest';
-
 const INSTALL = 'install podman and runc (scripts/setup), or set podman.binary to where podman is';
 
 /** `podman image exists`: true, false, or why it could not tell. */

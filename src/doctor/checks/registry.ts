@@ -11,6 +11,7 @@ import { checkSshKey, resolveHostKey } from '../../agent/placement.js';
 import type { ComponentSpec } from '../../manifest/schema.js';
 import { registryWritability } from '../../registry/writable.js';
 import type { CheckResult } from '../report.js';
+import { DEMO_VM_FILES } from '../rules.js';
 import type { DoctorContext } from './context.js';
 
 export async function checkRegistry(ctx: DoctorContext): Promise<CheckResult> {
@@ -42,9 +43,6 @@ export async function checkRegistry(ctx: DoctorContext): Promise<CheckResult> {
   }
   return { name: 'registry', status: 'ok', detail: `${path}: ${counts}, readable and writable, ${modeText}`, facts };
 }
-
-/** The demo's VM (examples/demo.toml, component `vm`): what a node with no VMs yet should have. */
-export const DEMO_VM_FILES = { kernel: 'vmlinux', initrd: 'initrd.gz' } as const;
 
 /** What is wrong with one VM's files, as `workload: problem` lines (none: all there). */
 function vmProblems(spec: ComponentSpec, workload: string, ctx: DoctorContext): string[] {
@@ -91,6 +89,7 @@ export async function checkImages(ctx: DoctorContext): Promise<CheckResult> {
       return true;
     }
   });
-  if (missing.length === 0) return { name: 'images', status: 'ok', detail: `no VM in the registry; ${dir} has what the demo VM needs`, facts };
-  return { name: 'images', status: 'warn', detail: `no VM in the registry; the demo VM would not boot: missing ${missing.join(', ')}`, fix: `scripts/build-guest ${dir}`, facts };
+  const head = d.state === 'read' ? 'no VM in the registry' : 'no registry to read VMs from';
+  if (missing.length === 0) return { name: 'images', status: 'ok', detail: `${head}; ${dir} has what the demo VM needs`, facts };
+  return { name: 'images', status: 'warn', detail: `${head}; the demo VM would not boot: missing ${missing.join(', ')}`, fix: `scripts/build-guest ${dir}`, facts };
 }
