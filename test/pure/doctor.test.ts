@@ -139,7 +139,7 @@ describe('doctor rules', () => {
     const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { engines: { node: string } };
     assert.equal(pkg.engines.node, `>=${MIN_NODE.replace(/\.0$/, '')}`);
     const demo = loadManifestFile(new URL('../../examples/demo.toml', import.meta.url).pathname);
-    const containers = demo.components.filter((c) => c.runtime !== 'unikernel' && (c.runtime ?? demo.runtime) === 'container');
+    const containers = demo.components.filter((c) => c.runtime === 'container');
     assert.ok(containers.length > 0 && containers.every((c) => c.image === PROBE_IMAGE), 'the demo runs the probe image');
     const vm = demo.components.find((c) => c.runtime === 'unikernel');
     assert.deepEqual({ kernel: vm?.kernel, initrd: vm?.initrd }, DEMO_VM_FILES);
