@@ -117,6 +117,31 @@ describe('agent doctor', () => {
     assert.match(table.stdout, /2 failed \(exit 1\)$/m);
   });
 
+  it('a bridge without its isolation rules fails (exit 1) naming agent net up; with them it is ok (in a namespace of its own)', async () => {
+    const ns = `drns-${randomBytes(3).toString('hex')}`;
+    await execa('ip', ['netns', 'add', ns]);
+    try {
+      const node = nodeWithConfig('');
+      nodes.push(node);
+      node.netns = ns;
+      await node.ok(['net', 'up']);
+      const healthy = JSON.parse((await node.cli(['doctor', '--json'])).stdout) as DoctorJson;
+      const up = check(healthy, 'bridge');
+      assert.equal(up.status, 'ok', up.detail);
+      assert.match(up.detail, /present, up, 10\.99\.0\.1\/24; isolation rules in place/);
+
+      await execa('ip', ['netns', 'exec', ns, 'nft', 'delete', 'table', 'inet', 'mcp']);
+      const r = await node.cli(['doctor', '--json']);
+      assert.equal(r.exitCode, 1, `${r.stdout}\n${r.stderr}`);
+      const bare = check(JSON.parse(r.stdout) as DoctorJson, 'bridge');
+      assert.equal(bare.status, 'fail');
+      assert.match(bare.detail, /isolation rules not in place/);
+      assert.equal(bare.fix, 'agent net up (loads the isolation rules again)');
+    } finally {
+      await execa('ip', ['netns', 'delete', ns], { reject: false });
+    }
+  });
+
   it('a podman that hangs is killed at its bound and reported; nothing of it stays', async () => {
     const node = nodeWithConfig('');
     nodes.push(node);
