@@ -7,6 +7,7 @@
  * exponential backoff that the planner honours. Once the agent is stopping (`shutdown`), nothing
  * new starts and a start still waiting for its workload to be ready is rolled back by the runtime.
  */
+import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { RuntimeKind } from '../manifest/schema.js';
 import type { Registry } from '../registry/index.js';
@@ -20,6 +21,7 @@ import { networkAfterRepair, type VmNetwork } from './network-drift.js';
 import { nextAttemptAt, type BackoffPolicy } from './backoff.js';
 import { attemptHash, labelsFor, workloadName } from '../identity.js';
 import { unitOf, type Action } from './planner.js';
+import type { MetricsSink } from './metrics-sink.js';
 
 export interface ExecutorOptions {
   registry: Registry;
@@ -36,6 +38,8 @@ export interface ExecutorOptions {
   onSettled?: () => void;
   /** The agent's live view: what a start may skip looking up, and where each action's result goes. */
   view?: ActionView;
+  /** Where actions, their reaction times and restarts are counted (`agent run`). */
+  metrics?: MetricsSink | undefined;
 }
 
 /** The part of the live view (observed-view.ts) the executor reads and feeds. */
@@ -56,6 +60,8 @@ export interface ActionOutcome {
 /** What a pass learnt before dispatching that its actions need: the isolation repair failed this pass. */
 interface PassContext {
   repairError?: string | undefined;
+  /** performance.now() when the signal that woke the pass arrived: each action's reaction time counts from it. */
+  wokeAt?: number | undefined;
 }
 
 export class Executor {
@@ -80,11 +86,11 @@ export class Executor {
    * state moved since `mark` (the listing the plan used saw them mid-change). Resolves once the
    * actions are dispatched (not finished).
    */
-  async execute(p: { actions: Action[]; housekeeping: Housekeeping[] }, mark: number): Promise<HousekeepingDone & { dispatched: Promise<ActionOutcome>[] }> {
+  async execute(p: { actions: Action[]; housekeeping: Housekeeping[] }, mark: number, wokeAt?: number): Promise<HousekeepingDone & { dispatched: Promise<ActionOutcome>[] }> {
     const done = await this.housekeeper.perform(p.housekeeping);
     const busy = this.busySince(mark);
     const repairError = done.isolation && !done.isolation.inPlace ? done.isolation.error : undefined;
-    const dispatched = this.dispatch(p.actions.filter((a) => !busy.has(unitOf(a))), { repairError });
+    const dispatched = this.dispatch(p.actions.filter((a) => !busy.has(unitOf(a))), { repairError, wokeAt });
     return { ...done, dispatched };
   }
 
@@ -134,8 +140,12 @@ export class Executor {
       if (this.isShuttingDown) break;
       if (this.inflight.has(unit)) continue; // one action at a time per component
       // apply() catches the action's errors, but its bookkeeping may still throw: never leave that unhandled.
-      const p = this.withSlot(() => (this.isShuttingDown ? Promise.resolve(notStarted(a)) : this.apply(a, ctx)))
-        .catch((err: Error) => ({ action: a, ok: false, message: err.message }))
+      const p = this.withSlot(() => (this.isShuttingDown ? Promise.resolve(notStarted(a)) : this.issue(a, ctx)))
+        .catch((err: Error): ActionOutcome => ({ action: a, ok: false, message: err.message }))
+        .then((o) => {
+          this.o.metrics?.actionDone(a.type, a.runtime, o.interrupted ? 'interrupted' : o.ok ? 'ok' : 'failed');
+          return o;
+        })
         .finally(() => {
           this.inflight.delete(unit);
           this.settledAt.set(unit, ++this.settledCount);
@@ -161,6 +171,12 @@ export class Executor {
       this.running--;
       this.waiting.shift()?.();
     }
+  }
+
+  /** The action leaves the queue for the runtime now: the end of its reaction time (a wait for a slot included). */
+  private issue(a: Action, ctx: PassContext): Promise<ActionOutcome> {
+    if (ctx.wokeAt !== undefined) this.o.metrics?.reacted((performance.now() - ctx.wokeAt) / 1000);
+    return this.apply(a, ctx);
   }
 
   private runtime(kind: RuntimeKind): Runtime {

@@ -7,6 +7,7 @@
  * pass at a time, wakes in the same turn of the event loop make one pass, and wakes during a pass
  * make exactly one more.
  */
+import { performance } from 'node:perf_hooks';
 import { CronJob } from 'cron';
 import type { Logger } from 'pino';
 import type { AgentConfig } from '../config/config.js';
@@ -18,6 +19,7 @@ import { Reconciler } from './reconciler.js';
 import { HostNetWatchSwitch } from '../net/watch.js';
 import type { HostNet } from '../net/types.js';
 import { abortCommands } from '../runtime/command.js';
+import type { MetricsSink } from './metrics-sink.js';
 
 export interface LoopOptions {
   registry: Registry;
@@ -27,6 +29,8 @@ export interface LoopOptions {
   log: Logger;
   /** How the registry's files are watched; tests pass one that fails, to exercise the poll alone. */
   watchRegistry?: typeof watchRegistryFiles;
+  /** Where passes, actions and reaction times are reported (`agent run`); none: nothing is recorded. */
+  metrics?: MetricsSink | undefined;
 }
 
 /** setTimeout holds at most 2^31-1 ms (24.8 days); a longer wait is re-armed when it ends. */
@@ -40,6 +44,8 @@ export class AgentLoop {
   private stopping = false;
   private started = false;
   private wakeReasons = new Set<string>();
+  /** performance.now() of the first wake not yet taken by a pass: the signal its actions react to. */
+  private wokeAt: number | undefined;
   private hostNet: HostNetWatchSwitch | undefined;
   /** The one requeue timer: set for the earliest requeueAt of the last pass, replaced by the next. */
   private requeue: NodeJS.Timeout | undefined;
@@ -123,6 +129,7 @@ export class AgentLoop {
   wake(reason: string): void {
     if (this.stopping || !this.started) return;
     this.wakeReasons.add(reason);
+    this.wokeAt ??= performance.now();
     if (this.passRunning) {
       this.wakeAgain = true;
       return;
@@ -145,10 +152,12 @@ export class AgentLoop {
       await new Promise((r) => setImmediate(r));
       this.wakeAgain = false;
       const reasons = [...this.wakeReasons];
+      const wokeAt = this.wokeAt;
       this.wakeReasons.clear();
+      this.wokeAt = undefined;
       this.o.log.debug({ reasons }, 'wake');
       try {
-        const { result } = await this.reconciler.pass();
+        const { result } = await this.reconciler.pass({ wokeAt });
         // The desired state the pass planned with says whether a VM could use the bridge.
         if (!this.stopping) this.hostNet?.follow(result.desired);
         this.requeueAt(result.requeueAt);

@@ -12,7 +12,9 @@ import type { HostNet } from '../net/types.js';
 import { vmsMayUseBridge } from '../net/watch.js';
 import type { BridgeFact } from './network-drift.js';
 import type { Runtime, RuntimeEvent } from '../runtime/types.js';
+import { performance } from 'node:perf_hooks';
 import { Executor, type ActionOutcome } from './executor.js';
+import { passReport, type MetricsSink } from './metrics-sink.js';
 import { withBootFilesChecked } from './images.js';
 import { RuntimeObserver } from './observe.js';
 import { ObservedView } from './observed-view.js';
@@ -29,6 +31,8 @@ export interface ReconcilerOptions {
   onActionSettled?: () => void;
   /** A runtime that had stopped answering answers again: a pass should look now. */
   onRuntimeAnswered?: (kind: RuntimeKind) => void;
+  /** Where passes and actions are reported (`agent run`); none: nothing is recorded. */
+  metrics?: MetricsSink | undefined;
 }
 
 /**
@@ -143,6 +147,7 @@ export class Reconciler {
       log: o.log,
       onSettled: o.onActionSettled,
       view: this.view,
+      metrics: o.metrics,
     });
   }
 
@@ -199,10 +204,12 @@ export class Reconciler {
   /**
    * One pass: observe (the live view, one bridge fact), plan (pure: actions and housekeeping),
    * execute (housekeeping, then the actions of idle components). Resolves when the actions are
-   * dispatched (not finished).
+   * dispatched (not finished). `wokeAt` (performance.now()): when the signal that asked for this
+   * pass arrived, for the reaction time of the actions it issues.
    */
-  async pass(): Promise<{ result: PlanResult & Observation; dispatched: Promise<ActionOutcome>[] }> {
+  async pass(opts: { wokeAt?: number | undefined } = {}): Promise<{ result: PlanResult & Observation; dispatched: Promise<ActionOutcome>[] }> {
     const { registry, config, log } = this.o;
+    const began = performance.now();
     const now = new Date();
     const mark = this.executor.mark();
     let relisted: RuntimeKind[] = [];
@@ -222,9 +229,10 @@ export class Reconciler {
     // Garbage is looked for when a runtime was listed in full (start, resync), not on every event.
     const input = { ...planInput(registry, config, seen, now), busy, leases: registry.leases.all(), listedInFull: relisted };
     const result = plan(input);
-    const { dispatched, isolation } = await this.executor.execute(result, mark);
+    const { dispatched, isolation } = await this.executor.execute(result, mark, opts.wokeAt);
     if (isolation) this.afterIsolation(seen.bridge, isolation);
     registry.meta.beat(process.pid, now);
+    this.o.metrics?.passDone(passReport({ ...result, listings: seen.listings, leases: input.leases }, (performance.now() - began) / 1000, new Date()));
     const drifted = result.assessments.filter((a) => a.drift !== 'in-sync').length;
     log.debug({ components: result.assessments.length, drifted, actions: dispatched.length, housekeeping: result.housekeeping.length }, 'reconcile pass');
     return { result: { ...result, ...seen }, dispatched };

@@ -18,10 +18,15 @@ export interface HostAdapters {
   hostNet: HostNet;
 }
 
-/** `log`: where the adapters' own lines go (the podman API service's); none for one-shot commands. */
-export function buildHost(cfg: AgentConfig, agentId: string, log?: RuntimeLog): HostAdapters {
+/** What `agent run` wants to hear from the adapters besides their log lines: VM boot times (its metrics). */
+export interface HostHooks {
+  onVmBooted?: ((seconds: number) => void) | undefined;
+}
+
+/** `log`: where the adapters' own lines go (the podman API service's); `log` and `hooks`: none for one-shot commands. */
+export function buildHost(cfg: AgentConfig, agentId: string, log?: RuntimeLog, hooks: HostHooks = {}): HostAdapters {
   const net = buildHostNet();
-  return { runtimes: buildRuntimes(cfg, agentId, net, log), hostNet: net };
+  return { runtimes: buildRuntimes(cfg, agentId, net, log, hooks), hostNet: net };
 }
 
 
@@ -30,7 +35,7 @@ export function buildHostNet(): HostNet {
   return hostNet();
 }
 
-function buildRuntimes(cfg: AgentConfig, agentId: string, net: HostNet, log: RuntimeLog | undefined): Map<RuntimeKind, Runtime> {
+function buildRuntimes(cfg: AgentConfig, agentId: string, net: HostNet, log: RuntimeLog | undefined, { onVmBooted }: HostHooks): Map<RuntimeKind, Runtime> {
   const env: Record<string, string> = {};
   if (cfg.podman.containers_conf) env.CONTAINERS_CONF = cfg.podman.containers_conf;
   const paths = vmPaths(cfg);
@@ -65,6 +70,7 @@ function buildRuntimes(cfg: AgentConfig, agentId: string, net: HostNet, log: Run
         sshKeyPath: paths.sshKey,
         baseCmdline: cfg.qemu.base_cmdline,
         taps: net,
+        onBooted: onVmBooted && ((_name, seconds) => onVmBooted(seconds)),
       }),
     ],
   ]);

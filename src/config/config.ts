@@ -4,6 +4,7 @@
  * silently falls back to a default.
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { validateCronExpression } from 'cron';
 import { z } from 'zod';
@@ -16,6 +17,18 @@ export const DEFAULT_CONFIG_PATH = '/etc/mcp-agent/agent.toml';
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 
 const cron = z.string().refine((s) => validateCronExpression(s).valid, { message: 'must be a cron expression (6 fields with seconds, or 5 without)' });
+
+const LISTEN_RULE = 'must be IP:PORT (e.g. 127.0.0.1:9469, [::1]:9469; port 0-65535, 0 picks a free one), or "" to turn it off';
+
+/** `127.0.0.1:9469` or `[::1]:9469` to host and port; undefined when it is neither. Only IP literals: no name to resolve. */
+export function parseListen(s: string): { host: string; port: number } | undefined {
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|(\d{1,3}(?:\.\d{1,3}){3})):(\d{1,5})$/.exec(s);
+  if (!m) return undefined;
+  const host = m[1] ?? m[2]!;
+  const port = Number(m[3]);
+  if (isIP(host) !== (m[1] ? 6 : 4) || port > 65_535) return undefined;
+  return { host, port };
+}
 
 export const ConfigSchema = z.strictObject({
   /** Registry file; relative paths are relative to the config file (or the working directory). */
@@ -36,6 +49,11 @@ export const ConfigSchema = z.strictObject({
     })
     .default({ base_ms: 1000, max_ms: 300_000 }),
   log_level: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
+  /**
+   * Where `agent run` serves Prometheus metrics over TCP (GET /metrics). Loopback by default: an
+   * operator who wants a scraper elsewhere to reach it writes the address to bind. "" turns it off.
+   */
+  metrics_listen: z.string().refine((s) => s === '' || parseListen(s) !== undefined, { message: LISTEN_RULE }).default('127.0.0.1:9469'),
   net: z.lazy(() => NetSchema),
   podman: z
     .strictObject({
@@ -153,6 +171,8 @@ export function loadConfig(src: ConfigSources): AgentConfig & { configFile: stri
   if (src.env.AGENT_DB) (overrides.db = src.env.AGENT_DB), (dbFromOverride = true);
   if (src.env.AGENT_LOG_LEVEL) overrides.log_level = src.env.AGENT_LOG_LEVEL;
   if (src.env.AGENT_RESYNC) overrides.resync = src.env.AGENT_RESYNC;
+  // "" is a value here (the listener off), not an unset variable.
+  if (src.env.AGENT_METRICS_LISTEN !== undefined) overrides.metrics_listen = src.env.AGENT_METRICS_LISTEN;
   if (src.flags.db) (overrides.db = src.flags.db), (dbFromOverride = true);
   if (src.flags.logLevel) overrides.log_level = src.flags.logLevel;
   const merged: Record<string, unknown> = { ...raw, ...overrides };

@@ -42,6 +42,8 @@ export interface QemuOptions {
   baseCmdline: string;
   /** The host's TAPs, for VMs on the bridge. */
   taps: HostTaps;
+  /** Told each boot's launch → SSH ready time (the agent's metrics); none for one-shot commands. */
+  onBooted?: ((name: string, seconds: number) => void) | undefined;
 }
 
 /** Bounds of QEMU's own commands: `--version` answers in ms, `-daemonize` returns in 50-95 ms. */
@@ -222,6 +224,8 @@ export class QemuRuntime implements Runtime {
       throw new RuntimeError('qemu', 'start', w.name, msg);
     }
     writeFileSync(stateFiles(dir).ready, `${new Date().toISOString()}\n`);
+    // From the launch time in the VM's record: right for a boot an earlier agent began, too.
+    this.o.onBooted?.(w.name, (Date.now() - Date.parse(rec.launchedAt)) / 1000);
     return observeVm(dir, rec);
   }
 
