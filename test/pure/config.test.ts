@@ -60,6 +60,7 @@ describe('loadConfig: defaults', { skip: hasSystemConfig ? `${DEFAULT_CONFIG_PAT
       stable_after_seconds: 30,
       backoff: { base_ms: 1000, max_ms: 300_000 },
       log_level: 'info',
+      metrics_listen: '127.0.0.1:9469',
       podman: { binary: 'podman', oci_runtime: 'runc', ulimits: ['nofile=20000:20000', 'nproc=32768:32768'], list_timeout_seconds: 10, timeout_seconds: 60, api: 'auto' },
       qemu: { binary: 'qemu-system-x86_64', img_binary: 'qemu-img', accel: 'auto', boot_timeout_seconds: 90, ssh_user: 'root', base_cmdline: 'console=ttyS0 quiet panic=-1' },
       net: { bridge: 'mcp-br0', subnet: '10.99.0.0/24', table: 'mcp' },

@@ -1,6 +1,10 @@
 /** `agent run`: the reconciler, until a signal; `--once` for one pass. */
 import { Command } from 'commander';
+import type { Logger } from 'pino';
 import { AgentLoop } from '../../agent/loop.js';
+import type { AgentMetrics } from '../../agent/metrics.js';
+import type { MetricsListener } from '../../api/metrics-listener.js';
+import type { AgentConfig } from '../../config/config.js';
 import { claimRegistry } from '../../agent/claim.js';
 import { createLogger } from '../../log.js';
 import { Registry } from '../../registry/index.js';
@@ -25,7 +29,12 @@ export function runCommand(): Command {
         registry.close();
         throw err;
       }
-      const loop = new AgentLoop({ registry, ...buildHost(cfg, registry.meta.agentId(), log), config: cfg, log });
+      // The agent's metrics, for the long-running agent only (a one-shot pass has nobody to scrape
+      // it): the TCP listener below serves them, and so can the unix-socket API (metrics.text()).
+      // Loaded here, not at the top: no other command pays for prom-client.
+      const metrics = opts.once ? undefined : new (await import('../../agent/metrics.js')).AgentMetrics();
+      const hooks = { onVmBooted: metrics && ((seconds: number) => metrics.vmBooted(seconds)) };
+      const loop = new AgentLoop({ registry, ...buildHost(cfg, registry.meta.agentId(), log, hooks), config: cfg, log, metrics });
       // Both modes stop the same way on SIGINT/SIGTERM: nothing new is dispatched, VM starts still
       // booting are rolled back, other actions finish, the claim is given back. A second signal
       // changes nothing of that (it never skips the cleanup). Listeners stay installed (not
@@ -56,9 +65,12 @@ export function runCommand(): Command {
         if (signalled) process.exitCode = 128 + (signalled === 'SIGINT' ? 2 : 15);
         return;
       }
+      // Not awaited before onStop is set: a signal during the bind must still stop the agent.
+      const listening = metrics ? serveMetrics(cfg, metrics, log) : Promise.resolve(undefined);
       await new Promise<void>((resolve) => {
         onStop = (signal) =>
-          void loop.stop(signal).finally(() => {
+          void loop.stop(signal).finally(async () => {
+            await listening.then((l) => l?.close());
             release();
             registry.close();
             resolve();
@@ -66,4 +78,20 @@ export function runCommand(): Command {
         loop.start();
       });
     });
+}
+
+/**
+ * The TCP metrics listener on `metrics_listen` ("" = none). An address that cannot be bound is
+ * logged as an error and the agent reconciles on without it: the workloads matter more than their
+ * metrics, and an agent that exits on a port clash would restart into the same clash forever.
+ */
+async function serveMetrics(cfg: AgentConfig, metrics: AgentMetrics, log: Logger): Promise<MetricsListener | undefined> {
+  if (cfg.metrics_listen === '') return undefined;
+  const { startMetricsListener } = await import('../../api/metrics-listener.js');
+  try {
+    return await startMetricsListener(cfg.metrics_listen, metrics, log);
+  } catch (err) {
+    log.error({ metrics_listen: cfg.metrics_listen }, `${(err as Error).message} (the agent runs on without metrics over TCP)`);
+    return undefined;
+  }
 }
