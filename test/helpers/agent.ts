@@ -23,6 +23,12 @@ export interface CliResult {
   stderr: string;
 }
 
+/**
+ * Test agents serve no TCP metrics unless a test asks (test/e2e/metrics.test.ts): agents of parallel
+ * tests would all reach for the default 127.0.0.1:9469.
+ */
+const NO_METRICS_LISTENER = { AGENT_METRICS_LISTEN: '' };
+
 /** A scratch node: its own directory, registry and agent id; unique service names. */
 export class TestNode {
   readonly dir = mkdtempSync(join(tmpdir(), 'agent-e2e-'));
@@ -78,7 +84,7 @@ export class TestNode {
     const [cmd, pre] = this.nodeCmd();
     const p = execa(cmd, [...pre, BIN, '--db', this.db, 'run'], {
       reject: false,
-      env: { AGENT_LOG_LEVEL: 'debug', ...this.env, ...env },
+      env: { AGENT_LOG_LEVEL: 'debug', ...NO_METRICS_LISTENER, ...this.env, ...env },
       stdin: 'ignore',
       stdout: { file: join(this.dir, 'agent.out') },
       stderr: { file: join(this.dir, 'agent.log') },
@@ -100,7 +106,7 @@ export class TestNode {
     const [cmd, pre] = this.nodeCmd();
     const p = execa(cmd, [...pre, BIN, '--db', this.db, ...args], {
       reject: false,
-      env: { AGENT_LOG_LEVEL: 'warn', ...this.env, ...env },
+      env: { AGENT_LOG_LEVEL: 'warn', ...NO_METRICS_LISTENER, ...this.env, ...env },
       stdin: 'ignore',
       ...(logTo ? { stdout: { file: join(this.dir, `${logTo}.out`) }, stderr: { file: join(this.dir, `${logTo}.log`) } } : {}),
     });
