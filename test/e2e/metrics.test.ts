@@ -3,13 +3,13 @@
 // the exposition format: the container in sync, its start counted, a `podman kill` counted as a
 // restart with one more reaction, the container runtime up, 404 elsewhere. A second agent given
 // the same address logs an error naming metrics_listen and reconciles on; a stopped agent frees
-// the port.
+// the port. A real VM (QEMU under TCG, SLIRP on 127.0.0.1) boots: one boot observed.
 import { strict as assert } from 'node:assert';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { execa } from 'execa';
-import { SLEEP, TestNode, containerService, waitFor } from '../helpers/agent.js';
+import { SLEEP, TestNode, VM_KERNEL, containerService, vmService, waitFor } from '../helpers/agent.js';
 import { parseExposition, sampleValue, type Family } from '../helpers/prom-text.js';
 
 interface LogLine {
@@ -105,5 +105,35 @@ describe('metrics over TCP', () => {
     assert.equal((await agent).exitCode, 0);
     const gone = await curl(`http://${address}/metrics`);
     assert.equal(gone.exitCode, 7, `nothing listens after stop (curl: couldn't connect): ${gone.body}`);
+  });
+
+  it('a VM boot is observed: launch to SSH ready', async (t) => {
+    // TCG, whatever /dev/kvm claims (HOST-FACTS); SLIRP, so nothing leaves loopback.
+    const node = new TestNode({ AGENT_RESYNC: '0 0 0 1 1 *', AGENT_ACCEL: 'tcg' });
+    t.after(() => node.cleanup());
+    node.useGuestImages();
+    const svc = TestNode.serviceName('mx');
+    await node.apply(vmService(svc, { v: `${VM_KERNEL}\nnetwork = "slirp"` }));
+    const began = Date.now();
+    const agent = node.startAgent({ AGENT_METRICS_LISTEN: '127.0.0.1:0' });
+    const address = await waitFor('the metrics listener', async () => boundAddress(node));
+    const f = await waitFor(
+      'the VM in sync',
+      async () => {
+        const m = await scrape(address);
+        return sampleValue(m, 'mcp_agent_workloads', { runtime: 'unikernel', drift: 'in-sync' }) === 1 && m;
+      },
+      120_000,
+      250,
+    );
+    assert.equal(sampleValue(f, 'mcp_agent_vm_boot_seconds_count'), 1);
+    // In seconds, and within what the test itself saw (the agent started, then the VM was in sync).
+    const boot = sampleValue(f, 'mcp_agent_vm_boot_seconds_sum');
+    const seen = (Date.now() - began) / 1000;
+    assert.ok(boot > 0 && boot < seen, `boot ${boot} s, seen by the test within ${seen} s`);
+    assert.equal(sampleValue(f, 'mcp_agent_leases', { kind: 'host_port' }), 1, 'the SSH forward');
+    assert.equal(sampleValue(f, 'mcp_agent_runtime_up', { runtime: 'unikernel' }), 1);
+    agent.kill('SIGTERM');
+    assert.equal((await agent).exitCode, 0);
   });
 });

@@ -13,7 +13,7 @@ import { settings } from '../common.js';
 
 export function runCommand(): Command {
   return new Command('run')
-    .description('reconcile until SIGTERM/SIGINT (workloads keep running after the agent stops); one reconciler per registry: exit 5 if another runs')
+    .description('reconcile until SIGTERM/SIGINT (workloads keep running after the agent stops), serving Prometheus metrics on metrics_listen; one reconciler per registry: exit 5 if another runs')
     .option('--once', 'one reconcile pass: plan, apply, wait for the actions, exit (1 if any failed)')
     .action(async (opts: { once?: boolean }, cmd: Command) => {
       const cfg = settings(cmd);
