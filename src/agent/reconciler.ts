@@ -4,6 +4,7 @@
  * place that changes anything). Level-triggered: each pass starts from what is true now; observe
  * repairs nothing.
  */
+import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { bridgeSettings, vmPaths, type AgentConfig } from '../config/config.js';
 import type { RuntimeKind } from '../manifest/schema.js';
@@ -12,7 +13,6 @@ import type { HostNet } from '../net/types.js';
 import { vmsMayUseBridge } from '../net/watch.js';
 import type { BridgeFact } from './network-drift.js';
 import type { Runtime, RuntimeEvent } from '../runtime/types.js';
-import { performance } from 'node:perf_hooks';
 import { Executor, type ActionOutcome } from './executor.js';
 import { passReport, type MetricsSink } from './metrics-sink.js';
 import { withBootFilesChecked } from './images.js';
