@@ -141,14 +141,28 @@ export function statusReport(registry: Registry, result: Assessed, now = Date.no
  * The `plan --json` document, from an assessment (live or the agent's): the one place it is built,
  * so `plan --json` and the local API's /v1/plan cannot drift apart.
  */
-export function planDocument(result: Assessed): { actions: Array<Record<string, unknown>> } {
+export function planDocument(result: Assessed): PlanDocument {
   return { actions: result.actions.map(actionJson) };
 }
 
 /** A plan action as plain data (the spec is large; its hash identifies it). */
-export function actionJson(a: Action): Record<string, unknown> {
+export interface PlanActionJson {
+  type: Action['type'];
+  workload: string;
+  runtime: RuntimeKind;
+  reason: string;
+  service: string | null;
+  component: string | null;
+  spec_hash?: string;
+}
+
+export interface PlanDocument {
+  actions: PlanActionJson[];
+}
+
+export function actionJson(a: Action): PlanActionJson {
   const { type, workload, runtime, reason } = a;
-  const out: Record<string, unknown> = { type, workload, runtime, reason, service: a.key?.service ?? null, component: a.key?.component ?? null };
+  const out: PlanActionJson = { type, workload, runtime, reason, service: a.key?.service ?? null, component: a.key?.component ?? null };
   if ('specHash' in a) out.spec_hash = a.specHash;
   return out;
 }

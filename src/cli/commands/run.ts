@@ -6,6 +6,8 @@ import { createLogger } from '../../log.js';
 import { Registry } from '../../registry/index.js';
 import { buildHost } from '../compose.js';
 import { settings } from '../common.js';
+import { ApiServer } from '../../api/server.js';
+import { apiSocketPath } from '../../api/socket-path.js';
 
 export function runCommand(): Command {
   return new Command('run')
@@ -56,13 +58,26 @@ export function runCommand(): Command {
         if (signalled) process.exitCode = 128 + (signalled === 'SIGINT' ? 2 : 15);
         return;
       }
+      // The local API (status, plan, events, health) answers from the loop's own knowledge.
+      const api = new ApiServer({ socketPath: apiSocketPath(cfg), registry, agent: loop, config: cfg, log });
+      try {
+        await api.listen();
+      } catch (err) {
+        release();
+        registry.close();
+        throw err;
+      }
       await new Promise<void>((resolve) => {
         onStop = (signal) =>
-          void loop.stop(signal).finally(() => {
-            release();
-            registry.close();
-            resolve();
-          });
+          // The API goes first: its socket is removed before anything else ends.
+          void api
+            .close()
+            .then(() => loop.stop(signal))
+            .finally(() => {
+              release();
+              registry.close();
+              resolve();
+            });
         loop.start();
       });
     });
