@@ -15,7 +15,8 @@ import type { RuntimeKind } from '../manifest/schema.js';
 import type { Registry } from '../registry/index.js';
 import type { Runtime } from '../runtime/types.js';
 import { watchRegistryFiles } from '../registry/change-watch.js';
-import { Reconciler } from './reconciler.js';
+import { Reconciler, type Assessed } from './reconciler.js';
+import type { RuntimeSnapshot } from './observed-view.js';
 import { HostNetWatchSwitch } from '../net/watch.js';
 import type { HostNet } from '../net/types.js';
 import { abortCommands } from '../runtime/command.js';
@@ -47,6 +48,8 @@ export class AgentLoop {
   /** performance.now() of the first wake not yet taken by a pass: the signal its actions react to. */
   private wokeAt: number | undefined;
   private hostNet: HostNetWatchSwitch | undefined;
+  /** When the last pass that finished (planned and dispatched) ended; undefined before the first. */
+  private lastPass: Date | undefined;
   /** The one requeue timer: set for the earliest requeueAt of the last pass, replaced by the next. */
   private requeue: NodeJS.Timeout | undefined;
 
@@ -70,6 +73,21 @@ export class AgentLoop {
     this.reconciler.executor.shutdown(why);
     // A pass waiting on a runtime that hangs is cut short (its components become `unknown`).
     abortCommands('the agent is stopping', { readsOnly: true });
+  }
+
+  /** Read-only, for the local API: when the last pass ended. */
+  lastPassAt(): Date | undefined {
+    return this.lastPass;
+  }
+
+  /** Read-only, for the local API: status and plan from the registry now and the live view (no listing). */
+  assessNow(): Assessed {
+    return this.reconciler.assessNow();
+  }
+
+  /** Read-only, for the local API: each runtime's listing state in the live view. */
+  viewNow(): Partial<Record<RuntimeKind, RuntimeSnapshot>> {
+    return this.reconciler.viewNow();
   }
 
   start(): void {
@@ -161,6 +179,7 @@ export class AgentLoop {
         // The desired state the pass planned with says whether a VM could use the bridge.
         if (!this.stopping) this.hostNet?.follow(result.desired);
         this.requeueAt(result.requeueAt);
+        this.lastPass = new Date();
       } catch (err) {
         this.o.log.error({ err: (err as Error).message }, 'reconcile pass failed');
       }

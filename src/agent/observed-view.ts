@@ -46,8 +46,22 @@ interface RuntimeView {
   relist: string | undefined;
   /** The last listing's failure, while it is not listed again. */
   error: string | undefined;
+  /** When the last listing that answered began (what the view holds of its absences dates from then). */
+  listedAt: number | undefined;
   /** Workloads an event said changed without saying how, with the event's time. */
   dirty: Map<string, number>;
+}
+
+/** One runtime as the view holds it now (see ObservedView.snapshot). */
+export interface RuntimeSnapshot {
+  /** What the view holds, as a listing: failed when the last listing failed or none has answered yet. */
+  listing: RuntimeListing;
+  /** When the last listing that answered began (ms since the epoch); undefined before the first. */
+  listedAt: number | undefined;
+  /** Per workload the view holds (present or known gone): when what it holds was observed. */
+  seenAt: Map<string, number>;
+  /** Why the next pass lists this runtime again (a gap, a resync due), if it will. */
+  relist: string | undefined;
 }
 
 export interface ViewRead {
@@ -68,7 +82,7 @@ export class ObservedView {
     private readonly clock: () => number = Date.now,
   ) {
     for (const kind of runtimes.keys()) {
-      this.views.set(kind, { entries: new Map(), relist: 'never listed', error: undefined, dirty: new Map() });
+      this.views.set(kind, { entries: new Map(), relist: 'never listed', error: undefined, listedAt: undefined, dirty: new Map() });
     }
   }
 
@@ -127,6 +141,23 @@ export class ObservedView {
     return e ? e.observed : null;
   }
 
+  /**
+   * What the view holds now, each entry with its time: no listing, no inspect, no I/O (for the
+   * local API's status and plan). A runtime never listed, or whose last listing failed, reads as a
+   * failed listing, as a pass would plan with it; one with a relist or a look pending still shows
+   * what it holds (the next pass corrects it).
+   */
+  snapshot(): Partial<Record<RuntimeKind, RuntimeSnapshot>> {
+    const out: Partial<Record<RuntimeKind, RuntimeSnapshot>> = {};
+    for (const [kind, v] of this.views) {
+      const seenAt = new Map([...v.entries].map(([name, e]) => [name, e.at] as const));
+      const listing: RuntimeListing =
+        v.error !== undefined ? { ok: false, error: v.error } : v.listedAt === undefined ? { ok: false, error: `the agent has not listed the ${kind} runtime yet` } : this.listing(v);
+      out[kind] = { listing, listedAt: v.listedAt, seenAt, relist: v.relist };
+    }
+    return out;
+  }
+
   /** The listings a pass plans with: lists what needs it, looks at what events left unclear. */
   async read(): Promise<ViewRead> {
     const relisted: RuntimeKind[] = [];
@@ -169,6 +200,7 @@ export class ObservedView {
     for (const [name, at] of v.dirty) if (at <= began) v.dirty.delete(name);
     v.relist = undefined;
     v.error = undefined;
+    v.listedAt = began;
     return undefined;
   }
 

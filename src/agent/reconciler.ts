@@ -52,6 +52,19 @@ export interface Observation {
   bridge: BridgeFact | undefined;
 }
 
+/**
+ * When what an assessment shows was observed (ms since the epoch), for status: per runtime its
+ * listing (a fresh one, or the live view's last), per workload the observation it rests on.
+ * Undefined where nothing was observed (a runtime that could not list).
+ */
+export interface ObservationTimes {
+  runtimes: Partial<Record<RuntimeKind, number>>;
+  workload(kind: RuntimeKind, name: string): number | undefined;
+}
+
+/** An assessment (plan + what it was planned from), and when its observations were made. */
+export type Assessed = PlanResult & Observation & { times: ObservationTimes };
+
 const listEverything = (runtimes: Map<RuntimeKind, Runtime>): ObservationSource => {
   const observer = new RuntimeObserver(runtimes);
   return { listings: () => observer.observeAll(), bridge: (_desired, compute) => compute() };
@@ -64,7 +77,7 @@ const listEverything = (runtimes: Map<RuntimeKind, Runtime>): ObservationSource 
  */
 async function observe(registry: Registry, config: AgentConfig, hostNet: HostNet, source: ObservationSource): Promise<Observation> {
   // The node-dependent rules of `apply` (boot file paths), for rows a master wrote directly.
-  const desired = withBootFilesChecked(registry.desired.read(), vmPaths(config).imagesDirs);
+  const desired = readDesired(registry, config);
   const [listings, bridge] = await Promise.all([
     source.listings(),
     source.bridge(desired, () => bridgeFact(hostNet, config, desired, registry.meta.agentId())),
@@ -83,10 +96,18 @@ export async function assess(
   hostNet: HostNet,
   now = new Date(),
   source = listEverything(runtimes),
-): Promise<PlanResult & Observation> {
+): Promise<Assessed> {
+  const began = Date.now();
   const seen = await observe(registry, config, hostNet, source);
-  return { ...plan(planInput(registry, config, seen, now)), ...seen };
+  // A fresh listing: everything it shows was observed when it was asked for.
+  const listed: ObservationTimes['runtimes'] = {};
+  for (const [kind, l] of Object.entries(seen.listings) as Array<[RuntimeKind, RuntimeListing | undefined]>) if (l?.ok) listed[kind] = began;
+  const times: ObservationTimes = { runtimes: listed, workload: (kind) => listed[kind] };
+  return { ...plan(planInput(registry, config, seen, now)), ...seen, times };
 }
+
+/** The desired state a pass plans with: the registry's rows, with this node's rules for boot files. */
+const readDesired = (registry: Registry, config: AgentConfig): DesiredState => withBootFilesChecked(registry.desired.read(), vmPaths(config).imagesDirs);
 
 const planInput = (registry: Registry, config: AgentConfig, seen: Observation, now: Date): PlanInput => ({
   desired: seen.desired,
@@ -185,6 +206,33 @@ export class Reconciler {
     const seen = this.bridgeSeen;
     if (!seen?.fact || seen.fact !== planned) return;
     seen.fact = o.inPlace ? { ...seen.fact, isolated: true, isolationDetail: 'loaded again by this agent', repairError: undefined } : { ...seen.fact, repairError: o.error };
+  }
+
+  /** The live view as it stands (each runtime's listing state and times), for health. No I/O. */
+  viewNow(): ReturnType<ObservedView['snapshot']> {
+    return this.view.snapshot();
+  }
+
+  /**
+   * What `status` and `plan` show while the agent runs: planned purely (as `assess` plans, nothing
+   * in flux held back) from the registry now, the live view as it stands and the kept bridge fact.
+   * No listing, no inspect, no bridge look: only the registry read and the boot-file checks.
+   */
+  assessNow(now = new Date()): Assessed {
+    const { registry, config } = this.o;
+    const desired = readDesired(registry, config);
+    const snapshot = this.view.snapshot();
+    const listings: Observation['listings'] = {};
+    const listed: ObservationTimes['runtimes'] = {};
+    for (const [kind, s] of Object.entries(snapshot) as Array<[RuntimeKind, (typeof snapshot)[RuntimeKind]]>) {
+      if (!s) continue;
+      listings[kind] = s.listing;
+      if (s.listing.ok && s.listedAt !== undefined) listed[kind] = s.listedAt;
+    }
+    const workload = (kind: RuntimeKind, name: string): number | undefined =>
+      listed[kind] === undefined ? undefined : (snapshot[kind]?.seenAt.get(name) ?? listed[kind]);
+    const seen: Observation = { desired, listings, bridge: this.bridgeSeen?.fact };
+    return { ...plan(planInput(registry, config, seen, now)), ...seen, times: { runtimes: listed, workload } };
   }
 
   private readonly unlisted = new Set<RuntimeKind>();

@@ -1,6 +1,8 @@
 /**
- * The operator's drift view: one row per component (and per orphan workload), computed live from
- * the registry and the runtimes, so it tells the truth whether or not the agent is running.
+ * The operator's drift view: one row per component (and per orphan workload). One builder
+ * (statusReport) makes it from an assessment, whichever way that was made: live from the registry
+ * and fresh runtime listings (buildStatus, `status --live` or no agent), or by the running agent
+ * from its live view (the local API). Both give the same document; only the times differ.
  */
 import type { AgentConfig } from '../config/config.js';
 import { keyString } from '../errors.js';
@@ -10,7 +12,8 @@ import { registryWritability, type Registry, type RegistryWritability } from '..
 import type { Runtime } from '../runtime/types.js';
 import type { HostNet } from '../net/types.js';
 import type { Drift } from './planner.js';
-import { assess } from './reconciler.js';
+import { assess, type Assessed } from './reconciler.js';
+import type { Action } from './planner.js';
 
 export interface StatusRow {
   service: string;
@@ -30,6 +33,17 @@ export interface StatusRow {
   handle: string | null;
   restarts: number;
   last_event: { at: string; action: string; outcome: string; message: string } | null;
+  /** When what this row shows was observed (a listing, an event, an action's result); null: not observed (runtime unknown). */
+  observed_at: string | null;
+  observed_age_seconds: number | null;
+}
+
+/** A runtime's listing: whether it answered, and when the listing shown (fresh, or the agent's view) was made. */
+export interface RuntimeHealth {
+  ok: boolean;
+  error: string | null;
+  observed_at: string | null;
+  age_seconds: number | null;
 }
 
 export interface AgentLiveness {
@@ -45,7 +59,7 @@ export interface StatusReport {
   /** The file, and whether it takes writes (a full disk: the agent keeps its bookkeeping in memory). */
   registry: { path: string } & RegistryWritability;
   agent: AgentLiveness;
-  runtimes: Partial<Record<RuntimeKind, { ok: boolean; error: string | null }>>;
+  runtimes: Partial<Record<RuntimeKind, RuntimeHealth>>;
   summary: Record<string, number>;
   components: StatusRow[];
 }
@@ -68,19 +82,30 @@ function agentLiveness(registry: Registry): AgentLiveness {
   };
 }
 
+/** Status computed live: fresh listings of every runtime and a look at the bridge (no agent needed). */
 export async function buildStatus(registry: Registry, runtimes: Map<RuntimeKind, Runtime>, config: AgentConfig, hostNet: HostNet): Promise<StatusReport> {
-  const result = await assess(registry, runtimes, config, hostNet);
+  return statusReport(registry, await assess(registry, runtimes, config, hostNet));
+}
+
+const iso = (ms: number | undefined): string | null => (ms === undefined ? null : new Date(ms).toISOString());
+/** Whole tenths of a second: an age, not a timestamp. */
+const age = (ms: number | undefined, now: number): number | null => (ms === undefined ? null : Math.max(0, Math.round((now - ms) / 100) / 10));
+
+/** The status document from an assessment (live or the agent's), with each observation's time and age at `now`. */
+export function statusReport(registry: Registry, result: Assessed, now = Date.now()): StatusReport {
   const instances = new Map(registry.instances.all().map((i) => [i.workload, i]));
   const lastEvents = registry.events.latestPerComponent();
 
   const runtimeHealth: StatusReport['runtimes'] = {};
   const listings = result.listings;
   for (const [kind, l] of Object.entries(listings) as Array<[RuntimeKind, (typeof listings)[RuntimeKind]]>) {
-    if (l) runtimeHealth[kind] = { ok: l.ok, error: l.ok ? null : l.error };
+    const at = result.times.runtimes[kind];
+    if (l) runtimeHealth[kind] = { ok: l.ok, error: l.ok ? null : l.error, observed_at: iso(at), age_seconds: age(at, now) };
   }
 
   const components: StatusRow[] = result.assessments.map((a) => {
     const ev = lastEvents.get(keyString(a.key));
+    const seen = a.runtime ? result.times.workload(a.runtime, a.workload) : undefined;
     return {
       service: a.key.service,
       component: a.key.component,
@@ -97,6 +122,8 @@ export async function buildStatus(registry: Registry, runtimes: Map<RuntimeKind,
       handle: a.handle ? a.handle.slice(0, 12) : null,
       restarts: instances.get(a.workload)?.restarts ?? 0,
       last_event: ev ? { at: ev.at, action: ev.action, outcome: ev.outcome, message: ev.message } : null,
+      observed_at: iso(seen),
+      observed_age_seconds: age(seen, now),
     };
   });
   const summary: Record<string, number> = {};
@@ -108,4 +135,34 @@ export async function buildStatus(registry: Registry, runtimes: Map<RuntimeKind,
     summary,
     components,
   };
+}
+
+/**
+ * The `plan --json` document, from an assessment (live or the agent's): the one place it is built,
+ * so `plan --json` and the local API's /v1/plan cannot drift apart.
+ */
+export function planDocument(result: Assessed): PlanDocument {
+  return { actions: result.actions.map(actionJson) };
+}
+
+/** A plan action as plain data (the spec is large; its hash identifies it). */
+export interface PlanActionJson {
+  type: Action['type'];
+  workload: string;
+  runtime: RuntimeKind;
+  reason: string;
+  service: string | null;
+  component: string | null;
+  spec_hash?: string;
+}
+
+export interface PlanDocument {
+  actions: PlanActionJson[];
+}
+
+export function actionJson(a: Action): PlanActionJson {
+  const { type, workload, runtime, reason } = a;
+  const out: PlanActionJson = { type, workload, runtime, reason, service: a.key?.service ?? null, component: a.key?.component ?? null };
+  if ('specHash' in a) out.spec_hash = a.specHash;
+  return out;
 }

@@ -46,7 +46,7 @@ export function formatStatus(r: StatusReport): string {
   return lines.join('\n');
 }
 
-export function formatPlan(actions: Action[]): string {
+export function formatPlan(actions: Array<Pick<Action, 'type' | 'workload' | 'runtime' | 'reason'>>): string {
   if (actions.length === 0) return 'nothing to do: the node matches the registry';
   const t = table(['ACTION', 'WORKLOAD', 'RUNTIME', 'REASON']);
   for (const a of actions) t.push([a.type, a.workload, a.runtime, a.reason]);
@@ -58,12 +58,4 @@ export function formatEvents(events: AgentEvent[]): string {
   const t = table(['TIME', 'COMPONENT', 'ACTION', 'OUTCOME', 'REASON', 'MESSAGE']);
   for (const e of [...events].reverse()) t.push([e.at, e.service ? `${e.service}/${e.component}` : e.workload ?? '-', e.action, e.outcome, e.reason || '-', e.message || '-']);
   return t.toString();
-}
-
-/** Plan actions as plain data for `plan --json` (the spec is large; its hash identifies it). */
-export function actionJson(a: Action): Record<string, unknown> {
-  const { type, workload, runtime, reason } = a;
-  const out: Record<string, unknown> = { type, workload, runtime, reason, service: a.key?.service ?? null, component: a.key?.component ?? null };
-  if ('specHash' in a) out.spec_hash = a.specHash;
-  return out;
 }

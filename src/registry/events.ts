@@ -103,6 +103,24 @@ export class EventsRepo {
       .all({ service: filter.service ?? null, component: filter.component ?? null, limit }) as AgentEvent[];
   }
 
+  /**
+   * For a follower of the log: rows written after `afterId` (oldest first, at most `limit`), and
+   * the rows `ids` (intents it saw pending, to see them settled). Same filter as `recent`.
+   */
+  since(afterId: number, ids: number[], filter: { service?: string } = {}, limit = 1000): AgentEvent[] {
+    const newer = this.db
+      .prepare('SELECT * FROM events WHERE id > @afterId AND (@service IS NULL OR service = @service) ORDER BY id LIMIT @limit')
+      .all({ afterId, service: filter.service ?? null, limit }) as AgentEvent[];
+    if (ids.length === 0) return newer;
+    const seen = this.db.prepare(`SELECT * FROM events WHERE id IN (${ids.map(() => '?').join(',')})`).all(...ids) as AgentEvent[];
+    return [...seen, ...newer];
+  }
+
+  /** The id of the newest row (0 when the log is empty): where a follower starts. */
+  lastId(): number {
+    return (this.db.prepare('SELECT coalesce(max(id), 0) AS id FROM events').get() as { id: number }).id;
+  }
+
   /** The newest event of each component, keyed `service/component`. */
   latestPerComponent(): Map<string, AgentEvent> {
     const rows = this.db

@@ -1,6 +1,6 @@
 // Helpers for end-to-end tests: run the real CLI (bin/agent.js over dist/), talk to real podman,
 // and clean up every container a test's registry owns, even when the test fails.
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -112,6 +112,19 @@ export class TestNode {
     });
     this.agents.push(p);
     return p;
+  }
+
+  /** The running agent's local API socket (src/api/server.ts). */
+  get socket(): string {
+    return join(this.dir, 'agent.sock');
+  }
+
+  /** One request to the running agent's local API, with a real client (curl --unix-socket). */
+  async api(path: string, method = 'GET'): Promise<{ status: number; body: string }> {
+    const r = await execa('curl', ['-s', '--max-time', '10', '-X', method, '--unix-socket', this.socket, '-w', '\n%{http_code}', `http://agent${path}`], { reject: false });
+    const out = String(r.stdout);
+    const nl = out.lastIndexOf('\n');
+    return { status: Number(out.slice(nl + 1)), body: out.slice(0, nl) };
   }
 
   /** Runs one read-only query on the node's registry (as a master would read it). */
@@ -252,6 +265,29 @@ export class TmpfsRegistryNode extends TestNode {
     if (this.mounted) await execa('umount', [this.registryDir]);
     this.mounted = false;
     await super.removeFiles();
+  }
+}
+
+/**
+ * A podman the test can break: a script in `dir` that execs the real podman, switched to `exit 1`
+ * by `break()` (and back by `mend()`). Point `podman.binary` at `path`.
+ */
+export class PodmanSwitch {
+  readonly path: string;
+  constructor(dir: string) {
+    this.path = join(dir, 'podman-switch');
+    this.mend();
+  }
+  break(): void {
+    this.write('#!/bin/sh\necho "podman made unusable by the test" >&2\nexit 1\n');
+  }
+  mend(): void {
+    this.write('#!/bin/sh\nexec podman "$@"\n');
+  }
+  /** Written beside and renamed over: a script being started is never seen half-written. */
+  private write(script: string): void {
+    writeFileSync(`${this.path}.new`, script, { mode: 0o755 });
+    renameSync(`${this.path}.new`, this.path);
   }
 }
 

@@ -11,12 +11,14 @@ const SRC = join(ROOT, 'src');
 
 /** Layer (a folder under src/) -> the layers it must never import from. */
 const FORBIDDEN: Record<string, string[]> = {
-  runtime: ['agent', 'cli', 'doctor'],
-  net: ['agent', 'cli', 'doctor'],
+  runtime: ['agent', 'api', 'cli', 'doctor'],
+  net: ['agent', 'api', 'cli', 'doctor'],
   // The doctor sits beside the agent: it reads what the agent reads and is given the adapters by
-  // the command line (src/cli/commands/doctor.ts), never the other way round.
-  agent: ['doctor'],
+  // the command line (src/cli/commands/doctor.ts), never the other way round. The agent is served
+  // by the local API (src/api) and driven by the CLI; it knows neither.
+  agent: ['api', 'cli', 'doctor'],
   doctor: ['cli'],
+  api: ['cli'],
 };
 
 /** The concrete adapters: only the composition root builds them; everything else gets their interfaces. */

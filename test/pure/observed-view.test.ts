@@ -214,4 +214,52 @@ describe('the live observed view', () => {
       rt.items = [container('a', { state: 'exited', exitCode: 137 })];
     }
   });
+
+  describe('snapshot (what the local API answers from)', () => {
+    it('reads as a failed listing before the first listing, and never lists itself', () => {
+      const rt = new ListedRuntime();
+      rt.items = [container('a')];
+      const snap = viewOf(rt).snapshot().container;
+      assert.ok(snap && !snap.listing.ok);
+      assert.match(snap.listing.error, /has not listed the container runtime yet/);
+      assert.equal(snap.listedAt, undefined);
+      assert.equal(rt.lists, 0);
+    });
+
+    it('holds what the view holds, each workload with the time of what it shows', async () => {
+      let now = 1000;
+      const rt = new ListedRuntime();
+      rt.items = [container('a'), container('b')];
+      const v = viewOf(rt, () => now);
+      await v.read(); // listed at 1000
+      now = 5000;
+      v.onEvent(event('a', 4000, container('a', { state: 'exited', exitCode: 1 })));
+      v.onEvent(event('b', 4500, null, 'remove'));
+      const snap = v.snapshot().container;
+      assert.ok(snap?.listing.ok);
+      assert.deepEqual(snap.listing.items.map((o) => `${o.name}:${o.state}`), ['a:exited'], 'b is known gone');
+      assert.equal(snap.listedAt, 1000);
+      assert.equal(snap.seenAt.get('a'), 4000);
+      assert.equal(snap.seenAt.get('b'), 4500);
+      assert.equal(snap.relist, undefined);
+      assert.equal(rt.lists, 1, 'a snapshot lists nothing');
+    });
+
+    it('a failed listing reads as failed; a pending relist is said, and what is held still shows', async () => {
+      const rt = new ListedRuntime();
+      rt.items = [container('a')];
+      const v = viewOf(rt);
+      await v.read();
+      v.relist('scheduled resync');
+      const pending = v.snapshot().container;
+      assert.ok(pending?.listing.ok);
+      assert.equal(pending.relist, 'scheduled resync');
+      assert.equal(pending.listing.items.length, 1);
+      rt.failNext = 'podman is gone';
+      await v.read();
+      const failed = v.snapshot().container;
+      assert.ok(failed && !failed.listing.ok);
+      assert.equal(failed.listing.error, 'podman is gone');
+    });
+  });
 });

@@ -10,10 +10,12 @@ import { createLogger } from '../../log.js';
 import { Registry } from '../../registry/index.js';
 import { buildHost } from '../compose.js';
 import { settings } from '../common.js';
+import { ApiServer } from '../../api/server.js';
+import { apiSocketPath } from '../../api/socket-path.js';
 
 export function runCommand(): Command {
   return new Command('run')
-    .description('reconcile until SIGTERM/SIGINT (workloads keep running after the agent stops), serving Prometheus metrics on metrics_listen; one reconciler per registry: exit 5 if another runs')
+    .description('reconcile until SIGTERM/SIGINT (workloads keep running after the agent stops), serving the local API on <registry dir>/agent.sock and Prometheus metrics on metrics_listen; one reconciler per registry: exit 5 if another runs')
     .option('--once', 'one reconcile pass: plan, apply, wait for the actions, exit (1 if any failed)')
     .action(async (opts: { once?: boolean }, cmd: Command) => {
       const cfg = settings(cmd);
@@ -65,16 +67,29 @@ export function runCommand(): Command {
         if (signalled) process.exitCode = 128 + (signalled === 'SIGINT' ? 2 : 15);
         return;
       }
+      // The local API (status, plan, events, health, metrics) answers from the loop's own knowledge.
+      const api = new ApiServer({ socketPath: apiSocketPath(cfg), registry, agent: loop, config: cfg, log, metrics });
+      try {
+        await api.listen();
+      } catch (err) {
+        release();
+        registry.close();
+        throw err;
+      }
       // Not awaited before onStop is set: a signal during the bind must still stop the agent.
       const listening = metrics ? serveMetrics(cfg, metrics, log) : Promise.resolve(undefined);
       await new Promise<void>((resolve) => {
         onStop = (signal) =>
-          void loop.stop(signal).finally(async () => {
-            await listening.then((l) => l?.close());
-            release();
-            registry.close();
-            resolve();
-          });
+          // The API goes first: its socket is removed before anything else ends.
+          void api
+            .close()
+            .then(() => loop.stop(signal))
+            .finally(async () => {
+              await listening.then((l) => l?.close());
+              release();
+              registry.close();
+              resolve();
+            });
         loop.start();
       });
     });

@@ -1,0 +1,69 @@
+/**
+ * The documents the CLI reads from a running agent, checked at the edge: an agent of another
+ * version (upgraded CLI, old agent still running) whose answer does not fit is not trusted, and
+ * the CLI computes live instead. The schemas are typed against the documents' own types, so a
+ * change there that is not made here fails the typecheck.
+ */
+import { z } from 'zod';
+import type { PlanDocument, StatusReport, StatusRow } from '../agent/status.js';
+import type { AgentEvent } from '../registry/index.js';
+
+const str = z.string();
+const nstr = z.string().nullable();
+const nnum = z.number().nullable();
+const runtimeKind = z.enum(['container', 'unikernel']);
+
+const row: z.ZodType<StatusRow> = z.object({
+  service: str,
+  component: str,
+  workload: str,
+  runtime: runtimeKind.nullable(),
+  desired: z.enum(['running', 'absent']),
+  observed: str,
+  drift: z.enum(['in-sync', 'missing', 'stopped', 'exited', 'spec-changed', 'network', 'orphan', 'unknown', 'invalid', 'pending']),
+  reason: str,
+  next_action: nstr,
+  backoff_until: nstr,
+  address: nstr,
+  network: nstr,
+  handle: nstr,
+  restarts: z.number(),
+  last_event: z.object({ at: str, action: str, outcome: str, message: str }).nullable(),
+  observed_at: nstr,
+  observed_age_seconds: nnum,
+});
+
+export const statusDocument: z.ZodType<StatusReport> = z.object({
+  registry: z.object({ path: str, writable: z.boolean(), reason: nstr, free_bytes: nnum }),
+  agent: z.object({ running: z.boolean(), pid: nnum, last_pass_at: nstr, once_in_progress: z.boolean() }),
+  runtimes: z.partialRecord(runtimeKind, z.object({ ok: z.boolean(), error: nstr, observed_at: nstr, age_seconds: nnum })),
+  summary: z.record(str, z.number()),
+  components: z.array(row),
+});
+
+export const planDocumentSchema: z.ZodType<PlanDocument> = z.object({
+  actions: z.array(
+    z.object({
+      type: z.enum(['start', 'restart', 'replace', 'remove', 'adopt']),
+      workload: str,
+      runtime: runtimeKind,
+      reason: str,
+      service: nstr,
+      component: nstr,
+      spec_hash: str.optional(),
+    }),
+  ),
+});
+
+export const eventDocument: z.ZodType<AgentEvent> = z.object({
+  id: z.number(),
+  at: str,
+  service: nstr,
+  component: nstr,
+  workload: nstr,
+  action: str,
+  reason: str,
+  outcome: z.enum(['ok', 'error', 'info', 'pending', 'interrupted']),
+  message: str,
+});
+export const eventsDocument = z.array(eventDocument);

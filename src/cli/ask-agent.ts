@@ -1,0 +1,19 @@
+/**
+ * Which source `status`, `plan` and `events` read: the running agent of this registry over its
+ * local API (its live view: no runtime listing), or, with `--live` or no agent, a live computation
+ * as before. Both give the same documents (see src/agent/status.ts).
+ */
+import type { z } from 'zod';
+import type { AgentConfig } from '../config/config.js';
+import { askAgent, type AgentTarget } from '../api/client.js';
+import { apiSocketPath } from '../api/socket-path.js';
+
+export const agentTarget = (cfg: AgentConfig): AgentTarget => ({ socketPath: apiSocketPath(cfg), registryPath: cfg.db });
+
+export const LIVE_HELP = 'compute from fresh runtime listings even when an agent runs (default: ask the running agent, which answers from its live view)';
+
+/** The agent's document, or the live one: `live` skips the agent; no agent (or an unusable answer) falls back silently. */
+export async function fromAgentOrLive<T>(cfg: AgentConfig, o: { live?: boolean | undefined; path: string; schema: z.ZodType<T> }, compute: () => Promise<T>): Promise<T> {
+  const answer = o.live ? undefined : await askAgent(agentTarget(cfg), o.path, o.schema);
+  return answer ?? compute();
+}
