@@ -117,7 +117,9 @@ describe('local API', () => {
       assert.equal(bad.status, 400);
       assert.deepEqual(JSON.parse(bad.body), { error: "query parameter 'limit' must be a whole number from 1 to 100000, got 'many'", parameter: 'limit' });
       assert.equal((await node.api('/v1/status?x=1')).status, 400);
-      assert.equal((await node.api('/metrics')).status, 404, 'no metrics source given to this server');
+      const m = await node.api('/metrics');
+      assert.equal(m.status, 200, 'the socket serves the same metrics as metrics_listen');
+      assert.match(m.body, /^mcp_agent_runtime_up\{runtime="container"\} 1$/m);
     });
 
     it('removes its socket when stopped with SIGTERM; then the CLI computes live, and --follow says no agent runs', async () => {
