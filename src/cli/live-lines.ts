@@ -62,7 +62,8 @@ export class LiveLines {
   }
 
   private body(): string {
-    const width = Math.max(20, (this.out.columns ?? 80) - 1);
+    // A pty with no size (script, CI) says 0 columns: take 80 then. One column spare: no wrap.
+    const width = Math.max(20, (this.out.columns || 80) - 1);
     return [...this.lines].map(([k, t]) => `${k}: ${t}`.slice(0, width)).join('\n');
   }
 }
