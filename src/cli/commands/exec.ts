@@ -1,10 +1,11 @@
 /**
  * `agent exec [-i] SERVICE/COMPONENT -- CMD`: a command in a workload; its exit code is ours.
  * Exit codes: the command's own (126/127 included); 125 when exec itself failed (no such
- * component or workload, not running, unreachable), like podman's; 2 for bad input as everywhere.
+ * component or workload, not running, unreachable), like podman's; 2 for bad input and 3 for an
+ * unusable registry, as in every command.
  */
 import { Command } from 'commander';
-import { AgentError, ExecError, ValidationError } from '../../errors.js';
+import { ExecError, NotFoundError, RuntimeError } from '../../errors.js';
 import { buildHost } from '../compose.js';
 import { settings, target, withRegistry } from '../common.js';
 
@@ -24,9 +25,10 @@ export function execCommand(): Command {
           process.exitCode = await rt.exec(t.workload, argv, { stdout: (b) => process.stdout.write(b), stderr: (b) => process.stderr.write(b), stdin });
         });
       } catch (err) {
-        // Anything but bad input is exec's own failure: one exit code (125), named by the component.
+        // The workload cannot be had: one exit code (125), named by the component. Bad input (2)
+        // and an unusable registry (3) keep the codes every command gives them.
         if (err instanceof ExecError) throw new ExecError(ref, err.detail, { cause: err });
-        if (err instanceof AgentError && !(err instanceof ValidationError)) throw new ExecError(ref, err.message, { cause: err });
+        if (err instanceof NotFoundError || err instanceof RuntimeError) throw new ExecError(ref, err.message, { cause: err });
         throw err;
       } finally {
         // A terminal or a pipe left open on stdin would keep the process alive after the command ended.
