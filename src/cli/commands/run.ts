@@ -16,7 +16,7 @@ import { LiveLines } from '../live-lines.js';
 export function runCommand(): Command {
   return new Command('run')
     .description('reconcile until SIGTERM/SIGINT (workloads keep running after the agent stops), serving Prometheus metrics on metrics_listen; one reconciler per registry: exit 5 if another runs')
-    .option('--once', 'one reconcile pass: plan, apply, wait for the actions, exit (1 if any failed)')
+    .option('--once', 'one reconcile pass: plan, apply, wait for the actions (VM boots waiting for SSH shown on stderr), exit (1 if any failed)')
     .action(async (opts: { once?: boolean }, cmd: Command) => {
       const cfg = settings(cmd);
       // --once is run by a person waiting for it: VM boots are told as they go (stderr, like the logs).
