@@ -70,3 +70,21 @@ export class RegistryBusyError extends AgentError {
     super(message);
   }
 }
+
+/**
+ * `agent exec` could not run the command at all: the workload is not there, not running, or cannot
+ * be reached. Exit 125, podman's and docker's code for their own failures, so a script tells it
+ * from the command's own exit code (which passes through, 126 and 127 included).
+ */
+export class ExecError extends AgentError {
+  override readonly exitCode = 125;
+  constructor(
+    /** The workload (runtime side) or `service/component` (CLI side) it concerns. */
+    readonly target: string,
+    /** What went wrong, without the target: "the container is not running (state exited)". */
+    readonly detail: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`exec ${target}: ${detail}`, options);
+  }
+}

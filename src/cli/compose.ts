@@ -10,7 +10,7 @@ import type { HostNet } from '../net/types.js';
 import { PodmanRuntime } from '../runtime/podman.js';
 import { defaultApiSocket, type RuntimeLog } from '../runtime/podman-service.js';
 import { QemuRuntime } from '../runtime/qemu/runtime.js';
-import type { Runtime } from '../runtime/types.js';
+import type { BootProgress, Runtime } from '../runtime/types.js';
 
 /** What the agent drives on this host: one runtime per kind, and the VM networking. */
 export interface HostAdapters {
@@ -18,9 +18,13 @@ export interface HostAdapters {
   hostNet: HostNet;
 }
 
-/** What `agent run` wants to hear from the adapters besides their log lines: VM boot times (its metrics). */
+/**
+ * What a command wants to hear from the adapters besides their log lines: VM boot times (`agent
+ * run`'s metrics), boots waiting for SSH (`run --once`'s progress output).
+ */
 export interface HostHooks {
   onVmBooted?: ((seconds: number) => void) | undefined;
+  onBootProgress?: ((p: BootProgress) => void) | undefined;
 }
 
 /** `log`: where the adapters' own lines go (the podman API service's); `log` and `hooks`: none for one-shot commands. */
@@ -35,7 +39,7 @@ export function buildHostNet(): HostNet {
   return hostNet();
 }
 
-function buildRuntimes(cfg: AgentConfig, agentId: string, net: HostNet, log: RuntimeLog | undefined, { onVmBooted }: HostHooks): Map<RuntimeKind, Runtime> {
+function buildRuntimes(cfg: AgentConfig, agentId: string, net: HostNet, log: RuntimeLog | undefined, { onVmBooted, onBootProgress }: HostHooks): Map<RuntimeKind, Runtime> {
   const env: Record<string, string> = {};
   if (cfg.podman.containers_conf) env.CONTAINERS_CONF = cfg.podman.containers_conf;
   const paths = vmPaths(cfg);
@@ -71,6 +75,7 @@ function buildRuntimes(cfg: AgentConfig, agentId: string, net: HostNet, log: Run
         baseCmdline: cfg.qemu.base_cmdline,
         taps: net,
         onBooted: onVmBooted && ((_name, seconds) => onVmBooted(seconds)),
+        onBootProgress,
       }),
     ],
   ]);

@@ -10,7 +10,8 @@ import { fleetApply, fleetEvents, fleetStatus, parseDuration, type ApplyResult, 
 import { loadDesiredDir, place } from '../fleet/placement.js';
 import { eachNode } from '../fleet/pool.js';
 import { scanHostKey } from '../fleet/transport.js';
-import { progressPrinter, waitForConvergence, waitLine, type WaitResult } from '../fleet/wait.js';
+import { progressText, waitForConvergence, waitLine, type WaitResult } from '../fleet/wait.js';
+import { LiveLines } from './live-lines.js';
 import { ago, table } from './format.js';
 
 const print = (s: string): void => void process.stdout.write(s.endsWith('\n') ? s : `${s}\n`);
@@ -70,10 +71,10 @@ async function applyOrPlan(opts: PlaceOpts, dryRun: boolean): Promise<void> {
   }
   // --wait: only the nodes that took their set are waited on; a failed apply already fails the run.
   const applied = targets.filter((n) => results.some((r) => r.node === n.name && r.ok));
-  const progress = progressPrinter(applied.map((n) => n.name), process.stderr);
+  const progress = new LiveLines(process.stderr, applied.map((n) => [n.name, 'waiting']));
   let waited: WaitResult[];
   try {
-    waited = await waitForConvergence(applied, { callTimeoutMs: timeoutMs, waitTimeoutMs, parallel, onProgress: progress.update });
+    waited = await waitForConvergence(applied, { callTimeoutMs: timeoutMs, waitTimeoutMs, parallel, onProgress: (node, state) => progress.set(node, progressText(state)) });
   } finally {
     progress.finish();
   }

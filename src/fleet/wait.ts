@@ -3,8 +3,8 @@
  * transport, one call at a time per node) until every component of that node is in sync, or
  * until one shared deadline (`--wait-timeout`, counted from the start of the wait). A node that
  * cannot be reached during the wait is retried until the deadline, never fails the others, and
- * counts as not converged if it never answers in sync. Progress goes to stderr: one line per node
- * redrawn in place on a TTY, otherwise a plain line whenever a node's count changes.
+ * counts as not converged if it never answers in sync. Progress goes to stderr (cli/live-lines.ts):
+ * one line per node redrawn in place on a TTY, otherwise a plain line whenever a node's count changes.
  */
 import type { FleetNode } from './inventory.js';
 import { nodeStatus, type NodeStatus } from './operations.js';
@@ -61,42 +61,13 @@ export async function waitForConvergence(nodes: FleetNode[], opts: WaitOptions):
   return settled.map((s, i) => (s.ok ? s.value : { node: nodes[i]!.name, converged: false, status: null, error: s.error.message, waitedMs: Date.now() - start }));
 }
 
-/** A node's state in a few words, for progress. */
-function progressText(state: WaitProgress): string {
+/** A node's state in a few words, for progress (rendered by src/cli/live-lines.ts). */
+export function progressText(state: WaitProgress): string {
   if (state.kind === 'error') return `waiting (${state.error})`;
   const s = state.status;
   const total = s.inSync + s.drifted;
   if (s.drifted === 0) return `in sync (${total} components)`;
   return `${s.inSync}/${total} in sync${s.agentRunning ? '' : ', agent not running'}`;
-}
-
-/** Renders progress: on a TTY one line per node redrawn in place, otherwise a line per change. */
-export function progressPrinter(nodes: string[], out: NodeJS.WriteStream): { update: (node: string, state: WaitProgress) => void; finish: () => void } {
-  const lines = new Map<string, string>(nodes.map((n) => [n, 'waiting']));
-  if (!out.isTTY) {
-    return {
-      update: (node, state) => {
-        const text = progressText(state);
-        if (lines.get(node) === text) return;
-        lines.set(node, text);
-        out.write(`${node}: ${text}\n`);
-      },
-      finish: () => undefined,
-    };
-  }
-  let drawn = false;
-  return {
-    update: (node, state) => {
-      lines.set(node, progressText(state));
-      const width = Math.max(20, (out.columns ?? 80) - 1);
-      const body = nodes.map((n) => `\x1b[2K${`${n}: ${lines.get(n)}`.slice(0, width)}`).join('\n');
-      // Back to the first line of the block (CSI n F; n = 0 would mean 1, so a 1-line block uses \r).
-      const up = drawn && nodes.length > 1 ? `\x1b[${nodes.length - 1}F` : '\r';
-      out.write(`${up}${body}`);
-      drawn = true;
-    },
-    finish: () => void (drawn && out.write('\n')),
-  };
 }
 
 /** The final line of one node: converged, or why not (its drifted components). */

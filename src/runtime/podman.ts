@@ -6,7 +6,7 @@
  * `--pull never` because no image registry is reachable and a pull would only hang.
  */
 import { execa, type ExecaError } from 'execa';
-import { RuntimeError } from '../errors.js';
+import { ExecError, RuntimeError } from '../errors.js';
 import { runBounded } from './command.js';
 import { LABEL_AGENT } from '../identity.js';
 import { PodmanApiError, type PodmanApi } from './podman-api.js';
@@ -14,7 +14,7 @@ import { DEFAULT_EXIT_DIR } from './podman-exits.js';
 import { observedOf, parsePsJson } from './podman-ps.js';
 import { PodmanService, type RuntimeLog } from './podman-service.js';
 import { watchContainers } from './podman-watch.js';
-import type { Capabilities, ExecIo, Observed, Runtime, RuntimeEvent, WorkloadSpec, WorkloadState } from './types.js';
+import type { Capabilities, ExecIo, LogsOptions, Observed, Runtime, RuntimeEvent, WorkloadSpec, WorkloadState } from './types.js';
 
 export interface PodmanOptions {
   /** Path or name of the podman binary. */
@@ -256,17 +256,42 @@ export class PodmanRuntime implements Runtime {
     };
   }
 
+  /**
+   * `podman exec` (with -i and our stdin piped when there is one). The container is looked up
+   * first, so "not ours / not there / not running" is told in words (ExecError, exit 125) rather
+   * than as podman's bare 125; a container that stops between the look-up and the exec still
+   * gets podman's own 125 and its "Error:" line on stderr.
+   */
   async exec(name: string, argv: string[], io: ExecIo): Promise<number> {
-    const p = execa(this.opts.binary, ['exec', name, ...argv], { env: this.opts.env, stdin: 'ignore', reject: false, buffer: false });
+    let seen: Observed | undefined;
+    try {
+      seen = await this.find(name);
+    } catch (err) {
+      throw new ExecError(name, (err as Error).message, { cause: err });
+    }
+    if (!seen) throw new ExecError(name, 'no such container of this agent on podman (not started yet, or removed)');
+    if (seen.state !== 'running') throw new ExecError(name, `the container is not running (state ${seen.state})`);
+    const p = execa(this.opts.binary, ['exec', ...(io.stdin ? ['-i'] : []), name, ...argv], {
+      env: this.opts.env, stdin: io.stdin ? 'pipe' : 'ignore', reject: false, buffer: false,
+    });
     p.stdout?.on('data', io.stdout);
     p.stderr?.on('data', io.stderr);
+    if (io.stdin && p.stdin) {
+      // podman ends: stop feeding it (a write after its end would be EPIPE on a stream nobody reads).
+      p.stdin.on('error', () => undefined);
+      io.stdin.pipe(p.stdin);
+    }
     const r = await p;
-    if ((r as { code?: string }).code === 'ENOENT') throw new RuntimeError('podman', 'exec', name, 'podman is not installed (or not at the configured path)');
+    if (io.stdin && p.stdin) io.stdin.unpipe(p.stdin);
+    if ((r as { code?: string }).code === 'ENOENT') throw new ExecError(name, 'podman is not installed (or not at the configured path)');
     return r.exitCode ?? 255;
   }
 
-  async *logs(name: string, opts: { follow: boolean; signal?: AbortSignal }): AsyncIterable<string> {
-    const p = execa(this.opts.binary, ['logs', ...(opts.follow ? ['--follow'] : []), name], {
+  async *logs(name: string, opts: LogsOptions): AsyncIterable<string> {
+    const args = ['logs', ...(opts.follow ? ['--follow'] : [])];
+    if (opts.tail !== undefined) args.push('--tail', String(opts.tail));
+    if (opts.since !== undefined) args.push('--since', new Date(opts.since).toISOString());
+    const p = execa(this.opts.binary, [...args, name], {
       env: this.opts.env, stdin: 'ignore', reject: false, buffer: false, all: true, cancelSignal: opts.signal,
     });
     for await (const chunk of p.all!) yield String(chunk);

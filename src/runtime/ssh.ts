@@ -92,14 +92,33 @@ export async function sshConnect(t: SshTarget, timeoutMs = 10_000): Promise<Clie
   });
 }
 
+/** SSH to the VM could not be set up at all (nothing ran). */
+export class SshConnectError extends Error {}
+
 export interface ExecResult {
   code: number;
   signal: string | undefined;
 }
 
-/** Runs `command`, streaming output to the given sinks; resolves with its exit status. */
-export async function sshExec(t: SshTarget, command: string, out: { stdout: (b: Buffer) => void; stderr: (b: Buffer) => void }, timeoutMs = 10_000): Promise<ExecResult> {
-  const c = await sshConnect(t, timeoutMs);
+export interface SshIo {
+  stdout: (b: Buffer) => void;
+  stderr: (b: Buffer) => void;
+  /** Fed to the command's stdin; its end sends EOF. Undefined: EOF at once (nothing waits for input). */
+  stdin?: NodeJS.ReadableStream;
+}
+
+/**
+ * Runs `command`, streaming output to the given sinks; resolves with its exit status. Connecting
+ * (handshake, key, auth) fails with SshConnectError, so a caller tells "could not run it" from
+ * "it ran and the connection dropped".
+ */
+export async function sshExec(t: SshTarget, command: string, out: SshIo, timeoutMs = 10_000): Promise<ExecResult> {
+  let c: Client;
+  try {
+    c = await sshConnect(t, timeoutMs);
+  } catch (err) {
+    throw new SshConnectError((err as Error).message, { cause: err });
+  }
   try {
     return await new Promise<ExecResult>((resolve, reject) => {
       let code = 255;
@@ -112,6 +131,11 @@ export async function sshExec(t: SshTarget, command: string, out: { stdout: (b: 
         if (err) return reject(err);
         stream.on('data', out.stdout);
         stream.stderr.on('data', out.stderr);
+        // The channel's stdin: without this EOF a command that reads it (cat) waits forever.
+        if (out.stdin) {
+          out.stdin.pipe(stream);
+          stream.once('close', () => out.stdin?.unpipe(stream));
+        } else stream.end();
         stream.on('exit', (c2: number | null, sig?: string) => {
           code = c2 ?? 255;
           signal = sig ?? undefined;

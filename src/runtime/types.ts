@@ -121,13 +121,45 @@ export interface Runtime {
   watch(onEvent: (e: RuntimeEvent) => void): () => void;
   /** Frees what no workload owns any more (e.g. TAPs left by a crash); returns what it freed. */
   collectGarbage?(): Promise<string[]>;
-  /** Runs a command in the workload, streaming its output; resolves with its exit code. */
+  /**
+   * Runs a command in the workload, streaming its output; resolves with the command's exit code
+   * (126/127 from the command included). Rejects with an ExecError (exit 125) when the command
+   * could not be run at all: no such workload, not running, unreachable. The command's stdin is
+   * `io.stdin` until it ends, then closed (EOF); without `io.stdin` it is closed at once, so a
+   * command that reads stdin never waits for input nobody sends.
+   */
   exec(name: string, argv: string[], io: ExecIo): Promise<number>;
-  /** The workload's output so far (console log, container logs); with follow, until aborted. */
-  logs(name: string, opts: { follow: boolean; signal?: AbortSignal }): AsyncIterable<string>;
+  /**
+   * The workload's output so far (console log, container logs); with follow, until aborted.
+   * `tail`: only the last N lines of what is there (then what follows, with follow). `since`
+   * (epoch ms): only output from then on; a runtime whose output has no timestamps (a VM's serial
+   * console) rejects it with a RuntimeError rather than guess.
+   */
+  logs(name: string, opts: LogsOptions): AsyncIterable<string>;
+}
+
+export interface LogsOptions {
+  follow: boolean;
+  signal?: AbortSignal;
+  tail?: number;
+  since?: number;
 }
 
 export interface ExecIo {
   stdout: (chunk: Buffer) => void;
   stderr: (chunk: Buffer) => void;
+  /** What the command reads on stdin; its end closes the command's stdin. Undefined: closed at once. */
+  stdin?: NodeJS.ReadableStream;
+}
+
+/**
+ * A start that waits, told as it goes (a VM booting until SSH answers): for an operator's progress
+ * output only, never for decisions. `waiting` once when the wait begins, then `ready` or `failed`.
+ */
+export interface BootProgress {
+  key: ComponentKey;
+  workload: string;
+  phase: 'waiting' | 'ready' | 'failed';
+  /** When the wait began (epoch ms), the same in all three phases of one wait. */
+  since: number;
 }

@@ -9,6 +9,8 @@ import { ORIGINS, type Origin } from '../../manifest/diff.js';
 import { loadManifestDir, loadManifestFile, loadManifestStdin, type ManifestFormat } from '../../manifest/load.js';
 import type { ServiceSpec } from '../../manifest/schema.js';
 import { planAgainst, type ApplyResult } from '../../registry/desired.js';
+import { DURATION_RULE, parseDuration } from '../../duration.js';
+import { waitApplied } from '../apply-wait.js';
 import { print, settings, withRegistry } from '../common.js';
 
 function readManifests(file: string, format: ManifestFormat | undefined): ServiceSpec[] {
@@ -30,6 +32,8 @@ interface ApplyCliOpts {
   origin: Origin;
   dryRun?: boolean;
   json?: boolean;
+  wait?: boolean;
+  waitTimeout: string;
 }
 
 /** One line per service (or the JSON the master's `fleet` reads); `note` heads a dry run. */
@@ -69,8 +73,13 @@ export function applyCommand(): Command {
     .addOption(new Option('--origin <origin>', 'who applies: recorded per service; a master\'s prune spares local services').choices(ORIGINS).default('local'))
     .option('--dry-run', 'print what would change and write nothing (not even a new registry)')
     .option('--json', 'print JSON')
+    .option('--wait', 'then wait until the running agent has every component of these services in sync (progress on stderr); exit 1 naming what is not')
+    .option('--wait-timeout <duration>', 'with --wait: how long to wait (10s, 5m, 1h30m)', '2m')
     .action(async (opts: ApplyCliOpts, cmd: Command) => {
       const cfg = settings(cmd);
+      const waitMs = parseDuration(opts.waitTimeout);
+      if (waitMs === undefined || waitMs <= 0) throw new ValidationError('apply flags', [{ field: '--wait-timeout', rule: `${DURATION_RULE}, above 0, got '${opts.waitTimeout}'` }]);
+      if (opts.wait && opts.dryRun) throw new ValidationError('apply flags', [{ field: '--wait', rule: 'cannot go with --dry-run: nothing is written, so nothing will change' }]);
       if (opts.prune && opts.file !== '-' && !statSync(opts.file, { throwIfNoEntry: false })?.isDirectory()) {
         throw new ValidationError('apply --prune', [{ field: '--file', rule: 'must be a directory with --prune, or - for stdin (the whole desired state)' }]);
       }
@@ -90,5 +99,10 @@ export function applyCommand(): Command {
       }
       const res = await withRegistry(cfg, (r) => r.desired.apply(specs, applyOpts), { create: true });
       printApply(res, specs, opts);
+      if (opts.wait) {
+        const services = [...res.created, ...res.updated.map((u) => u.name), ...res.unchanged];
+        const line = await waitApplied(cfg, { services, pruned: res.pruned }, waitMs, opts.waitTimeout);
+        if (!opts.json) print(line);
+      }
     });
 }

@@ -12,14 +12,19 @@ import { buildHost } from '../compose.js';
 import { settings } from '../common.js';
 import { ApiServer } from '../../api/server.js';
 import { apiSocketPath } from '../../api/socket-path.js';
+import { BootProgressView } from '../boot-progress.js';
+import { LiveLines } from '../live-lines.js';
 
 export function runCommand(): Command {
   return new Command('run')
     .description('reconcile until SIGTERM/SIGINT (workloads keep running after the agent stops), serving the local API on <registry dir>/agent.sock and Prometheus metrics on metrics_listen; one reconciler per registry: exit 5 if another runs')
-    .option('--once', 'one reconcile pass: plan, apply, wait for the actions, exit (1 if any failed)')
+    .option('--once', 'one reconcile pass: plan, apply, wait for the actions (VM boots waiting for SSH shown on stderr), exit (1 if any failed)')
     .action(async (opts: { once?: boolean }, cmd: Command) => {
       const cfg = settings(cmd);
-      const log = createLogger(cfg.log_level);
+      // --once is run by a person waiting for it: VM boots are told as they go (stderr, like the logs).
+      const live = opts.once ? new LiveLines(process.stderr) : undefined;
+      const progress = live ? new BootProgressView(live) : undefined;
+      const log = createLogger(cfg.log_level, live?.aboveStream());
       const registry = Registry.open(cfg.db, { create: true, log });
       let release: () => void;
       try {
@@ -35,7 +40,7 @@ export function runCommand(): Command {
       // it): the TCP listener below serves them, and so can the unix-socket API (metrics.text()).
       // Loaded here, not at the top: no other command pays for prom-client.
       const metrics = opts.once ? undefined : new (await import('../../agent/metrics.js')).AgentMetrics();
-      const hooks = { onVmBooted: metrics && ((seconds: number) => metrics.vmBooted(seconds)) };
+      const hooks = { onVmBooted: metrics && ((seconds: number) => metrics.vmBooted(seconds)), onBootProgress: progress?.onBoot };
       const loop = new AgentLoop({ registry, ...buildHost(cfg, registry.meta.agentId(), log, hooks), config: cfg, log, metrics });
       // Both modes stop the same way on SIGINT/SIGTERM: nothing new is dispatched, VM starts still
       // booting are rolled back, other actions finish, the claim is given back. A second signal
@@ -59,6 +64,7 @@ export function runCommand(): Command {
           log.info(r, 'reconcile pass done');
           if (r.failed > 0) process.exitCode = 1;
         } finally {
+          progress?.stop();
           // An interrupted pass is not "the last pass": no heartbeat stays behind it.
           if (signalled) registry.meta.delete('heartbeat');
           release();

@@ -45,9 +45,40 @@ export function untilAborted<T>(p: Promise<T>, signal: AbortSignal | undefined):
   });
 }
 
-/** The console file's text; with follow, new output as it is written (a new launch truncates it), until the signal aborts. */
-export async function* consoleText(file: string, opts: { follow: boolean; signal?: AbortSignal }): AsyncIterable<string> {
-  let offset = 0;
+/**
+ * Where the last `lines` lines of the file begin (like `tail -n`: a last line without its newline
+ * counts), read backwards in blocks so a long console costs what is printed, not its size.
+ */
+export function lastLinesOffset(file: string, lines: number): number {
+  const size = existsSync(file) ? statSync(file).size : 0;
+  if (lines <= 0 || size === 0) return size;
+  const fd = openSync(file, 'r');
+  try {
+    const block = Buffer.alloc(64 * 1024);
+    let end = size;
+    let found = 0;
+    while (end > 0) {
+      const start = Math.max(0, end - block.length);
+      const n = readSync(fd, block, 0, end - start, start);
+      for (let i = n - 1; i >= 0; i--) {
+        // The file's own final newline ends the last line; it does not begin another.
+        if (block[i] !== 0x0a || start + i === size - 1) continue;
+        if (++found === lines) return start + i + 1;
+      }
+      end = start;
+    }
+    return 0;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * The console file's text; with follow, new output as it is written (a new launch truncates it),
+ * until the signal aborts. With `tail`, only its last `tail` lines to begin with.
+ */
+export async function* consoleText(file: string, opts: { follow: boolean; signal?: AbortSignal; tail?: number }): AsyncIterable<string> {
+  let offset = opts.tail === undefined ? 0 : lastLinesOffset(file, opts.tail);
   const buf = Buffer.alloc(64 * 1024);
   for (;;) {
     const size = existsSync(file) ? statSync(file).size : 0;

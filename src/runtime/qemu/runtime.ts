@@ -14,11 +14,11 @@
  */
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { RuntimeError } from '../../errors.js';
+import { ExecError, RuntimeError } from '../../errors.js';
 import type { HostTaps } from '../../net/types.js';
 import { runBounded } from '../command.js';
-import { sshExec, waitForSsh, type SshTarget } from '../ssh.js';
-import type { Capabilities, ExecIo, Observed, Runtime, RuntimeEvent, WorkloadSpec } from '../types.js';
+import { SshConnectError, sshExec, waitForSsh, type SshTarget } from '../ssh.js';
+import type { BootProgress, Capabilities, ExecIo, LogsOptions, Observed, Runtime, RuntimeEvent, WorkloadSpec } from '../types.js';
 import { chooseAccel, probeHostVirt, type AccelMode } from './accel.js';
 import { stateFiles } from './args.js';
 import { attest, checkBootFiles, ensureOverlay } from './disk.js';
@@ -44,6 +44,8 @@ export interface QemuOptions {
   taps: HostTaps;
   /** Told each boot's launch → SSH ready time (the agent's metrics); none for one-shot commands. */
   onBooted?: ((name: string, seconds: number) => void) | undefined;
+  /** Told when a start begins and ends waiting for SSH: progress output for an operator, nothing else. */
+  onBootProgress?: ((p: BootProgress) => void) | undefined;
 }
 
 /** Bounds of QEMU's own commands: `--version` answers in ms, `-daemonize` returns in 50-95 ms. */
@@ -217,7 +219,15 @@ export class QemuRuntime implements Runtime {
    */
   private async awaitReady(w: WorkloadSpec, dir: string, rec: VmRecord, pid: number, fresh: boolean): Promise<Observed> {
     const alive = (): boolean => !w.signal?.aborted && livePid(dir, w.name) === pid;
-    const why = await untilAborted(waitForSsh(this.sshTarget(rec), Date.now() + this.o.bootTimeoutMs, alive), w.signal);
+    const since = Date.now();
+    const tell = (phase: BootProgress['phase']): void => this.o.onBootProgress?.({ key: w.key, workload: w.name, phase, since });
+    tell('waiting');
+    let why: string | undefined = 'interrupted';
+    try {
+      why = await untilAborted(waitForSsh(this.sshTarget(rec), Date.now() + this.o.bootTimeoutMs, alive), w.signal);
+    } finally {
+      tell(why === undefined ? 'ready' : 'failed');
+    }
     if (why) {
       const msg = `${why} within ${Math.round(this.o.bootTimeoutMs / 1000)} s of boot; console tail:\n${tailOf(dir)}`;
       if (!fresh) await killVm(w.name, dir).catch(() => undefined);
@@ -277,21 +287,24 @@ export class QemuRuntime implements Runtime {
   async exec(name: string, argv: string[], io: ExecIo): Promise<number> {
     const dir = this.dirOf(name);
     const rec = readRecord(dir);
-    if (!rec || rec.agentId !== this.o.agentId) throw new RuntimeError('qemu', 'exec', name, 'no such VM');
-    if (livePid(dir, name) === undefined) throw new RuntimeError('qemu', 'exec', name, 'the VM is not running');
+    if (!rec || rec.agentId !== this.o.agentId) throw new ExecError(name, 'no such VM of this agent (not started yet, or removed)');
+    if (livePid(dir, name) === undefined) throw new ExecError(name, 'the VM is not running');
     // ssh runs a command line through the guest's shell: quote each argument for it.
     const line = argv.map((a) => (/^[A-Za-z0-9_@%+=:,./-]+$/.test(a) ? a : `'${a.replaceAll("'", "'\\''")}'`)).join(' ');
     try {
       const r = await sshExec(this.sshTarget(rec), line, io);
       return r.signal ? 128 + 15 : r.code;
     } catch (err) {
-      throw new RuntimeError('qemu', 'exec', name, (err as Error).message, { cause: err });
+      // A connection that drops under a running command resolves 255 (as OpenSSH); what throws is SSH itself failing.
+      const why = err instanceof SshConnectError ? 'the VM cannot be reached over SSH' : 'SSH to the VM failed';
+      throw new ExecError(name, `${why} (${(err as Error).message})`, { cause: err });
     }
   }
 
   /** The serial console; with follow, new output as it is written, until the signal aborts. */
-  async *logs(name: string, opts: { follow: boolean; signal?: AbortSignal }): AsyncIterable<string> {
+  async *logs(name: string, opts: LogsOptions): AsyncIterable<string> {
     const file = stateFiles(this.dirOf(name)).console;
+    if (opts.since !== undefined) throw new RuntimeError('qemu', 'logs', name, 'a VM\'s serial console has no timestamps: --since cannot be honoured (use --tail N)');
     if (!existsSync(file)) throw new RuntimeError('qemu', 'logs', name, 'no such VM (no console log)');
     yield* consoleText(file, opts);
   }
