@@ -60,7 +60,16 @@ export function formatStatus(r: StatusReport, opts: StatusFormatOptions = {}): s
 function narrowTable(rows: StatusRow[], now: number): string {
   const head = ['COMPONENT', 'RUNTIME', 'OBSERVED', 'DRIFT', 'RESTARTS', 'AGE', 'REASON'];
   const cells = rows.map((c) => [cut(`${c.service}/${c.component}`, 40), c.runtime ?? '-', c.observed, c.drift, restarts(c, now), age(c, now), shortReason(c, now)]);
-  return columns(head, cells, STATUS_WIDTH);
+  return columns(head, cells, STATUS_WIDTH, fitReason);
+}
+
+/** The reason cut to `n`, its `last error: ` label kept whole when there is room: the error is cut instead. */
+function fitReason(reason: string, n: number): string {
+  const label = 'last error: ';
+  const at = reason.indexOf(label);
+  if (reason.length <= n || at < 0 || at + label.length + 16 > n) return cutMiddle(reason, n);
+  const head = reason.slice(0, at + label.length);
+  return head + cutMiddle(reason.slice(head.length), n - head.length);
 }
 
 function wideTable(rows: StatusRow[], now: number): string {
@@ -99,10 +108,10 @@ function shortReason(c: StatusRow, now: number): string {
 }
 
 /**
- * Columns two spaces apart, the last one (the reason) cut in the middle so each line fits `width`. Should the
- * fixed columns alone be too wide, the first one is cut as well.
+ * Columns two spaces apart, the last one (the reason) cut by `fit` so each line fits `width`.
+ * Should the fixed columns alone be too wide, the first one is cut as well.
  */
-function columns(head: string[], rows: string[][], width: number): string {
+function columns(head: string[], rows: string[][], width: number, fit: (cell: string, n: number) => string = cutMiddle): string {
   const n = head.length;
   const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   if (Number.isFinite(width)) {
@@ -111,7 +120,7 @@ function columns(head: string[], rows: string[][], width: number): string {
     const over = fixed() + w[n - 1]! - width;
     if (over > 0) w[0] = Math.max(head[0]!.length, w[0]! - over);
   }
-  const line = (r: string[]) => r.map((cell, i) => (i === n - 1 ? cutMiddle(cell, w[i]!) : cut(cell, w[i]!).padEnd(w[i]!))).join('  ').trimEnd();
+  const line = (r: string[]) => r.map((cell, i) => (i === n - 1 ? fit(cell, w[i]!) : cut(cell, w[i]!).padEnd(w[i]!))).join('  ').trimEnd();
   return [line(head), ...rows.map(line)].join('\n');
 }
 
