@@ -99,11 +99,12 @@ function age(c: StatusRow, now: number): string {
  */
 function shortReason(c: StatusRow, now: number): string {
   const at = c.reason.search(/(?:^|; )failed \d+x, backing off until /);
-  let base = at >= 0 ? c.reason.slice(0, at) : c.reason;
-  if (c.drift === 'missing' && base === 'not running (missing)') base = ''; // DRIFT says it
-  const parts = [base];
-  if (c.backoff_until) parts.push(`retry ${inTime(Date.parse(c.backoff_until) - now)}`);
-  if (c.last_error && !base.includes(c.last_error)) parts.push(`last error: ${c.last_error}`);
+  const base = at >= 0 ? c.reason.slice(0, at) : c.reason;
+  const more: string[] = [];
+  if (c.backoff_until) more.push(`retry ${inTime(Date.parse(c.backoff_until) - now)}`);
+  if (c.last_error && !base.includes(c.last_error)) more.push(`last error: ${c.last_error}`);
+  // `not running (missing)` only repeats DRIFT: the room goes to the error.
+  const parts = c.drift === 'missing' && base === 'not running (missing)' && more.length > 0 ? more : [base, ...more];
   return oneLine(parts.filter(Boolean).join('; ')) || '-';
 }
 
