@@ -4,7 +4,7 @@
 import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
 import { plan, type PlanInput, type RuntimeListing } from '../../src/agent/planner.js';
-import { planPending, planReport } from '../../src/agent/plan-report.js';
+import { planPending, planDocument } from '../../src/agent/plan-report.js';
 import type { StatusReport, StatusRow } from '../../src/agent/status.js';
 import { formatPlan, formatStatus, STATUS_WIDTH } from '../../src/cli/format.js';
 import { filterStatus, parseStatusRef, statusDrifted } from '../../src/cli/status-filter.js';
@@ -75,7 +75,7 @@ describe('plan: actions held by a backoff', () => {
     assert.equal(h.until, at(8_000));
     assert.equal(h.failures, 2);
     assert.equal(h.lastError, 'image not known');
-    const report = planReport(r);
+    const report = planDocument(r);
     assert.deepEqual(report.held.map((x) => [x.type, x.service, x.component, x.due_at, x.last_error]), [['start', 'web', 'api', at(8_000), 'image not known']]);
     assert.equal(planPending(report), true);
     const text = formatPlan(report, NOW.getTime());
@@ -108,18 +108,18 @@ describe('plan: runtimes that cannot list', () => {
     const b = spec('web', 'db');
     const r = plan(input(desired([validRow(a), validRow(b)]), { container: failed('podman is not installed'), unikernel: ok() }));
     assert.deepEqual(r.unknown, [{ runtime: 'container', error: 'podman is not installed', components: ['web/api', 'web/db'] }]);
-    const report = planReport(r);
+    const report = planDocument(r);
     assert.equal(planPending(report), true);
     assert.match(formatPlan(report), /^the container runtime cannot list \(podman is not installed\): its components are unknown and left alone: web\/api, web\/db$/m);
 
     const vmOnly = plan(input(desired([]), { container: failed('podman is not installed'), unikernel: ok() }));
     assert.deepEqual(vmOnly.unknown.map((u) => u.components), [[]]);
-    assert.equal(planPending(planReport(vmOnly)), false);
+    assert.equal(planPending(planDocument(vmOnly)), false);
   });
 
   it('nothing to do only when nothing is due, held or unknown', () => {
     const s = spec('web', 'api');
-    const report = planReport(plan(input(desired([validRow(s)]), { container: ok(observedFor(s)) }, [record(s)])));
+    const report = planDocument(plan(input(desired([validRow(s)]), { container: ok(observedFor(s)) }, [record(s)])));
     assert.equal(planPending(report), false);
     assert.equal(formatPlan(report), 'nothing to do: the node matches the registry');
   });
@@ -130,14 +130,14 @@ describe('plan: runtimes that cannot list', () => {
 function statusRow(over: Partial<StatusRow> = {}): StatusRow {
   return {
     service: 'web', component: 'api', workload: 'web-api', runtime: 'container', desired: 'running', observed: 'running', drift: 'in-sync', reason: '',
-    next_action: null, backoff_until: null, last_error: null, started_at: at(-120_000), address: null, network: null, handle: 'abc', restarts: 0, last_event: null, ...over,
+    next_action: null, backoff_until: null, last_error: null, started_at: at(-120_000), address: null, network: null, handle: 'abc', restarts: 0, last_event: null, observed_at: null, observed_age_seconds: null, ...over,
   };
 }
 
 function report(rows: StatusRow[]): StatusReport {
   const summary: Record<string, number> = {};
   for (const c of rows) summary[c.drift] = (summary[c.drift] ?? 0) + 1;
-  return { registry: { path: '/tmp/agent.db', writable: true, reason: null, free_bytes: null }, agent: { running: false, pid: null, last_pass_at: null, once_in_progress: false }, runtimes: { container: { ok: true, error: null } }, summary, components: rows };
+  return { registry: { path: '/tmp/agent.db', writable: true, reason: null, free_bytes: null }, agent: { running: false, pid: null, last_pass_at: null, once_in_progress: false }, runtimes: { container: { ok: true, error: null, observed_at: null, age_seconds: null } }, summary, components: rows };
 }
 
 describe('status: filter and --check', () => {
