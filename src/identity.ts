@@ -39,24 +39,17 @@ export function canonicalJson(value: unknown): string {
 /**
  * The fields whose change means the workload must be replaced. Left out: the restart policy (it
  * changes what the agent does next, not what runs), and for VMs the expected image hash and the
- * pinned SSH host key (checks on the workload, not its shape). Undefined fields drop out of the
- * JSON, so adding an optional field keeps every existing hash.
+ * pinned SSH host key (checks on the workload, not its shape). `agent status` names these fields
+ * when a spec changed.
+ */
+export const SHAPING_FIELDS = ['runtime', 'image', 'kernel', 'initrd', 'cmdline', 'cmd', 'env', 'memory', 'vcpus', 'network', 'ports', 'volumes'] as const satisfies ReadonlyArray<keyof ComponentSpec>;
+
+/**
+ * sha256 over the canonical JSON of the SHAPING_FIELDS. Undefined fields drop out of the JSON, so
+ * adding an optional field keeps every existing hash.
  */
 export function specHash(spec: ComponentSpec): string {
-  const shaping = {
-    runtime: spec.runtime,
-    image: spec.image,
-    kernel: spec.kernel,
-    initrd: spec.initrd,
-    cmdline: spec.cmdline,
-    cmd: spec.cmd,
-    env: spec.env,
-    memory: spec.memory,
-    vcpus: spec.vcpus,
-    network: spec.network,
-    ports: spec.ports,
-    volumes: spec.volumes,
-  };
+  const shaping = Object.fromEntries(SHAPING_FIELDS.map((f) => [f, spec[f]]));
   return createHash('sha256').update(canonicalJson(shaping)).digest('hex');
 }
 

@@ -19,7 +19,7 @@ import { Housekeeper, type HousekeepingDone } from './housekeeper.js';
 import type { Housekeeping } from './housekeeping.js';
 import { networkAfterRepair, type VmNetwork } from './network-drift.js';
 import { nextAttemptAt, type BackoffPolicy } from './backoff.js';
-import { attemptHash, labelsFor, workloadName } from '../identity.js';
+import { attemptHash, canonicalJson, labelsFor, workloadName } from '../identity.js';
 import { unitOf, type Action } from './planner.js';
 import type { MetricsSink } from './metrics-sink.js';
 
@@ -230,7 +230,7 @@ export class Executor {
     const { registry } = this.o;
     switch (a.type) {
       case 'adopt':
-        registry.instances.recordAdopted({ workload: a.workload, ...a.key, runtime: a.runtime, handle: a.handle, specHash: a.specHash, startedAt: a.startedAt ?? null });
+        registry.instances.recordAdopted({ workload: a.workload, ...a.key, runtime: a.runtime, handle: a.handle, specHash: a.specHash, spec: canonicalJson(a.startedFrom), startedAt: a.startedAt ?? null });
         return `adopted ${a.handle.slice(0, 12)}`;
       case 'remove': {
         const rt = this.runtime(a.runtime);
@@ -283,7 +283,7 @@ export class Executor {
       if (vm && !(await rt.list().catch(() => [])).some((w) => w.name === a.workload)) registry.leases.releaseComponent(a.key);
       throw err;
     }
-    registry.instances.recordStarted({ workload: a.workload, ...a.key, runtime: a.runtime, handle: o.id, specHash: a.specHash, restarted });
+    registry.instances.recordStarted({ workload: a.workload, ...a.key, runtime: a.runtime, handle: o.id, specHash: a.specHash, spec: canonicalJson(a.spec), restarted });
     return `${verb} ${o.id.slice(0, 12)}${o.address ? ` at ${o.address}` : ''}`;
   }
 }

@@ -10,7 +10,8 @@ import { keyString, type ComponentKey } from '../errors.js';
 import type { ComponentSpec, RuntimeKind } from '../manifest/schema.js';
 import type { DesiredState, InstanceRecord, Lease } from '../registry/index.js';
 import type { Observed } from '../runtime/types.js';
-import { attemptHash, specHash, workloadName } from '../identity.js';
+import { attemptHash, SHAPING_FIELDS, specHash, workloadName } from '../identity.js';
+import { specChanges } from '../manifest/diff.js';
 import { planHousekeeping, type Housekeeping } from './housekeeping.js';
 import { networkDrift, vmNetwork, type BridgeFact, type NetworkDrift, type VmNetwork } from './network-drift.js';
 
@@ -35,7 +36,18 @@ export type Action =
   | ({ type: 'restart' } & StartLike)
   | ({ type: 'replace' } & StartLike)
   | { type: 'remove'; key: ComponentKey | undefined; workload: string; runtime: RuntimeKind; reason: string }
-  | { type: 'adopt'; key: ComponentKey; workload: string; runtime: RuntimeKind; handle: string; specHash: string; startedAt: string | undefined; reason: string };
+  | {
+      type: 'adopt';
+      key: ComponentKey;
+      workload: string;
+      runtime: RuntimeKind;
+      handle: string;
+      specHash: string;
+      /** The desired spec, whose hash the workload carries: recorded as the spec it runs. */
+      startedFrom: ComponentSpec;
+      startedAt: string | undefined;
+      reason: string;
+    };
 
 export type ActionType = Action['type'];
 
@@ -51,6 +63,13 @@ export interface Assessment {
   action: Action | undefined;
   /** Set when an action is due but held back by the backoff. */
   backoffUntil: string | undefined;
+  /**
+   * The last failure of this component's current spec while it is not in sync (a failed start, an
+   * exit the agent restarted): kept after its backoff ends, so an operator still sees why.
+   */
+  lastError: string | undefined;
+  /** When the observed workload started, as its runtime says. */
+  startedAt: string | undefined;
   address: string | undefined;
   network: string | undefined;
   handle: string | undefined;
@@ -75,10 +94,31 @@ export interface PlanInput {
   listedInFull?: RuntimeKind[];
 }
 
+/** An action that is due but waits for its component's backoff to end. */
+export interface HeldAction {
+  action: Action;
+  /** When the backoff ends: the next pass after it takes the action. */
+  until: string;
+  failures: number;
+  lastError: string | undefined;
+}
+
+/** A runtime that could not list this pass: its components are `unknown`, and nothing is done to them. */
+export interface UnknownRuntime {
+  runtime: RuntimeKind;
+  error: string;
+  /** The registry's components on it (sorted `service/component`); may be empty. */
+  components: string[];
+}
+
 export interface PlanResult {
   assessments: Assessment[];
   /** The actions of components not in flux. */
   actions: Action[];
+  /** Actions held back by a backoff (not in `actions`), in assessment order. */
+  held: HeldAction[];
+  /** Runtimes that could not list, or that components need and are not configured. */
+  unknown: UnknownRuntime[];
   /** What the registry and the host need besides the actions, in the order it is done. */
   housekeeping: Housekeeping[];
   /**
@@ -114,6 +154,19 @@ function describeExit(o: Observed): string {
   return `exited (code ${o.exitCode ?? '?'})`;
 }
 
+/**
+ * `spec changed: memory 64 → 96, env.FOO added`: the shaping fields that differ from the spec the
+ * running workload was started from, when the agent's record holds that spec (the record's hash is
+ * the workload's label). Otherwise (started before the registry kept specs, or by another agent)
+ * only the two hashes can be told apart.
+ */
+function specChangedReason(spec: ComponentSpec, current: Observed, rec: InstanceRecord | undefined, hash: string): string {
+  const before = rec?.spec && rec.specHash === current.specHash ? rec.spec : undefined;
+  const changes = before ? specChanges(before, spec, SHAPING_FIELDS) : [];
+  if (changes.length > 0) return `spec changed: ${changes.join(', ')}`;
+  return `spec changed (running ${current.specHash?.slice(0, 12) ?? 'unlabelled'}, desired ${hash.slice(0, 12)})`;
+}
+
 export function plan(input: PlanInput): PlanResult {
   const { desired, observed, now } = input;
   const assessments: Assessment[] = [];
@@ -142,12 +195,18 @@ export function plan(input: PlanInput): PlanResult {
 
   /** Desired keys whose observed workloads must not be called orphans (invalid row, unknown runtime). */
   const protectedKeys = new Set<string>();
+  const held: HeldAction[] = [];
+  const unknown = new Map<RuntimeKind, UnknownRuntime>();
+  for (const rt of RUNTIME_ORDER) {
+    const listing = observed[rt];
+    if (listing && !listing.ok) unknown.set(rt, { runtime: rt, error: listing.error, components: [] });
+  }
 
   for (const dc of desired.components) {
     const key: ComponentKey = { service: dc.service, component: dc.component };
     const ks = keyString(key);
     const workload = workloadName(key);
-    const base = { key, workload, backoffUntil: undefined, address: undefined, network: undefined, handle: undefined };
+    const base = { key, workload, backoffUntil: undefined, lastError: undefined, startedAt: undefined, address: undefined, network: undefined, handle: undefined };
 
     if (!dc.valid) {
       protectedKeys.add(ks);
@@ -166,6 +225,9 @@ export function plan(input: PlanInput): PlanResult {
     if (!listing || !listing.ok) {
       protectedKeys.add(ks);
       const why = listing ? listing.error : `no ${spec.runtime} runtime is configured`;
+      const u = unknown.get(spec.runtime) ?? { runtime: spec.runtime, error: why, components: [] };
+      u.components.push(ks);
+      unknown.set(spec.runtime, u);
       assessments.push({ ...base, runtime: spec.runtime, desired: active ? 'running' : 'absent', observed: 'unknown', drift: 'unknown', reason: `${spec.runtime} runtime cannot list workloads: ${why}`, action: undefined });
       continue;
     }
@@ -182,7 +244,7 @@ export function plan(input: PlanInput): PlanResult {
     }
 
     const rec = instances.get(workload);
-    const common = { ...base, runtime: spec.runtime, address: current?.address, network: current?.network, handle: current?.id };
+    const common = { ...base, runtime: spec.runtime, address: current?.address, network: current?.network, handle: current?.id, startedAt: current?.startedAt };
 
     if (!active) {
       if (current) {
@@ -206,8 +268,8 @@ export function plan(input: PlanInput): PlanResult {
       action = { type: 'start', ...startLike, reason: 'missing' };
     } else if (current.specHash !== hash) {
       drift = 'spec-changed';
-      reason = `spec changed (running ${current.specHash?.slice(0, 12) ?? 'unlabelled'}, desired ${hash.slice(0, 12)})`;
-      action = { type: 'replace', ...startLike, reason: 'spec changed' };
+      reason = specChangedReason(spec, current, rec, hash);
+      action = { type: 'replace', ...startLike, reason };
     } else if (current.state === 'running' && (netDrift = networkDrift(spec, current, input.bridge))) {
       drift = 'network';
       reason = netDrift.reason;
@@ -216,7 +278,7 @@ export function plan(input: PlanInput): PlanResult {
       drift = 'in-sync';
       reason = '';
       if (!rec || rec.handle !== current.id) {
-        action = { type: 'adopt', key, workload, runtime: spec.runtime, handle: current.id, specHash: hash, startedAt: current.startedAt, reason: 'running, not yet recorded by this agent' };
+        action = { type: 'adopt', key, workload, runtime: spec.runtime, handle: current.id, specHash: hash, startedFrom: spec, startedAt: current.startedAt, reason: 'running, not yet recorded by this agent' };
       } else if (rec.failures > 0 && current.startedAt) {
         const stableAt = Date.parse(current.startedAt) + input.stableAfterMs;
         if (now.getTime() >= stableAt) settled.push({ key, workload });
@@ -239,13 +301,16 @@ export function plan(input: PlanInput): PlanResult {
     let backoffUntil: string | undefined;
     // The backoff holds back only the spec that failed: an operator's fix is tried at once.
     const until = rec?.nextAttemptAt;
+    const sameSpecFailed = rec !== undefined && rec.failures > 0 && (rec.failedSpecHash === null || rec.failedSpecHash === attemptHash(spec));
     if (action && action.type !== 'adopt' && rec && until && Date.parse(until) > now.getTime() && (rec.failedSpecHash === null || rec.failedSpecHash === attemptHash(spec))) {
       backoffUntil = until;
       dueAt(Date.parse(until));
       reason += `${reason ? '; ' : ''}failed ${rec.failures}x, backing off until ${shortTime(until)}${rec.lastError ? ` (last error: ${rec.lastError})` : ''}`;
+      held.push({ action, until, failures: rec.failures, lastError: rec.lastError ?? undefined });
       action = undefined;
     }
-    assessments.push({ ...common, desired: 'running', observed: current?.state ?? 'absent', drift, reason, action, backoffUntil });
+    const lastError = drift !== 'in-sync' && sameSpecFailed ? (rec?.lastError ?? undefined) : undefined;
+    assessments.push({ ...common, desired: 'running', observed: current?.state ?? 'absent', drift, reason, action, backoffUntil, lastError });
   }
 
   for (const [ks, list] of unclaimed) {
@@ -253,7 +318,7 @@ export function plan(input: PlanInput): PlanResult {
       if (protectedKeys.has(ks)) continue;
       const key = o.key ?? { service: '?', component: o.name };
       const reason = o.key ? 'orphan: no such component in the registry' : 'orphan: carries this agent\'s label but no readable component label';
-      assessments.push({ key, workload: o.name, runtime: o.runtime, desired: 'absent', observed: o.state, drift: 'orphan', reason, action: { type: 'remove', key: o.key, workload: o.name, runtime: o.runtime, reason }, backoffUntil: undefined, address: o.address, network: o.network, handle: o.id });
+      assessments.push({ key, workload: o.name, runtime: o.runtime, desired: 'absent', observed: o.state, drift: 'orphan', reason, action: { type: 'remove', key: o.key, workload: o.name, runtime: o.runtime, reason }, backoffUntil: undefined, lastError: undefined, startedAt: o.startedAt, address: o.address, network: o.network, handle: o.id });
     }
   }
 
@@ -261,5 +326,6 @@ export function plan(input: PlanInput): PlanResult {
   const busy = input.busy ?? new Set<string>();
   const actions = assessments.flatMap((a) => (a.action && !busy.has(unitOf(a.action)) ? [a.action] : []));
   const housekeeping = planHousekeeping({ assessments, settled, listings: observed, instances: input.instances, leases: input.leases, busy, listedInFull: input.listedInFull ?? [], bridge: input.bridge });
-  return { assessments, actions, housekeeping, requeueAt: Number.isFinite(due) ? new Date(due) : undefined };
+  held.sort((a, b) => unitOf(a.action).localeCompare(unitOf(b.action)));
+  return { assessments, actions, held, unknown: [...unknown.values()], housekeeping, requeueAt: Number.isFinite(due) ? new Date(due) : undefined };
 }

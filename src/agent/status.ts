@@ -13,7 +13,6 @@ import type { Runtime } from '../runtime/types.js';
 import type { HostNet } from '../net/types.js';
 import type { Drift } from './planner.js';
 import { assess, type Assessed } from './reconciler.js';
-import type { Action } from './planner.js';
 
 export interface StatusRow {
   service: string;
@@ -27,6 +26,10 @@ export interface StatusRow {
   /** What the next reconcile would do about it, if anything. */
   next_action: string | null;
   backoff_until: string | null;
+  /** The last failure while the component is not in sync (kept after its backoff ends); null once in sync. */
+  last_error: string | null;
+  /** When the observed workload started, as its runtime says. */
+  started_at: string | null;
   address: string | null;
   /** VMs: 'bridge' or 'slirp'. */
   network: string | null;
@@ -117,6 +120,8 @@ export function statusReport(registry: Registry, result: Assessed, now = Date.no
       reason: a.reason,
       next_action: a.action ? `${a.action.type} (${a.action.reason})` : null,
       backoff_until: a.backoffUntil ?? null,
+      last_error: a.lastError ?? null,
+      started_at: a.startedAt ?? null,
       address: a.address ?? null,
       network: a.network ?? null,
       handle: a.handle ? a.handle.slice(0, 12) : null,
@@ -137,32 +142,6 @@ export function statusReport(registry: Registry, result: Assessed, now = Date.no
   };
 }
 
-/**
- * The `plan --json` document, from an assessment (live or the agent's): the one place it is built,
- * so `plan --json` and the local API's /v1/plan cannot drift apart.
- */
-export function planDocument(result: Assessed): PlanDocument {
-  return { actions: result.actions.map(actionJson) };
-}
-
-/** A plan action as plain data (the spec is large; its hash identifies it). */
-export interface PlanActionJson {
-  type: Action['type'];
-  workload: string;
-  runtime: RuntimeKind;
-  reason: string;
-  service: string | null;
-  component: string | null;
-  spec_hash?: string;
-}
-
-export interface PlanDocument {
-  actions: PlanActionJson[];
-}
-
-export function actionJson(a: Action): PlanActionJson {
-  const { type, workload, runtime, reason } = a;
-  const out: PlanActionJson = { type, workload, runtime, reason, service: a.key?.service ?? null, component: a.key?.component ?? null };
-  if ('specHash' in a) out.spec_hash = a.specHash;
-  return out;
-}
+// The `plan --json` document is built in plan-report.ts (actions, held, unknown runtimes); these
+// names stay importable from here, where the local API and `plan` first found them.
+export { actionJson, planDocument, type PlanActionJson, type PlanDocument } from './plan-report.js';

@@ -24,6 +24,8 @@ const row: z.ZodType<StatusRow> = z.object({
   reason: str,
   next_action: nstr,
   backoff_until: nstr,
+  last_error: nstr,
+  started_at: nstr,
   address: nstr,
   network: nstr,
   handle: nstr,
@@ -41,18 +43,20 @@ export const statusDocument: z.ZodType<StatusReport> = z.object({
   components: z.array(row),
 });
 
+const planAction = z.object({
+  type: z.enum(['start', 'restart', 'replace', 'remove', 'adopt']),
+  workload: str,
+  runtime: runtimeKind,
+  reason: str,
+  service: nstr,
+  component: nstr,
+  spec_hash: str.optional(),
+});
+
 export const planDocumentSchema: z.ZodType<PlanDocument> = z.object({
-  actions: z.array(
-    z.object({
-      type: z.enum(['start', 'restart', 'replace', 'remove', 'adopt']),
-      workload: str,
-      runtime: runtimeKind,
-      reason: str,
-      service: nstr,
-      component: nstr,
-      spec_hash: str.optional(),
-    }),
-  ),
+  actions: z.array(planAction),
+  held: z.array(planAction.extend({ due_at: str, failures: z.number(), last_error: nstr })),
+  unknown_runtimes: z.array(z.object({ runtime: runtimeKind, error: str, components: z.array(str) })),
 });
 
 export const eventDocument: z.ZodType<AgentEvent> = z.object({

@@ -1,8 +1,10 @@
 /** Human output for the CLI: tables and relative times. `--json` bypasses all of this. */
 import Table from 'cli-table3';
-import type { StatusReport } from '../agent/status.js';
-import type { Action } from '../agent/planner.js';
+import { actionTarget, type PlanDocument } from '../agent/plan-report.js';
+import type { StatusReport, StatusRow } from '../agent/status.js';
 import type { AgentEvent } from '../registry/index.js';
+
+export { actionJson } from '../agent/plan-report.js';
 
 export function ago(iso: string | null | undefined, now = Date.now()): string {
   if (!iso) return '-';
@@ -17,9 +19,19 @@ export function table(head: string[]): Table.Table {
   return new Table({ head, style: { head: [], border: [], compact: true }, chars: { top: '', 'top-mid': '', 'top-left': '', 'top-right': '', bottom: '', 'bottom-mid': '', 'bottom-left': '', 'bottom-right': '', left: '', 'left-mid': '', mid: '', 'mid-mid': '', right: '', 'right-mid': '', middle: '  ' } });
 }
 
-export function formatStatus(r: StatusReport): string {
+export interface StatusFormatOptions {
+  /** Every column, nothing cut (`status --wide`). Default: the table fits STATUS_WIDTH columns. */
+  wide?: boolean;
+  now?: number;
+}
+
+/** The default status table fits a 120-column terminal; `--wide` shows everything. */
+export const STATUS_WIDTH = 120;
+
+export function formatStatus(r: StatusReport, opts: StatusFormatOptions = {}): string {
+  const now = opts.now ?? Date.now();
   const lines: string[] = [];
-  const lastPass = r.agent.last_pass_at ? `last pass ${ago(r.agent.last_pass_at)}` : '';
+  const lastPass = r.agent.last_pass_at ? `last pass ${ago(r.agent.last_pass_at, now)}` : '';
   const agent = r.agent.running
     ? `running (${[`pid ${r.agent.pid}`, lastPass].filter(Boolean).join(', ')})`
     : r.agent.once_in_progress
@@ -27,30 +39,150 @@ export function formatStatus(r: StatusReport): string {
       : `not running${lastPass ? ` (${lastPass})` : ''}`;
   lines.push(`registry: ${r.registry.path}${r.registry.writable ? '' : ` NOT WRITABLE (${r.registry.reason}; a running agent keeps its bookkeeping in memory)`}`);
   lines.push(`agent:    ${agent}`);
-  const rts = Object.entries(r.runtimes).map(([k, v]) => (v.ok ? `${k} ok` : `${k} UNAVAILABLE (${v.error})`));
-  lines.push(`runtimes: ${rts.join('; ')}`);
+  const rts = Object.entries(r.runtimes).map(([k, v]) => (v.ok ? `${k} ok` : `${k} UNAVAILABLE (${oneLine(v.error ?? '')})`));
+  const runtimes = `runtimes: ${rts.join('; ')}`;
+  lines.push(opts.wide ? runtimes : cut(runtimes, STATUS_WIDTH));
   if (r.components.length === 0) {
     lines.push('', 'no components in the registry (agent apply -f FILE adds a service)');
     return lines.join('\n');
   }
-  const t = table(['COMPONENT', 'RUNTIME', 'DESIRED', 'OBSERVED', 'DRIFT', 'REASON', 'ADDRESS', 'RESTARTS', 'LAST EVENT']);
-  for (const c of r.components) {
-    const ev = c.last_event ? `${c.last_event.action} ${c.last_event.outcome} ${ago(c.last_event.at)}` : '-';
-    const reason = [c.reason, c.next_action ? `next: ${c.next_action}` : ''].filter(Boolean).join('; ');
-    const address = c.address ? `${c.address}${c.network ? ` (${c.network})` : ''}` : '-';
-    t.push([`${c.service}/${c.component}`, c.runtime ?? '-', c.desired, c.observed, c.drift, reason || '-', address, String(c.restarts), ev]);
-  }
-  lines.push('', t.toString());
+  lines.push('', opts.wide ? wideTable(r.components, now) : narrowTable(r.components, now));
   const summary = Object.entries(r.summary).map(([k, n]) => `${n} ${k}`).join(', ');
   lines.push('', `${r.components.length} rows: ${summary}`);
   return lines.join('\n');
 }
 
-export function formatPlan(actions: Array<Pick<Action, 'type' | 'workload' | 'runtime' | 'reason'>>): string {
-  if (actions.length === 0) return 'nothing to do: the node matches the registry';
-  const t = table(['ACTION', 'WORKLOAD', 'RUNTIME', 'REASON']);
-  for (const a of actions) t.push([a.type, a.workload, a.runtime, a.reason]);
-  return `${t.toString()}\n\n${actions.length} action(s)`;
+/**
+ * kubectl's shape: who, what runs, the drift, restarts and age, then why, cut with … to the width
+ * left. The reason leaves out what DRIFT already says and the next action (`--wide` has both), and
+ * keeps the last error while the component fails, also after its backoff ended.
+ */
+function narrowTable(rows: StatusRow[], now: number): string {
+  const head = ['COMPONENT', 'RUNTIME', 'OBSERVED', 'DRIFT', 'RESTARTS', 'AGE', 'REASON'];
+  const cells = rows.map((c) => [cut(`${c.service}/${c.component}`, 40), c.runtime ?? '-', c.observed, c.drift, restarts(c, now), age(c, now), shortReason(c, now)]);
+  return columns(head, cells, STATUS_WIDTH, fitReason);
+}
+
+/** The reason cut to `n`, its `last error: ` label kept whole when there is room: the error is cut instead. */
+function fitReason(reason: string, n: number): string {
+  const label = 'last error: ';
+  const at = reason.indexOf(label);
+  if (reason.length <= n || at < 0 || at + label.length + 16 > n) return cutMiddle(reason, n);
+  const head = reason.slice(0, at + label.length);
+  return head + cutMiddle(reason.slice(head.length), n - head.length);
+}
+
+function wideTable(rows: StatusRow[], now: number): string {
+  const head = ['COMPONENT', 'WORKLOAD', 'RUNTIME', 'DESIRED', 'OBSERVED', 'DRIFT', 'RESTARTS', 'AGE', 'ADDRESS', 'HANDLE', 'NEXT', 'LAST EVENT', 'REASON'];
+  const cells = rows.map((c) => {
+    const ev = c.last_event ? `${c.last_event.action} ${c.last_event.outcome} ${ago(c.last_event.at, now)}` : '-';
+    const address = c.address ? `${c.address}${c.network ? ` (${c.network})` : ''}` : '-';
+    const reason = c.last_error && !c.reason.includes(c.last_error) ? `${c.reason}; last error: ${c.last_error}` : c.reason;
+    return [`${c.service}/${c.component}`, c.workload, c.runtime ?? '-', c.desired, c.observed, c.drift, restarts(c, now), age(c, now), address, c.handle ?? '-', c.next_action ?? '-', ev, oneLine(reason) || '-'];
+  });
+  return columns(head, cells, Infinity);
+}
+
+/** `3 (2m ago)` when the last thing the agent did was a restart, as kubectl shows it. */
+function restarts(c: StatusRow, now: number): string {
+  return c.restarts > 0 && c.last_event?.action === 'restart' ? `${c.restarts} (${ago(c.last_event.at, now)})` : String(c.restarts);
+}
+
+function age(c: StatusRow, now: number): string {
+  if (!c.started_at || c.observed === 'absent' || c.observed === 'unknown' || c.observed === 'exited') return '-';
+  return ago(c.started_at, now).replace(/ ago$/, '');
+}
+
+/**
+ * The planner's reason without its backoff clause (`failed 2x, backing off until <time> (last
+ * error: …)`), which is said again here shorter: `retry in 8s`, then the last error.
+ */
+function shortReason(c: StatusRow, now: number): string {
+  const at = c.reason.search(/(?:^|; )failed \d+x, backing off until /);
+  const base = at >= 0 ? c.reason.slice(0, at) : c.reason;
+  const more: string[] = [];
+  if (c.backoff_until) more.push(`retry ${inTime(Date.parse(c.backoff_until) - now)}`);
+  if (c.last_error && !base.includes(c.last_error)) more.push(`last error: ${c.last_error}`);
+  // `not running (missing)` only repeats DRIFT: the room goes to the error.
+  const parts = c.drift === 'missing' && base === 'not running (missing)' && more.length > 0 ? more : [base, ...more];
+  return oneLine(parts.filter(Boolean).join('; ')) || '-';
+}
+
+/**
+ * Columns two spaces apart, the last one (the reason) cut by `fit` so each line fits `width`.
+ * Should the fixed columns alone be too wide, the first one is cut as well.
+ */
+function columns(head: string[], rows: string[][], width: number, fit: (cell: string, n: number) => string = cutMiddle): string {
+  const n = head.length;
+  const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  if (Number.isFinite(width)) {
+    const fixed = () => w.slice(0, -1).reduce((a, b) => a + b, 0) + 2 * (n - 1);
+    w[n - 1] = Math.max(Math.min(w[n - 1]!, width - fixed()), Math.min(w[n - 1]!, 12));
+    const over = fixed() + w[n - 1]! - width;
+    if (over > 0) w[0] = Math.max(head[0]!.length, w[0]! - over);
+  }
+  const line = (r: string[]) => r.map((cell, i) => (i === n - 1 ? fit(cell, w[i]!) : cut(cell, w[i]!).padEnd(w[i]!))).join('  ').trimEnd();
+  return [line(head), ...rows.map(line)].join('\n');
+}
+
+/** Cut to `n` characters, the last one an ellipsis when anything was cut. */
+export function cut(s: string, n: number): string {
+  return s.length <= n ? s : `${s.slice(0, Math.max(0, n - 1))}…`;
+}
+
+/**
+ * Cut from the middle: a reason starts with what is wrong and an error ends with its cause
+ * (`podman run x: Error: localhost/nope:1: image not known`); both ends stay.
+ */
+export function cutMiddle(s: string, n: number): string {
+  if (s.length <= n) return s;
+  const head = Math.ceil((n - 1) * 0.4);
+  return `${s.slice(0, head)}…${s.slice(s.length - (n - 1 - head))}`;
+}
+
+/** A cell is one line: an error with newlines (podman's) reads as one. */
+const oneLine = (s: string): string => s.replace(/\s+/g, ' ').trim();
+
+/** `in 8s`, `in 4m 10s`, `in 2h 5m`; `now` when it is already due. */
+export function inTime(ms: number): string {
+  const s = Math.ceil(ms / 1000);
+  if (s <= 0) return 'now';
+  if (s < 60) return `in ${s}s`;
+  if (s < 3600) return `in ${Math.floor(s / 60)}m ${s % 60}s`;
+  return `in ${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
+}
+
+/** Local wall-clock time `12:03:04`, for a time within the next hours. */
+export function clock(iso: string): string {
+  const d = new Date(iso);
+  return [d.getHours(), d.getMinutes(), d.getSeconds()].map((x) => String(x).padStart(2, '0')).join(':');
+}
+
+/**
+ * `agent plan`: the actions, then those a backoff holds back (with when they are due), then the
+ * runtimes that cannot list. "Nothing to do" only when all three are empty.
+ */
+export function formatPlan(p: PlanDocument, now = Date.now()): string {
+  const out: string[] = [];
+  if (p.actions.length > 0) {
+    const t = table(['ACTION', 'COMPONENT', 'RUNTIME', 'REASON']);
+    for (const a of p.actions) t.push([a.type, actionTarget(a), a.runtime, oneLine(a.reason)]);
+    out.push(t.toString());
+  }
+  const notes: string[] = [];
+  for (const h of p.held) {
+    const err = h.last_error ? `: ${oneLine(h.last_error)}` : '';
+    notes.push(`${h.type} ${actionTarget(h)} held by backoff until ${clock(h.due_at)} (${inTime(Date.parse(h.due_at) - now)})${err}`);
+  }
+  for (const u of p.unknown_runtimes) {
+    const which = u.components.length > 0 ? `its components are unknown and left alone: ${u.components.join(', ')}` : 'no component of the registry is on it';
+    notes.push(`the ${u.runtime} runtime cannot list (${oneLine(u.error)}): ${which}`);
+  }
+  if (out.length === 0 && notes.length === 0) return 'nothing to do: the node matches the registry';
+  if (notes.length > 0) out.push(notes.join('\n'));
+  const counts = [`${p.actions.length} action(s)`, p.held.length > 0 ? `${p.held.length} held by backoff` : '', p.unknown_runtimes.length > 0 ? `${p.unknown_runtimes.length} runtime(s) unknown` : ''];
+  out.push(counts.filter(Boolean).join(', '));
+  return out.join('\n\n');
 }
 
 export function formatEvents(events: AgentEvent[]): string {

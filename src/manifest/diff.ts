@@ -88,17 +88,43 @@ function serviceChanges(cur: CurrentService, w: ServiceSpec, origin: Origin): st
       changes.push(`components[${c.name}] replaces an invalid registry row (${before.invalid})`);
       continue;
     }
-    for (const field of componentFields(before.spec, c)) {
-      const a = (before.spec as Record<string, unknown>)[field];
-      const b = (c as Record<string, unknown>)[field];
-      if (canonical(a) !== canonical(b)) changes.push(`components[${c.name}].${field} ${show(a)} → ${show(b)}`);
-    }
+    for (const change of specChanges(before.spec, c)) changes.push(`components[${c.name}].${change}`);
   }
   return changes;
 }
 
+/**
+ * What changed from one component spec to another, field by field, for a person: `memory 64 → 96`,
+ * `env.FOO added`, `env.BAR 1 → 2`, `cmd ["sleep","1"] → ["sleep","2"]`. `fields` limits the
+ * comparison (the planner passes the fields that shape a workload); by default every field either
+ * sets. `before` may be a spec stored by an older agent: any JSON object. Empty when equal.
+ */
+export function specChanges(before: object, after: object, fields: readonly string[] = componentFields(before, after)): string[] {
+  const changes: string[] = [];
+  for (const field of fields) {
+    const a = (before as Record<string, unknown>)[field];
+    const b = (after as Record<string, unknown>)[field];
+    if (canonical(a) === canonical(b)) continue;
+    if (isStringMap(a) && isStringMap(b)) changes.push(...mapChanges(field, a, b));
+    else changes.push(`${field} ${show(a)} → ${show(b)}`);
+  }
+  return changes;
+}
+
+/** Key by key (env): an added or removed variable is named; a changed one shows both values. */
+function mapChanges(field: string, a: Record<string, unknown>, b: Record<string, unknown>): string[] {
+  const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])].sort();
+  return keys.flatMap((k) => {
+    if (!(k in a)) return [`${field}.${k} added`];
+    if (!(k in b)) return [`${field}.${k} removed`];
+    return canonical(a[k]) === canonical(b[k]) ? [] : [`${field}.${k} ${show(a[k])} → ${show(b[k])}`];
+  });
+}
+
+const isStringMap = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+
 /** Every field either spec sets, in a stable order (service and name identify it: not compared). */
-function componentFields(a: ComponentSpec, b: ComponentSpec): string[] {
+function componentFields(a: object, b: object): string[] {
   const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
   keys.delete('service');
   keys.delete('name');

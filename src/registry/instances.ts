@@ -16,6 +16,11 @@ export interface InstanceRecord {
   nextAttemptAt: string | null;
   lastError: string | null;
   failedSpecHash: string | null;
+  /**
+   * The spec it was started (or adopted) from, the one `specHash` names: a JSON object as an agent
+   * then wrote it. Null when unknown (started before migration 005) or unreadable.
+   */
+  spec: Record<string, unknown> | null;
 }
 
 interface Row {
@@ -32,6 +37,19 @@ interface Row {
   next_attempt_at: string | null;
   last_error: string | null;
   failed_spec_hash: string | null;
+  /** Absent when a dry run reads an older schema as it is. */
+  spec_json?: string | null;
+}
+
+/** The stored spec, if it is readable: a view of it only names fields, so a bad one is just unknown. */
+function parseSpec(json: string | null | undefined): Record<string, unknown> | null {
+  if (!json) return null;
+  try {
+    const v: unknown = JSON.parse(json);
+    return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
+  } catch {
+    return null;
+  }
 }
 
 const fromRow = (r: Row): InstanceRecord => ({
@@ -48,6 +66,7 @@ const fromRow = (r: Row): InstanceRecord => ({
   nextAttemptAt: r.next_attempt_at,
   lastError: r.last_error,
   failedSpecHash: r.failed_spec_hash,
+  spec: parseSpec(r.spec_json),
 });
 
 export class InstancesRepo {
@@ -61,29 +80,35 @@ export class InstancesRepo {
     return this.writes.read('instances', () => (this.db.prepare('SELECT * FROM instances ORDER BY workload').all() as Row[]).map(fromRow));
   }
 
-  /** Records a successful start (or adoption): new handle and hash; restarts counted by the caller. */
-  recordStarted(i: { workload: string; service: string; component: string; runtime: string; handle: string; specHash: string; restarted: boolean }): void {
+  /**
+   * Records a successful start: new handle, hash and the spec of that hash (`spec`, canonical
+   * JSON); restarts counted by the caller.
+   */
+  recordStarted(i: { workload: string; service: string; component: string; runtime: string; handle: string; specHash: string; spec?: string; restarted: boolean }): void {
     this.writes.record('instances', () => this.db
       .prepare(
-        `INSERT INTO instances (workload, service, component, runtime, handle, spec_hash, started_at, restarts)
-         VALUES (@workload, @service, @component, @runtime, @handle, @specHash, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), @inc)
+        `INSERT INTO instances (workload, service, component, runtime, handle, spec_hash, spec_json, started_at, restarts)
+         VALUES (@workload, @service, @component, @runtime, @handle, @specHash, @spec, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), @inc)
          ON CONFLICT (workload) DO UPDATE SET service = excluded.service, component = excluded.component,
-           runtime = excluded.runtime, handle = excluded.handle, spec_hash = excluded.spec_hash,
+           runtime = excluded.runtime, handle = excluded.handle, spec_hash = excluded.spec_hash, spec_json = excluded.spec_json,
            started_at = excluded.started_at, restarts = instances.restarts + @inc`,
       )
-      .run({ ...i, inc: i.restarted ? 1 : 0 }));
+      .run({ ...i, spec: i.spec ?? null, inc: i.restarted ? 1 : 0 }));
   }
 
-  /** Records an adopted workload's handle without touching its counters. */
-  recordAdopted(i: { workload: string; service: string; component: string; runtime: string; handle: string; specHash: string; startedAt: string | null }): void {
+  /**
+   * Records an adopted workload's handle without touching its counters. `spec`: the desired spec
+   * whose hash the workload carries (an adoption is planned only then).
+   */
+  recordAdopted(i: { workload: string; service: string; component: string; runtime: string; handle: string; specHash: string; spec?: string; startedAt: string | null }): void {
     this.writes.record('instances', () => this.db
       .prepare(
-        `INSERT INTO instances (workload, service, component, runtime, handle, spec_hash, started_at)
-         VALUES (@workload, @service, @component, @runtime, @handle, @specHash, @startedAt)
+        `INSERT INTO instances (workload, service, component, runtime, handle, spec_hash, spec_json, started_at)
+         VALUES (@workload, @service, @component, @runtime, @handle, @specHash, @spec, @startedAt)
          ON CONFLICT (workload) DO UPDATE SET handle = excluded.handle, spec_hash = excluded.spec_hash,
-           started_at = coalesce(excluded.started_at, instances.started_at)`,
+           spec_json = excluded.spec_json, started_at = coalesce(excluded.started_at, instances.started_at)`,
       )
-      .run(i));
+      .run({ ...i, spec: i.spec ?? null }));
   }
 
   recordFailure(

@@ -14,8 +14,8 @@ import { PodmanSwitch, SLEEP, TestNode, containerService, row, waitFor, type Sta
 const TIMES = new Set(['observed_at', 'age_seconds', 'observed_age_seconds', 'last_pass_at', 'free_bytes']);
 const timeless = (v: unknown): unknown =>
   Array.isArray(v) ? v.map(timeless) : v && typeof v === 'object' ? Object.fromEntries(Object.entries(v).filter(([k]) => !TIMES.has(k)).map(([k, x]) => [k, timeless(x)])) : v;
-/** A table with its relative times blanked and its column padding collapsed (a longer "12s ago" widens a column). */
-const ageless = (table: string): string => table.replace(/\d+[smhd] ago/g, 'N ago').replace(/ +/g, ' ').replace(/ +$/gm, '');
+/** A table with its relative times ("12s ago", an AGE of "12s") blanked and its column padding collapsed (a longer one widens a column). */
+const ageless = (table: string): string => table.replace(/\b\d+[smhd]\b/g, 'N').replace(/ +/g, ' ').replace(/ +$/gm, '');
 
 async function agentUp(node: TestNode, service: string): Promise<void> {
   await waitFor('the agent to answer on its socket', async () => (await node.api('/healthz')).status === 200, 30_000);

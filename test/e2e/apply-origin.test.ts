@@ -80,7 +80,7 @@ describe('apply from a master: origin, bundle, prune, unchanged, dry run', () =>
 
     const none = await node.ok(['apply', '-f', '-', '--format', 'json', '--dry-run'], { input: JSON.stringify([service(a)]) });
     assert.match(none, /dry run: .*agent\.db does not exist; apply would create it/);
-    assert.match(none, new RegExp(`service ${a} created`));
+    assert.match(none, new RegExp(`service ${a} would be created`));
     assert.equal(existsSync(node.db), false, 'no registry made by a dry run');
 
     await push(node, [service(a), service(b)]);

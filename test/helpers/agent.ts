@@ -333,6 +333,8 @@ export interface StatusRowJson {
   reason: string;
   next_action: string | null;
   backoff_until: string | null;
+  last_error: string | null;
+  started_at: string | null;
   handle: string | null;
   address: string | null;
   network: string | null;

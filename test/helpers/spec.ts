@@ -76,7 +76,7 @@ export function rawObserved(over: Partial<Observed> & Pick<Observed, 'name'>): O
   };
 }
 
-/** The agent's record of spec `s` running as observedFor(s) shows it, with no failures. */
+/** The agent's record of spec `s` running as observedFor(s) shows it (the spec kept with it), with no failures. */
 export function record(s: ComponentSpec, over: Partial<InstanceRecord> = {}): InstanceRecord {
   return {
     workload: workloadName({ service: s.service, component: s.name }),
@@ -92,6 +92,7 @@ export function record(s: ComponentSpec, over: Partial<InstanceRecord> = {}): In
     nextAttemptAt: null,
     lastError: null,
     failedSpecHash: null,
+    spec: { ...s },
     ...over,
   };
 }

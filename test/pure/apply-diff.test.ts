@@ -29,13 +29,15 @@ describe('apply diff: what changes', () => {
     assert.deepEqual(d.updated, [{ name: 'web', changes: ['active true → false', 'components added: x', 'components removed: old', 'components[api].memory 64 → 96'] }]);
   });
 
-  it('env key order is not a change; a changed value is', () => {
+  it('env key order is not a change; a changed value is, named by its key', () => {
     const before = current(spec('web', { api: 64 }));
     const reordered = spec('web', { api: 64 });
     reordered.components[0]!.env = { B: '2', A: '1' };
     assert.deepEqual(diffDesired([before], [reordered], { origin: 'local', prune: 'none' }).unchanged, ['web']);
     reordered.components[0]!.env = { A: '1', B: '3' };
-    assert.deepEqual(diffDesired([before], [reordered], { origin: 'local', prune: 'none' }).updated[0]!.changes, ['components[api].env {"A":"1","B":"2"} → {"A":"1","B":"3"}']);
+    assert.deepEqual(diffDesired([before], [reordered], { origin: 'local', prune: 'none' }).updated[0]!.changes, ['components[api].env.B 2 → 3']);
+    reordered.components[0]!.env = { B: '2', C: '' };
+    assert.deepEqual(diffDesired([before], [reordered], { origin: 'local', prune: 'none' }).updated[0]!.changes, ['components[api].env.A removed', 'components[api].env.C added']);
   });
 
   it('an invalid registry row is replaced, and says so', () => {

@@ -15,6 +15,8 @@ function vm(over: Partial<Assessment> = {}): Assessment {
     reason: '',
     action: undefined,
     backoffUntil: undefined,
+    lastError: undefined,
+    startedAt: undefined,
     address: '10.99.0.2',
     network: 'bridge',
     handle: 'pid:4242',

@@ -65,6 +65,8 @@ const assessment = (over: Partial<Assessment>): Assessment => ({
   reason: '',
   action: undefined,
   backoffUntil: undefined,
+  lastError: undefined,
+  startedAt: undefined,
   address: undefined,
   network: undefined,
   handle: undefined,

@@ -76,7 +76,7 @@ describe('plan: desired components against observed workloads', () => {
     const a = only(r, 'web-api');
     assert.equal(a.drift, 'in-sync');
     assert.deepEqual(r.actions, [
-      { type: 'adopt', key: { service: 'web', component: 'api' }, workload: 'web-api', runtime: 'container', handle: o.id, specHash: specHash(s), startedAt: o.startedAt, reason: 'running, not yet recorded by this agent' },
+      { type: 'adopt', key: { service: 'web', component: 'api' }, workload: 'web-api', runtime: 'container', handle: o.id, specHash: specHash(s), startedFrom: s, startedAt: o.startedAt, reason: 'running, not yet recorded by this agent' },
     ] satisfies Action[]);
   });
 
@@ -92,11 +92,11 @@ describe('plan: desired components against observed workloads', () => {
     assert.equal(act.handle, 'new-id');
   });
 
-  it('replaces a workload running from another spec hash', () => {
+  it('replaces a workload running from another spec hash (its spec unknown: the hashes are named)', () => {
     const s = spec('web', 'api', { image: 'localhost/busybox:2' });
     const old = spec('web', 'api', { image: 'localhost/busybox:1' });
     const o = observedFor(s, { specHash: specHash(old) });
-    const r = plan(input(desired([validRow(s)]), { container: ok(o) }, [record(old)]));
+    const r = plan(input(desired([validRow(s)]), { container: ok(o) }, [record(old, { spec: null })]));
     const a = only(r, 'web-api');
     assert.equal(a.drift, 'spec-changed');
     assert.match(a.reason, /spec changed/);
@@ -563,7 +563,7 @@ describe('plan: level-triggered and ordered', () => {
 
   it('an empty registry and nothing observed plans nothing', () => {
     const r = plan(input(desired([]), { container: ok(), unikernel: ok() }));
-    assert.deepEqual(r, { assessments: [], actions: [], housekeeping: [], requeueAt: undefined });
+    assert.deepEqual(r, { assessments: [], actions: [], held: [], unknown: [], housekeeping: [], requeueAt: undefined });
   });
 });
 

@@ -44,10 +44,12 @@ function printApply(res: ApplyResult, specs: ServiceSpec[], opts: ApplyCliOpts, 
     const n = specs.find((s) => s.name === name)?.components.length ?? 0;
     return `${n} component${n === 1 ? '' : 's'}`;
   };
-  for (const n of res.created) print(`service ${n} created (${count(n)})`);
-  for (const u of res.updated) print(`service ${u.name} updated (${count(u.name)}): ${u.changes.join('; ')}`);
+  // A dry run says what would happen, so no line of it reads as done.
+  const would = opts.dryRun ? 'would be ' : '';
+  for (const n of res.created) print(`service ${n} ${would}created (${count(n)})`);
+  for (const u of res.updated) print(`service ${u.name} ${would}updated (${count(u.name)}): ${u.changes.join('; ')}`);
   for (const n of res.unchanged) print(`service ${n} unchanged`);
-  for (const n of res.pruned) print(`service ${n} deleted (pruned)`);
+  for (const n of res.pruned) print(`service ${n} ${would}deleted (pruned)`);
 }
 
 /** VM boot files must lie inside this node's allowed image directories (a node setting). */

@@ -1,7 +1,7 @@
 /** `agent plan`: what the next reconcile would do, and why; changes nothing (from the running agent, or live). */
 import { Command } from 'commander';
+import { planDocument, planPending } from '../../agent/plan-report.js';
 import { assess } from '../../agent/reconciler.js';
-import { planDocument } from '../../agent/status.js';
 import { planDocumentSchema } from '../../api/documents.js';
 import { fromAgentOrLive, LIVE_HELP } from '../ask-agent.js';
 import { buildHost } from '../compose.js';
@@ -10,10 +10,12 @@ import { formatPlan } from '../format.js';
 
 export function planCommand(): Command {
   return new Command('plan')
-    .description('what the next reconcile would do, and why; changes nothing (asks the running agent; computes live when none runs)')
-    .option('--json', 'print JSON')
+    .description('what the next reconcile would do, and why; what a backoff holds back and until when; runtimes that cannot list; changes nothing (asks the running agent; computes live when none runs)')
+    .option('--json', 'print JSON: actions, held (with due_at), unknown_runtimes')
+    .option('--check', 'exit 1 when any action is pending: due, held by a backoff, or undecidable because a runtime cannot list (for scripts)')
     .option('--live', LIVE_HELP)
-    .action(async (opts: { json?: boolean; live?: boolean }, cmd: Command) => {
+    .addHelpText('after', '\nExit codes: 0 ok (with --check: nothing pending), 1 with --check: an action is pending, 3 unusable registry.')
+    .action(async (opts: { json?: boolean; check?: boolean; live?: boolean }, cmd: Command) => {
       const cfg = settings(cmd);
       const doc = await fromAgentOrLive(cfg, { live: opts.live, path: '/v1/plan', schema: planDocumentSchema }, () =>
         withRegistry(cfg, async (r) => {
@@ -21,6 +23,7 @@ export function planCommand(): Command {
           return planDocument(await assess(r, host.runtimes, cfg, host.hostNet));
         }),
       );
-      print(opts.json ? JSON.stringify(doc, null, 2) : formatPlan(doc.actions));
+      print(opts.json ? JSON.stringify(doc, null, 2) : formatPlan(doc));
+      if (opts.check && planPending(doc)) process.exitCode = 1;
     });
 }

@@ -1,0 +1,68 @@
+/**
+ * The `plan` document: what the next pass would do (`actions`), what it would do but a backoff
+ * holds back (`held`, each with when it becomes due), and which runtimes cannot list (their
+ * components are `unknown` and left alone). Plain JSON, built from a PlanResult by a pure
+ * function, so `plan --json`, `plan`'s table and the running agent's answer are the same data
+ * whichever path computed it.
+ */
+import { keyString } from '../errors.js';
+import type { RuntimeKind } from '../manifest/schema.js';
+import type { Action, PlanResult } from './planner.js';
+
+export interface PlanActionJson {
+  type: Action['type'];
+  workload: string;
+  runtime: RuntimeKind;
+  reason: string;
+  service: string | null;
+  component: string | null;
+  /** The spec a start, restart, replace or adopt is for (the spec itself is large). */
+  spec_hash?: string;
+}
+
+export interface HeldActionJson extends PlanActionJson {
+  /** When the backoff ends: the first pass after it takes the action. */
+  due_at: string;
+  failures: number;
+  last_error: string | null;
+}
+
+export interface UnknownRuntimeJson {
+  runtime: RuntimeKind;
+  error: string;
+  /** `service/component` of the registry's components on it: unknown, and left alone. */
+  components: string[];
+}
+
+export interface PlanDocument {
+  actions: PlanActionJson[];
+  held: HeldActionJson[];
+  unknown_runtimes: UnknownRuntimeJson[];
+}
+
+export function actionJson(a: Action): PlanActionJson {
+  const { type, workload, runtime, reason } = a;
+  const out: PlanActionJson = { type, workload, runtime, reason, service: a.key?.service ?? null, component: a.key?.component ?? null };
+  if ('specHash' in a) out.spec_hash = a.specHash;
+  return out;
+}
+
+export function planDocument(r: Pick<PlanResult, 'actions' | 'held' | 'unknown'>): PlanDocument {
+  return {
+    actions: r.actions.map(actionJson),
+    held: r.held.map((h) => ({ ...actionJson(h.action), due_at: h.until, failures: h.failures, last_error: h.lastError ?? null })),
+    unknown_runtimes: r.unknown.map((u) => ({ runtime: u.runtime, error: u.error, components: [...u.components] })),
+  };
+}
+
+/**
+ * `plan --check`: the node is not settled while an action is due, held back by a backoff, or
+ * cannot be decided because a runtime that components need cannot list. A runtime with no
+ * component on it (podman missing on a VM-only node) does not count.
+ */
+export function planPending(p: PlanDocument): boolean {
+  return p.actions.length > 0 || p.held.length > 0 || p.unknown_runtimes.some((u) => u.components.length > 0);
+}
+
+/** `service/component` of an action, or its workload when it has no component (an unlabelled orphan). */
+export const actionTarget = (a: PlanActionJson): string => (a.service && a.component ? keyString({ service: a.service, component: a.component }) : a.workload);
