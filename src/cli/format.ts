@@ -39,7 +39,9 @@ export function formatStatus(r: StatusReport, opts: StatusFormatOptions = {}): s
       : `not running${lastPass ? ` (${lastPass})` : ''}`;
   lines.push(`registry: ${r.registry.path}${r.registry.writable ? '' : ` NOT WRITABLE (${r.registry.reason}; a running agent keeps its bookkeeping in memory)`}`);
   lines.push(`agent:    ${agent}`);
-  const rts = Object.entries(r.runtimes).map(([k, v]) => (v.ok ? `${k} ok` : `${k} UNAVAILABLE (${oneLine(v.error ?? '')})`));
+  // How old the listing is: from a running agent, its live view's last full listing (events keep it current in between).
+  const listed = (at: string | null | undefined): string => (at ? ` (listed ${ago(at, now)})` : '');
+  const rts = Object.entries(r.runtimes).map(([k, v]) => (v.ok ? `${k} ok${listed(v.observed_at)}` : `${k} UNAVAILABLE (${oneLine(v.error ?? '')})`));
   const runtimes = `runtimes: ${rts.join('; ')}`;
   lines.push(opts.wide ? runtimes : cut(runtimes, STATUS_WIDTH));
   if (r.components.length === 0) {
