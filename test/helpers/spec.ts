@@ -2,7 +2,7 @@
 // instance records built around it, and what a runtime lists for it. Every default is valid; a
 // test overrides only the fields its case is about.
 import { specHash, workloadName } from '../../src/identity.js';
-import type { RuntimeListing } from '../../src/agent/planner.js';
+import type { Assessment, RuntimeListing } from '../../src/agent/planner.js';
 import type { ComponentSpec, ServiceSpec } from '../../src/manifest/schema.js';
 import type { DesiredComponent, DesiredService, DesiredState, InstanceRecord } from '../../src/registry/index.js';
 import type { Observed } from '../../src/runtime/types.js';
@@ -99,3 +99,24 @@ export function record(s: ComponentSpec, over: Partial<InstanceRecord> = {}): In
 
 export const ok = (...items: Observed[]): RuntimeListing => ({ ok: true, items });
 export const failed = (error: string): RuntimeListing => ({ ok: false, error });
+
+/** A planner assessment of web/api: an in-sync running container, nothing known beyond that. */
+export function assessment(over: Partial<Assessment> = {}): Assessment {
+  return {
+    key: { service: 'web', component: 'api' },
+    workload: 'web-api',
+    runtime: 'container',
+    desired: 'running',
+    observed: 'running',
+    drift: 'in-sync',
+    reason: '',
+    action: undefined,
+    backoffUntil: undefined,
+    lastError: undefined,
+    startedAt: undefined,
+    address: undefined,
+    network: undefined,
+    handle: undefined,
+    ...over,
+  };
+}

@@ -3,25 +3,10 @@ import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
 import { mustHoldLease } from '../../src/agent/lease-check.js';
 import type { Assessment } from '../../src/agent/planner.js';
+import { assessment } from '../helpers/spec.js';
 
 function vm(over: Partial<Assessment> = {}): Assessment {
-  return {
-    key: { service: 'web', component: 'vm' },
-    workload: 'web-vm',
-    runtime: 'unikernel',
-    desired: 'running',
-    observed: 'running',
-    drift: 'in-sync',
-    reason: '',
-    action: undefined,
-    backoffUntil: undefined,
-    lastError: undefined,
-    startedAt: undefined,
-    address: '10.99.0.2',
-    network: 'bridge',
-    handle: 'pid:4242',
-    ...over,
-  };
+  return assessment({ key: { service: 'web', component: 'vm' }, workload: 'web-vm', runtime: 'unikernel', address: '10.99.0.2', network: 'bridge', handle: 'pid:4242', ...over });
 }
 const idle = new Set<string>();
 

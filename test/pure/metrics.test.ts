@@ -11,14 +11,13 @@ import { register as globalRegister } from 'prom-client';
 import { AgentLoop } from '../../src/agent/loop.js';
 import { AgentMetrics, REACTION_BUCKETS } from '../../src/agent/metrics.js';
 import { passReport, type PassReport } from '../../src/agent/metrics-sink.js';
-import type { Assessment } from '../../src/agent/planner.js';
 import { ConfigSchema, loadConfig, parseListen } from '../../src/config/config.js';
 import { ValidationError } from '../../src/errors.js';
 import { Registry } from '../../src/registry/index.js';
 import { FakeHostNet } from '../helpers/fake-host-net.js';
 import { FakeRuntime } from '../helpers/fake-runtime.js';
 import { parseExposition, sampleValue } from '../helpers/prom-text.js';
-import { serviceSpec, spec } from '../helpers/spec.js';
+import { assessment, serviceSpec, spec } from '../helpers/spec.js';
 
 const root = mkdtempSync(join(tmpdir(), 'agent-metrics-unit-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -55,23 +54,6 @@ describe('metrics_listen', () => {
   });
 });
 
-const assessment = (over: Partial<Assessment>): Assessment => ({
-  key: { service: 'web', component: 'api' },
-  workload: 'web-api',
-  runtime: 'container',
-  desired: 'running',
-  observed: 'running',
-  drift: 'in-sync',
-  reason: '',
-  action: undefined,
-  backoffUntil: undefined,
-  lastError: undefined,
-  startedAt: undefined,
-  address: undefined,
-  network: undefined,
-  handle: undefined,
-  ...over,
-});
 
 describe('passReport', () => {
   it('counts components by runtime and drift, backoffs, runtimes up, leases by kind', () => {
