@@ -1,0 +1,40 @@
+/**
+ * The shape of the fleet's JetStream KV bucket, shared by the agent (which watches its own keys)
+ * and the master (which writes them): pure names and their rules, no connection.
+ *
+ *   desired.<node>.<service>  a service manifest as JSON (the schema `agent apply` takes)
+ *   status.<node>             the node's compact status (NodeSummary), rewritten on change and as a heartbeat
+ *
+ * Dots separate tokens in a NATS subject, so neither a node nor a service name may hold one: a
+ * hostname `web1.example.org` is node `web1`.
+ */
+import { hostname } from 'node:os';
+
+export const DEFAULT_BUCKET = 'mcp-fleet';
+
+/** A node name: a single subject token. */
+export const NODE_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+export const NODE_NAME_RULE = 'must be 1-64 letters, digits, - or _ (one NATS subject token: no dots)';
+
+/** The default node name: the host name up to its first dot. */
+export function defaultNodeName(host = hostname()): string {
+  return host.split('.')[0] ?? host;
+}
+
+export const desiredKey = (node: string, service: string): string => `desired.${node}.${service}`;
+export const statusKey = (node: string): string => `status.${node}`;
+/** What a node's agent watches: every service of that node. */
+export const desiredFilter = (node: string): string => `desired.${node}.>`;
+/** What a master lists to see every node's status. */
+export const STATUS_FILTER = 'status.>';
+
+/** `desired.<node>.<service>` to its parts; undefined for any other key. */
+export function parseDesiredKey(key: string): { node: string; service: string } | undefined {
+  const m = /^desired\.([^.]+)\.([^.]+)$/.exec(key);
+  return m ? { node: m[1]!, service: m[2]! } : undefined;
+}
+
+/** `status.<node>` to the node; undefined for any other key. */
+export function parseStatusKey(key: string): string | undefined {
+  return /^status\.([^.]+)$/.exec(key)?.[1];
+}
