@@ -1,5 +1,10 @@
 #!/usr/bin/env node
-// The installed entry point: runs the compiled CLI (npm run build produces dist/).
-import { main } from '../dist/cli/main.js';
+// The installed entry point: runs the CLI bundle (npm run build makes dist/bundle/agent.cjs).
+'use strict';
+const { commandWord, loadBundle } = require('./bundle.js');
 
-process.exitCode = await main(process.argv);
+const { exports: cli, saveCache } = loadBundle(commandWord(process.argv));
+cli.main(process.argv).then((code) => {
+  process.exitCode = code;
+  saveCache();
+});

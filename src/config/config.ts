@@ -12,9 +12,11 @@ import { ValidationError } from '../errors.js';
 import { formatOf, issuesOf, parseText } from '../manifest/load.js';
 import { gatewayOf, parseSubnet } from '../net/plan.js';
 import type { BridgeSettings } from '../net/types.js';
+import { LOG_LEVELS } from './levels.js';
+
+export { LOG_LEVELS };
 
 export const DEFAULT_CONFIG_PATH = '/etc/mcp-agent/agent.toml';
-export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 
 const cron = z.string().refine((s) => validateCronExpression(s).valid, { message: 'must be a cron expression (6 fields with seconds, or 5 without)' });
 

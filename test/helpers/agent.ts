@@ -1,6 +1,6 @@
-// Helpers for end-to-end tests: run the real CLI (bin/agent.js over dist/), talk to real podman,
+// Helpers for end-to-end tests: run the real CLI (bin/agent.js over the bundle in dist/), talk to real podman,
 // and clean up every container a test's registry owns, even when the test fails.
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,8 +13,12 @@ export const BIN = join(ROOT, 'bin/agent.js');
 export const IMAGE = 'localhost/agent-busybox:latest';
 export const PODMAN_FLAGS = ['--runtime', 'runc', '--ulimit', 'nofile=20000:20000', '--ulimit', 'nproc=32768:32768', '--network', 'none', '--init'];
 
-if (!existsSync(join(ROOT, 'dist/cli/main.js'))) {
+if (!existsSync(join(ROOT, 'dist/cli/main.js')) || !existsSync(join(ROOT, 'dist/bundle/agent.cjs'))) {
   throw new Error('dist/ is missing: run scripts/test (or npm run build) before the end-to-end tests');
+}
+// bin/agent.js runs the bundle: one older than tsc's output means only tsc ran since the last build.
+if (statSync(join(ROOT, 'dist/bundle/agent.cjs')).mtimeMs < statSync(join(ROOT, 'dist/cli/main.js')).mtimeMs) {
+  throw new Error('dist/bundle/agent.cjs is older than dist/cli/main.js: run npm run build (tsc, then the bundle)');
 }
 
 export interface CliResult {

@@ -4,8 +4,8 @@ import { ValidationError } from '../../errors.js';
 import { type GlobalOpts } from '../common.js';
 import { sshServeArgs } from '../ssh-serve.js';
 
-/** `program`: builds the whole CLI again, to run the allowed verb in this process. */
-export function sshServeCommand(program: () => Command): Command {
+/** `program`: builds the CLI again for the verb's argv, to run the allowed verb in this process. */
+export function sshServeCommand(program: (argv: string[]) => Promise<Command>): Command {
   return new Command('ssh-serve')
     .description('the forced command of a master\'s SSH key: runs apply, status, events or plan from SSH_ORIGINAL_COMMAND')
     .action(async (_o: unknown, cmd: Command) => {
@@ -17,6 +17,7 @@ export function sshServeCommand(program: () => Command): Command {
       // The forced command's own global options, then the client's verb: run in this process.
       const g = cmd.optsWithGlobals<GlobalOpts>();
       const globals = [...(g.db ? ['--db', g.db] : []), ...(g.config ? ['--config', g.config] : []), ...(g.logLevel ? ['--log-level', g.logLevel] : [])];
-      await program().parseAsync(['node', 'agent', ...globals, ...words]);
+      const argv = ['node', 'agent', ...globals, ...words];
+      await (await program(argv)).parseAsync(argv);
     });
 }
