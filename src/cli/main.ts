@@ -26,7 +26,7 @@ export interface CommandEntry {
 export const COMMANDS: Record<string, CommandEntry> = {
   run: {
     term: 'run [options]',
-    description: 'reconcile until SIGTERM/SIGINT (workloads keep running after the agent stops), serving the local API on <registry dir>/agent.sock and Prometheus metrics on metrics_listen; one reconciler per registry: exit 5 if another runs',
+    description: 'reconcile until SIGTERM/SIGINT (workloads keep running after the agent stops), serving Prometheus metrics on metrics_listen; one reconciler per registry: exit 5 if another runs',
     load: async () => (await import('./commands/run.js')).runCommand(),
   },
   apply: {
