@@ -71,12 +71,14 @@ await build({
 });
 
 // The code caches (see bin/bundle.js): one per command, each made in a fresh process (V8 would
-// otherwise put every command's code in each) by loading the command: its modules' top levels
-// run, the command does not. Then the default one, of the bundle's top level alone.
+// otherwise put every command's code in each) by loading the command and what it may import
+// later (COMMANDS[name].later): their modules' top levels run, the command does not. Then the
+// default one, of the bundle's top level alone.
 const { COMMANDS } = require(OUT);
 for (const command of [...Object.keys(COMMANDS), undefined]) {
   const warm = `const { loadBundle } = require('./bin/bundle.js');
     const { exports: cli, saveCache } = loadBundle(${JSON.stringify(command)}, { exact: true });
-    Promise.resolve(${command === undefined ? '' : `cli.COMMANDS[${JSON.stringify(command)}].load()`}).then(() => saveCache());`;
+    const c = cli.COMMANDS[${JSON.stringify(command)}];
+    Promise.all(c ? [c.load(), c.later?.()] : []).then(() => saveCache());`;
   execFileSync(process.execPath, ['-e', warm], { cwd: ROOT, stdio: 'inherit' });
 }

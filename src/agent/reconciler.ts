@@ -76,10 +76,14 @@ const listEverything = (runtimes: Map<RuntimeKind, Runtime>): ObservationSource 
  * components `unknown`; the others are planned as usual.
  */
 async function observe(registry: Registry, config: AgentConfig, hostNet: HostNet, source: ObservationSource): Promise<Observation> {
+  // The listing first: a runtime answers (podman ps: ~100-200 ms) while the registry is read and
+  // its specs parsed, instead of after. Marked handled: a read that throws leaves it unawaited.
+  const listed = source.listings();
+  listed.catch(() => undefined);
   // The node-dependent rules of `apply` (boot file paths), for rows a master wrote directly.
   const desired = readDesired(registry, config);
   const [listings, bridge] = await Promise.all([
-    source.listings(),
+    listed,
     source.bridge(desired, () => bridgeFact(hostNet, config, desired, registry.meta.agentId())),
   ]);
   return { desired, listings, bridge };

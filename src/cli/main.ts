@@ -20,13 +20,15 @@ export interface CommandEntry {
   load: () => Promise<Command>;
   /** The command reads the whole command tree (completion): every command is loaded for it. */
   needsAll?: boolean;
+  /** What the command may import later (its live path): loaded when the build makes its code cache. */
+  later?: () => Promise<unknown>;
 }
 
 /** Every top-level command, in help order. `program` is for ssh-serve, which runs a verb in-process. */
 export const COMMANDS: Record<string, CommandEntry> = {
   run: {
     term: 'run [options]',
-    description: 'reconcile until SIGTERM/SIGINT (workloads keep running after the agent stops), serving Prometheus metrics on metrics_listen; one reconciler per registry: exit 5 if another runs',
+    description: 'reconcile until SIGTERM/SIGINT (workloads keep running after the agent stops), serving the local API on <registry dir>/agent.sock and Prometheus metrics on metrics_listen; one reconciler per registry: exit 5 if another runs',
     load: async () => (await import('./commands/run.js')).runCommand(),
   },
   apply: {
@@ -46,13 +48,15 @@ export const COMMANDS: Record<string, CommandEntry> = {
   },
   plan: {
     term: 'plan [options]',
-    description: 'what the next reconcile would do, and why; changes nothing',
+    description: 'what the next reconcile would do, and why; changes nothing (asks the running agent; computes live when none runs)',
     load: async () => (await import('./commands/plan.js')).planCommand(),
+    later: () => Promise.all([import('../agent/reconciler.js'), import('./compose.js')]),
   },
   status: {
     term: 'status [options]',
-    description: 'drift per component: desired vs observed, reason, address, restarts, last event',
+    description: 'drift per component: desired vs observed, reason, address, restarts, last event (asks the running agent; computes live when none runs)',
     load: async () => (await import('./commands/status.js')).statusCommand(),
+    later: () => Promise.all([import('../agent/status.js'), import('./compose.js')]),
   },
   exec: {
     term: 'exec <service/component> <command...>',
@@ -71,7 +75,7 @@ export const COMMANDS: Record<string, CommandEntry> = {
   },
   events: {
     term: 'events [options]',
-    description: 'the newest entries of the events log',
+    description: 'the newest entries of the events log (asks the running agent; reads the registry when none runs)',
     load: async () => (await import('./commands/events.js')).eventsCommand(),
   },
   doctor: {

@@ -1,10 +1,8 @@
 /** `agent plan`: what the next reconcile would do, and why; changes nothing (from the running agent, or live). */
 import { Command } from 'commander';
 import { planDocument, planPending } from '../../agent/plan-report.js';
-import { assess } from '../../agent/reconciler.js';
 import { planDocumentSchema } from '../../api/documents.js';
 import { fromAgentOrLive, LIVE_HELP } from '../ask-agent.js';
-import { buildHost } from '../compose.js';
 import { print, settings, withRegistry } from '../common.js';
 import { formatPlan } from '../format.js';
 
@@ -17,12 +15,14 @@ export function planCommand(): Command {
     .addHelpText('after', '\nExit codes: 0 ok (with --check: nothing pending), 1 with --check: an action is pending, 3 unusable registry.')
     .action(async (opts: { json?: boolean; check?: boolean; live?: boolean }, cmd: Command) => {
       const cfg = settings(cmd);
-      const doc = await fromAgentOrLive(cfg, { live: opts.live, path: '/v1/plan', schema: planDocumentSchema }, () =>
-        withRegistry(cfg, async (r) => {
+      const doc = await fromAgentOrLive(cfg, { live: opts.live, path: '/v1/plan', schema: planDocumentSchema }, async () => {
+        // Loaded only to compute live: an answer from the agent needs none of the runtimes.
+        const [{ assess }, { buildHost }] = await Promise.all([import('../../agent/reconciler.js'), import('../compose.js')]);
+        return withRegistry(cfg, async (r) => {
           const host = buildHost(cfg, r.meta.agentId());
           return planDocument(await assess(r, host.runtimes, cfg, host.hostNet));
-        }),
-      );
+        });
+      });
       print(opts.json ? JSON.stringify(doc, null, 2) : formatPlan(doc));
       if (opts.check && planPending(doc)) process.exitCode = 1;
     });

@@ -1,9 +1,7 @@
 /** `agent status [SERVICE[/COMPONENT]]`: drift per component, desired vs observed (from the running agent, or live). */
 import { Command } from 'commander';
-import { buildStatus } from '../../agent/status.js';
 import { statusDocument } from '../../api/documents.js';
 import { fromAgentOrLive, LIVE_HELP } from '../ask-agent.js';
-import { buildHost } from '../compose.js';
 import { print, settings, withRegistry } from '../common.js';
 import { formatStatus } from '../format.js';
 import { filterStatus, parseStatusRef, statusDrifted } from '../status-filter.js';
@@ -20,12 +18,14 @@ export function statusCommand(): Command {
     .action(async (ref: string | undefined, opts: { json?: boolean; wide?: boolean; check?: boolean; live?: boolean }, cmd: Command) => {
       const filter = ref === undefined ? undefined : parseStatusRef(ref); // bad input before any work
       const cfg = settings(cmd);
-      const full = await fromAgentOrLive(cfg, { live: opts.live, path: '/v1/status', schema: statusDocument }, () =>
-        withRegistry(cfg, (r) => {
+      const full = await fromAgentOrLive(cfg, { live: opts.live, path: '/v1/status', schema: statusDocument }, async () => {
+        // Loaded only to compute live: an answer from the agent needs none of the runtimes.
+        const [{ buildStatus }, { buildHost }] = await Promise.all([import('../../agent/status.js'), import('../compose.js')]);
+        return withRegistry(cfg, (r) => {
           const host = buildHost(cfg, r.meta.agentId());
           return buildStatus(r, host.runtimes, cfg, host.hostNet);
-        }),
-      );
+        });
+      });
       const report = filter ? filterStatus(full, filter) : full;
       print(opts.json ? JSON.stringify(report, null, 2) : formatStatus(report, { wide: opts.wide ?? false }));
       if (opts.check && statusDrifted(report)) process.exitCode = 1;
