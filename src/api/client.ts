@@ -5,7 +5,7 @@
  * undefined, and the caller computes live. Only `events --follow`, which needs the agent, fails.
  */
 import { request, type IncomingMessage } from 'node:http';
-import { realpathSync } from 'node:fs';
+import { existsSync, realpathSync } from 'node:fs';
 import type { z } from 'zod';
 import { AgentError } from '../errors.js';
 
@@ -31,6 +31,8 @@ const sameFile = (a: string, b: string): boolean => {
 
 /** Opens a GET on the socket; resolves with the response, or undefined when no agent of this registry answers. */
 function get(t: AgentTarget, path: string, answerMs: number | undefined): Promise<{ res: IncomingMessage; abort: () => void } | undefined> {
+  // No socket, no agent: the common case of a CLI call answers without a connection attempt.
+  if (!existsSync(t.socketPath)) return Promise.resolve(undefined);
   return new Promise((resolve) => {
     let settled = false;
     const done = (v: { res: IncomingMessage; abort: () => void } | undefined): void => {
