@@ -48,19 +48,19 @@ export const COMMANDS: Record<string, CommandEntry> = {
   },
   plan: {
     term: 'plan [options]',
-    description: 'what the next reconcile would do, and why; changes nothing (asks the running agent; computes live when none runs)',
+    description: 'what the next reconcile would do, and why; what a backoff holds back and until when; runtimes that cannot list; changes nothing (asks the running agent; computes live when none runs)',
     load: async () => (await import('./commands/plan.js')).planCommand(),
     later: () => Promise.all([import('../agent/reconciler.js'), import('./compose.js')]),
   },
   status: {
-    term: 'status [options]',
-    description: 'drift per component: desired vs observed, reason, address, restarts, last event (asks the running agent; computes live when none runs)',
+    term: 'status [options] [ref]',
+    description: 'drift per component: desired vs observed, reason, restarts, age (--wide: address, next action, last event); asks the running agent, computes live when none runs',
     load: async () => (await import('./commands/status.js')).statusCommand(),
     later: () => Promise.all([import('../agent/status.js'), import('./compose.js')]),
   },
   exec: {
-    term: 'exec <service/component> <command...>',
-    description: 'run a command in a component\'s workload (VMs: over SSH with the pinned host key); its exit code is ours',
+    term: 'exec [options] <service/component> <command...>',
+    description: 'run a command in a component\'s workload (VMs: over SSH with the pinned host key); exit code: the command\'s, or 125 when exec itself failed (not running, unreachable)',
     load: async () => (await import('./commands/exec.js')).execCommand(),
   },
   logs: {
