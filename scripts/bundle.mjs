@@ -26,10 +26,10 @@ const { BUNDLE: OUT } = require('../bin/bundle.js');
  * Node built-ins a CLI call mostly does not use, yet that modules require at load: commander
  * (node:child_process, for executable subcommands the agent has none of), cron, and the hashing
  * in the registry and net code (node:crypto), the agent API's client (node:http, unused when no
- * agent runs). Loading them costs ~10 ms a call (child_process and http pull in net and stream). Each import gets a stand-in whose members load the real module on
+ * agent runs), the settings (node:net, for isIP on an address setting). Loading them costs ~10 ms a call (child_process and http pull in net and stream). Each import gets a stand-in whose members load the real module on
  * first use: the same names (read from this Node, the one the bundle is for), the same values.
  */
-const LAZY_BUILTINS = ['child_process', 'crypto', 'http'];
+const LAZY_BUILTINS = ['child_process', 'crypto', 'http', 'net'];
 const lazyBuiltins = {
   name: 'lazy-builtins',
   setup(b) {
