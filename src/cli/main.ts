@@ -20,7 +20,7 @@ export interface CommandEntry {
   load: () => Promise<Command>;
   /** The command reads the whole command tree (completion): every command is loaded for it. */
   needsAll?: boolean;
-  /** What the command may import later (its live path): loaded when the build makes its code cache. */
+  /** What the command may import later (the agent's schemas, the live path): loaded when the build makes its code cache. */
   later?: () => Promise<unknown>;
 }
 
@@ -50,13 +50,13 @@ export const COMMANDS: Record<string, CommandEntry> = {
     term: 'plan [options]',
     description: 'what the next reconcile would do, and why; what a backoff holds back and until when; runtimes that cannot list; changes nothing (asks the running agent; computes live when none runs)',
     load: async () => (await import('./commands/plan.js')).planCommand(),
-    later: () => Promise.all([import('../agent/reconciler.js'), import('./compose.js')]),
+    later: () => Promise.all([import('../agent/reconciler.js'), import('./compose.js'), import('../api/documents.js')]),
   },
   status: {
     term: 'status [options] [ref]',
     description: 'drift per component: desired vs observed, reason, restarts, age (--wide: address, next action, last event); asks the running agent, computes live when none runs',
     load: async () => (await import('./commands/status.js')).statusCommand(),
-    later: () => Promise.all([import('../agent/status.js'), import('./compose.js')]),
+    later: () => Promise.all([import('../agent/status.js'), import('./compose.js'), import('../api/documents.js')]),
   },
   exec: {
     term: 'exec [options] <service/component> <command...>',
@@ -77,6 +77,7 @@ export const COMMANDS: Record<string, CommandEntry> = {
     term: 'events [options]',
     description: 'the newest entries of the events log (asks the running agent; reads the registry when none runs)',
     load: async () => (await import('./commands/events.js')).eventsCommand(),
+    later: () => import('../api/documents.js'),
   },
   doctor: {
     term: 'doctor [options]',

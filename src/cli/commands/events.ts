@@ -2,7 +2,6 @@
 import { Command } from 'commander';
 import { ValidationError } from '../../errors.js';
 import { followAgent } from '../../api/client.js';
-import { eventDocument, eventsDocument } from '../../api/documents.js';
 import type { AgentEvent } from '../../registry/index.js';
 import { agentTarget, fromAgentOrLive } from '../ask-agent.js';
 import { print, settings, withRegistry } from '../common.js';
@@ -41,6 +40,7 @@ export function eventsCommand(): Command {
         process.on('SIGINT', onSignal);
         process.on('SIGTERM', onSignal);
         try {
+          const { eventDocument } = await import('../../api/documents.js');
           await followAgent(agentTarget(cfg), `/v1/events?${query}`, eventDocument, (e) => print(opts.json ? JSON.stringify(e) : eventLine(e)), abort.signal);
         } finally {
           process.off('SIGINT', onSignal);
@@ -48,7 +48,7 @@ export function eventsCommand(): Command {
         }
         return;
       }
-      const events = await fromAgentOrLive(cfg, { live: opts.live, path: `/v1/events?${query}`, schema: eventsDocument }, () =>
+      const events = await fromAgentOrLive(cfg, { live: opts.live, path: `/v1/events?${query}`, schema: async () => (await import('../../api/documents.js')).eventsDocument }, () =>
         withRegistry(cfg, (r) => r.events.recent(limit, { service: opts.service })),
       );
       print(opts.json ? JSON.stringify(events, null, 2) : formatEvents(events));

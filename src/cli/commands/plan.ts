@@ -1,7 +1,6 @@
 /** `agent plan`: what the next reconcile would do, and why; changes nothing (from the running agent, or live). */
 import { Command } from 'commander';
 import { planDocument, planPending } from '../../agent/plan-report.js';
-import { planDocumentSchema } from '../../api/documents.js';
 import { fromAgentOrLive, LIVE_HELP } from '../ask-agent.js';
 import { print, settings, withRegistry } from '../common.js';
 import { formatPlan } from '../format.js';
@@ -15,7 +14,7 @@ export function planCommand(): Command {
     .addHelpText('after', '\nExit codes: 0 ok (with --check: nothing pending), 1 with --check: an action is pending, 3 unusable registry.')
     .action(async (opts: { json?: boolean; check?: boolean; live?: boolean }, cmd: Command) => {
       const cfg = settings(cmd);
-      const doc = await fromAgentOrLive(cfg, { live: opts.live, path: '/v1/plan', schema: planDocumentSchema }, async () => {
+      const doc = await fromAgentOrLive(cfg, { live: opts.live, path: '/v1/plan', schema: async () => (await import('../../api/documents.js')).planDocumentSchema }, async () => {
         // Loaded only to compute live: an answer from the agent needs none of the runtimes.
         const [{ assess }, { buildHost }] = await Promise.all([import('../../agent/reconciler.js'), import('../compose.js')]);
         return withRegistry(cfg, async (r) => {

@@ -1,6 +1,5 @@
 /** `agent status [SERVICE[/COMPONENT]]`: drift per component, desired vs observed (from the running agent, or live). */
 import { Command } from 'commander';
-import { statusDocument } from '../../api/documents.js';
 import { fromAgentOrLive, LIVE_HELP } from '../ask-agent.js';
 import { print, settings, withRegistry } from '../common.js';
 import { formatStatus } from '../format.js';
@@ -18,7 +17,7 @@ export function statusCommand(): Command {
     .action(async (ref: string | undefined, opts: { json?: boolean; wide?: boolean; check?: boolean; live?: boolean }, cmd: Command) => {
       const filter = ref === undefined ? undefined : parseStatusRef(ref); // bad input before any work
       const cfg = settings(cmd);
-      const full = await fromAgentOrLive(cfg, { live: opts.live, path: '/v1/status', schema: statusDocument }, async () => {
+      const full = await fromAgentOrLive(cfg, { live: opts.live, path: '/v1/status', schema: async () => (await import('../../api/documents.js')).statusDocument }, async () => {
         // Loaded only to compute live: an answer from the agent needs none of the runtimes.
         const [{ buildStatus }, { buildHost }] = await Promise.all([import('../../agent/status.js'), import('../compose.js')]);
         return withRegistry(cfg, (r) => {
