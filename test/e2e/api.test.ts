@@ -11,7 +11,8 @@ import { execa, type ResultPromise } from 'execa';
 import { PodmanSwitch, SLEEP, TestNode, containerService, row, waitFor, type StatusJson } from '../helpers/agent.js';
 
 /** The fields that tell when something was seen (and the disk's free bytes, which move on their own). */
-const TIMES = new Set(['observed_at', 'age_seconds', 'observed_age_seconds', 'last_pass_at', 'free_bytes']);
+// started_at: a container the agent started carries its own stamp until the next full listing (docs/api.md).
+const TIMES = new Set(['observed_at', 'age_seconds', 'observed_age_seconds', 'last_pass_at', 'free_bytes', 'started_at']);
 const timeless = (v: unknown): unknown =>
   Array.isArray(v) ? v.map(timeless) : v && typeof v === 'object' ? Object.fromEntries(Object.entries(v).filter(([k]) => !TIMES.has(k)).map(([k, x]) => [k, timeless(x)])) : v;
 /** A table with its relative times ("12s ago", an AGE of "12s") blanked and its column padding collapsed (a longer one widens a column). */
