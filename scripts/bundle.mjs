@@ -11,6 +11,7 @@
 // its cpu-features), and what the sources load with createRequire on purpose (yaml, pino-pretty,
 // cron: only when used). The bundle sits two levels under the root, as dist/registry/open.js
 // does, so paths the sources compute from import.meta.url (../../migrations/) still hold.
+import { randomBytes } from 'node:crypto';
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
@@ -59,7 +60,8 @@ await build({
   // import() of an external (ssh2) becomes a require(): a vm.Script has no ESM loader.
   supported: { 'dynamic-import': false },
   // CommonJS has no import.meta: give it the bundle's own URL.
-  define: { 'import.meta.url': '__import_meta_url' },
+  // A fresh build id (src/build-id.ts): a CLI and an agent of the same build trust each other's documents.
+  define: { 'import.meta.url': '__import_meta_url', __AGENT_BUILD__: JSON.stringify(`${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`) },
   banner: { js: "const __import_meta_url = require('node:url').pathToFileURL(__filename).href;" },
   sourcemap: 'linked',
   legalComments: 'none',

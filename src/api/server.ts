@@ -16,6 +16,7 @@ import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import type { AgentConfig } from '../config/config.js';
 import { AgentError } from '../errors.js';
+import { BUILD_ID } from '../build-id.js';
 import type { Registry } from '../registry/index.js';
 import type { EventFollower } from './events-follow.js';
 import { handle, type AgentSource, type MetricsSource, type RouteContext } from './routes.js';
@@ -69,6 +70,7 @@ export class ApiServer {
     this.server = createServer((req, res) => {
       // Which registry this agent serves: a CLI of another registry in the same directory does not trust it.
       res.setHeader('x-agent-registry', o.registry.path);
+      if (BUILD_ID) res.setHeader('x-agent-build', BUILD_ID);
       void handle(ctx, req, res);
     });
   }

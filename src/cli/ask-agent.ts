@@ -25,6 +25,6 @@ export async function fromAgentOrLive<T>(
 ): Promise<T> {
   const target = agentTarget(cfg);
   if (o.live || !existsSync(target.socketPath)) return compute();
-  const schema = typeof o.schema === 'function' ? await o.schema() : o.schema;
-  return (await askAgent(target, o.path, schema)) ?? compute();
+  const schema = o.schema;
+  return (await askAgent(target, o.path, typeof schema === 'function' ? schema : () => Promise.resolve(schema))) ?? compute();
 }
