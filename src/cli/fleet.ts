@@ -11,6 +11,7 @@ import { loadDesiredDir, place } from '../fleet/placement.js';
 import { eachNode } from '../fleet/pool.js';
 import { scanHostKey } from '../fleet/transport.js';
 import { progressText, waitForConvergence, waitLine, type WaitResult } from '../fleet/wait.js';
+import { DEFAULT_BUCKET } from '../nats/keys.js';
 import { LiveLines } from './live-lines.js';
 import { ago, table } from './format.js';
 
@@ -49,9 +50,25 @@ function applyLine(r: NodeResult<ApplyResult>): string {
   return `${r.node}: ${v.dry_run ? 'would apply' : 'ok'} ${counts}${names.length ? ` [${names.join('; ')}]` : ''}`;
 }
 
-type PlaceOpts = CommonOpts & { file: string; nodes?: string; selector?: string; allowUnplaced?: boolean; allowEmpty?: boolean; json?: boolean; wait?: boolean; waitTimeout: string };
+type PlaceOpts = CommonOpts & { file: string; nodes?: string; selector?: string; allowUnplaced?: boolean; allowEmpty?: boolean; json?: boolean; wait?: boolean; waitTimeout: string } & NatsFlags;
+
+/** `--nats` switches a command from SSH to the fleet's NATS bucket (src/cli/fleet-nats.ts). */
+interface NatsFlags {
+  nats?: string;
+  bucket: string;
+  replicas: string;
+}
+
+const natsOpts = (c: Command): Command =>
+  c
+    .option('--nats <urls>', 'go through this NATS JetStream KV bucket instead of SSH: server URLs, comma-separated (nats://host:4222); the inventory then needs only names and labels')
+    .option('--bucket <name>', 'with --nats: the KV bucket', DEFAULT_BUCKET);
 
 async function applyOrPlan(opts: PlaceOpts, dryRun: boolean): Promise<void> {
+  if (opts.nats !== undefined) {
+    const { natsApply } = await import('./fleet-nats.js'); // loads the NATS client only when used
+    return natsApply({ ...opts, nats: opts.nats }, dryRun);
+  }
   const { inv, timeoutMs, parallel } = common(opts);
   const waitTimeoutMs = parseDuration(opts.waitTimeout);
   if (waitTimeoutMs === undefined) throw new ValidationError('fleet', [{ field: '--wait-timeout', rule: `must be a duration like 2m, 90s or 500ms, got '${opts.waitTimeout}'` }]);
@@ -108,7 +125,7 @@ function statusTable(results: NodeResult<NodeStatus>[], detail: boolean): string
 }
 
 export function fleetCommand(): Command {
-  const fleet = new Command('fleet').description('the master\'s side: push desired state to nodes over SSH (pinned host keys) and see their drift')
+  const fleet = new Command('fleet').description('the master\'s side: push desired state to nodes over SSH (pinned host keys) or through a NATS JetStream KV bucket (--nats), and see their drift')
     .showHelpAfterError()
     .exitOverride(); // subcommands inherit this: usage errors reach main() as exit 2, never process.exit
 
@@ -135,14 +152,18 @@ export function fleetCommand(): Command {
       });
     });
 
-  withCommon(fleet.command('status'))
-    .description('every node\'s status, fetched in parallel: reachable, agent running, last pass, in-sync / drifted counts, runtimes')
+  natsOpts(withCommon(fleet.command('status')))
+    .description('every node\'s status, fetched in parallel: reachable, agent running, last pass, in-sync / drifted counts, runtimes (with --nats: each node\'s status.<node> key, stale after 30 s)')
     .option('--json', 'print JSON')
-    .option('--check', 'exit 1 when any node is unreachable or has a drifted component')
+    .option('--check', 'exit 1 when any node is unreachable or has a drifted component (with --nats: stale, never reported, unparsable, drifted, or a refused key)')
     .option('--detail', 'also list each node\'s drifted components')
     .option('--nodes <names>', 'only these nodes (comma-separated)')
     .option('--selector <k=v,...>', 'only nodes with these labels')
-    .action(async (opts: CommonOpts & { json?: boolean; check?: boolean; detail?: boolean; nodes?: string; selector?: string }) => {
+    .action(async (opts: CommonOpts & NatsFlags & { json?: boolean; check?: boolean; detail?: boolean; nodes?: string; selector?: string }) => {
+      if (opts.nats !== undefined) {
+        const { natsStatus } = await import('./fleet-nats.js');
+        return natsStatus({ ...opts, nats: opts.nats });
+      }
       const { inv, timeoutMs, parallel } = common(opts);
       const nodes = selectNodes(inv, opts);
       requirePinned(inv, nodes);
@@ -152,7 +173,7 @@ export function fleetCommand(): Command {
     });
 
   const placeOpts = (c: Command): Command =>
-    withCommon(c)
+    natsOpts(withCommon(c))
       .requiredOption('-f, --file <dir>', 'the desired-state directory: one service manifest per file, each with nodes = [...] and/or selector = {...}')
       .option('--nodes <names>', 'only these nodes (comma-separated)')
       .option('--selector <k=v,...>', 'only nodes with these labels')
@@ -163,12 +184,13 @@ export function fleetCommand(): Command {
   placeOpts(fleet.command('apply'))
     .option('--wait', 'then poll each applied node\'s status until every component is in sync; exit 1 naming the nodes that did not')
     .option('--wait-timeout <duration>', 'with --wait: how long to wait for every node, counted once from the end of the apply', '2m')
-    .description('send each selected node its whole service set in one call (one registry transaction there, pruning what the master no longer assigns)')
+    .option('--replicas <n>', 'with --nats: the bucket\'s replicas when the master creates it (an existing bucket keeps its own)', '1')
+    .description('send each selected node its whole service set in one call (one registry transaction there, pruning what the master no longer assigns); with --nats: write each service as key desired.<node>.<service>, each write conditional on the revision read')
     .action((opts: PlaceOpts) => applyOrPlan(opts, false));
 
   placeOpts(fleet.command('plan'))
     .description('what apply would create, update (fields) and prune on each node; changes nothing')
-    .action((opts: PlaceOpts) => applyOrPlan({ ...opts, waitTimeout: '1s' }, true));
+    .action((opts: PlaceOpts) => applyOrPlan({ ...opts, waitTimeout: '1s', replicas: '1' }, true));
 
   withCommon(fleet.command('events'))
     .description('the nodes\' newest events, merged by time')

@@ -51,8 +51,24 @@ export const InventorySchema = z.strictObject({
   nodes: z.array(NodeSchema, { error: 'must be an array of [[nodes]]' }).min(1, 'must list at least one node'),
 });
 
+/**
+ * With `--nats` the master reaches no node itself: only names and labels matter. The same file
+ * is accepted (the SSH fields stay allowed and are checked, so one inventory serves both paths),
+ * but `host` and `key` are optional and no key or known_hosts file is read.
+ */
+const NatsInventorySchema = z.strictObject({
+  defaults: DefaultsSchema.default({}),
+  nodes: z.array(NodeSchema.extend({ host: NodeSchema.shape.host.optional() }), { error: 'must be an array of [[nodes]]' }).min(1, 'must list at least one node'),
+});
+
+/** What placement and selection need of a node. */
+export interface InventoryNode {
+  name: string;
+  labels: Record<string, string>;
+}
+
 /** One node, every default resolved and every file it names read. */
-export interface FleetNode {
+export interface FleetNode extends InventoryNode {
   name: string;
   host: string;
   port: number;
@@ -72,8 +88,8 @@ export interface Inventory {
   nodes: FleetNode[];
 }
 
-/** Reads and validates an inventory; every problem is reported at once, naming its field. */
-export function loadInventory(path: string): Inventory {
+/** The file's document checked against `schema`; every problem at once, naming its field. */
+function readInventory<S extends z.ZodType>(path: string, schema: S): z.output<S> {
   const format = formatOf(path);
   if (!format) throw new ValidationError(`inventory ${path}`, [{ field: '(file)', rule: 'must end in .toml, .yaml, .yml or .json' }]);
   let text: string;
@@ -83,9 +99,34 @@ export function loadInventory(path: string): Inventory {
     throw new ValidationError(`inventory ${path}`, [{ field: '(file)', rule: `cannot be read: ${(err as Error).message}` }]);
   }
   const doc = parseText(text, format, `inventory ${path}`);
-  const parsed = InventorySchema.safeParse(doc);
-  if (!parsed.success) throw new ValidationError(`inventory ${path}`, issuesOf(parsed.error, [], InventorySchema));
-  const { defaults, nodes } = parsed.data;
+  const parsed = schema.safeParse(doc);
+  if (!parsed.success) throw new ValidationError(`inventory ${path}`, issuesOf(parsed.error, [], schema));
+  return parsed.data;
+}
+
+/** `nodes[i].name: duplicates …` for each repeated name. */
+function duplicateNames(nodes: Array<{ name: string }>): FieldIssue[] {
+  const seen = new Map<string, number>();
+  const issues: FieldIssue[] = [];
+  nodes.forEach((n, i) => {
+    const first = seen.get(n.name);
+    if (first !== undefined) issues.push({ field: `nodes[${i}].name`, rule: `duplicates nodes[${first}].name '${n.name}': node names must be unique` });
+    else seen.set(n.name, i);
+  });
+  return issues;
+}
+
+/** The inventory as `--nats` reads it: names and labels (see NatsInventorySchema). */
+export function loadNatsInventory(path: string): { path: string; nodes: InventoryNode[] } {
+  const { defaults, nodes } = readInventory(path, NatsInventorySchema);
+  const issues = duplicateNames(nodes);
+  if (issues.length > 0) throw new ValidationError(`inventory ${path}`, issues);
+  return { path, nodes: nodes.map((n) => ({ name: n.name, labels: { ...defaults.labels, ...n.labels } })) };
+}
+
+/** Reads and validates an inventory; every problem is reported at once, naming its field. */
+export function loadInventory(path: string): Inventory {
+  const { defaults, nodes } = readInventory(path, InventorySchema);
   const base = dirname(resolve(path));
   const issues: FieldIssue[] = [];
   const seen = new Map<string, number>();
@@ -148,7 +189,7 @@ export function requirePinned(inv: Inventory, nodes: FleetNode[]): void {
 }
 
 /** The nodes `--nodes a,b` or `--selector k=v[,k=v]` pick (all without either); unknown names are errors. */
-export function selectNodes(inv: Inventory, opts: { nodes?: string; selector?: string }): FleetNode[] {
+export function selectNodes<N extends InventoryNode>(inv: { nodes: N[] }, opts: { nodes?: string; selector?: string }): N[] {
   if (opts.nodes !== undefined && opts.selector !== undefined) {
     throw new ValidationError('fleet', [{ field: '--nodes', rule: 'cannot be used with --selector: pick nodes by name or by labels' }]);
   }

@@ -11,7 +11,7 @@ import { z } from 'zod';
 import { ValidationError, type FieldIssue } from '../errors.js';
 import { formatOf, issuesOf, parseText, toServiceSpec } from '../manifest/load.js';
 import type { ServiceSpec } from '../manifest/schema.js';
-import { matchesLabels, type FleetNode } from './inventory.js';
+import { matchesLabels, type InventoryNode } from './inventory.js';
 
 const PlacementSchema = z.strictObject({
   nodes: z.array(z.string({ error: 'must be a string' }).min(1, 'must not be empty'), { error: 'must be an array of node names' }).optional(),
@@ -86,7 +86,7 @@ export function loadDesiredDir(dir: string): PlacedService[] {
  * Per node (every inventory node, in inventory order), the services it runs. A node name the
  * inventory does not have is an error; so is a service placed on no node, unless allowUnplaced.
  */
-export function place(services: PlacedService[], nodes: FleetNode[], opts: { allowUnplaced?: boolean } = {}): Map<string, PlacedService[]> {
+export function place(services: PlacedService[], nodes: InventoryNode[], opts: { allowUnplaced?: boolean } = {}): Map<string, PlacedService[]> {
   const perNode = new Map<string, PlacedService[]>(nodes.map((n) => [n.name, []]));
   const issues: FieldIssue[] = [];
   for (const s of services) {
