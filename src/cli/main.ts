@@ -86,7 +86,7 @@ export const COMMANDS: Record<string, CommandEntry> = {
   },
   fleet: {
     term: 'fleet',
-    description: 'the master\'s side: push desired state to nodes over SSH (pinned host keys) and see their drift',
+    description: 'the master\'s side: push desired state to nodes over SSH (pinned host keys) or through a NATS JetStream KV bucket (--nats), and see their drift',
     load: async () => (await import('./fleet.js')).fleetCommand(),
   },
   completion: {
