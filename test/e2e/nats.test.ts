@@ -92,3 +92,105 @@ describe('nats source, end to end', () => {
     assert.equal(node.query('SELECT name FROM services WHERE name = ?', local).length, 1);
   });
 });
+
+describe('nats source: restarts, outages, clusters, several nodes', () => {
+  it('after kill -9 while keys change, a new agent resumes from its revision and converges', async (t) => {
+    const server = await NatsServer.start();
+    t.after(() => server.cleanup());
+    const master = await TestMaster.open([server.url], 'nxb');
+    t.after(() => master.close());
+    const { node, env } = natsNode([server.url], 'nxk', 'nxb');
+    t.after(() => node.cleanup());
+    const agent = node.startAgent({ ...env, ...NO_RESYNC });
+    const steady = TestNode.serviceName('nx');
+    await master.put(`desired.nxk.${steady}`, natsService(steady, { a: SLEEP }));
+    await waitFor('the first service', () => running(node, steady), 60_000);
+    const later = [0, 1, 2].map(() => TestNode.serviceName('nx'));
+    const puts = later.map((s) => master.put(`desired.nxk.${s}`, natsService(s, { a: SLEEP })));
+    process.kill(agent.pid!, 'SIGKILL');
+    await agent;
+    await Promise.all(puts);
+    const steadyApplies = applyEvents(node, steady);
+    assert.equal(steadyApplies, 1);
+    node.startAgent({ ...env, ...NO_RESYNC });
+    for (const s of later) await waitFor(`${s} running`, () => running(node, s), 60_000);
+    assert.equal(applyEvents(node, steady), 1, 'the unchanged service was not applied again');
+    for (const s of later) assert.equal(applyEvents(node, s), 1, `${s} applied once`);
+    const log = (await execa('cat', [join(node.dir, 'agent.log')])).stdout;
+    assert.match(log, /nats watch resumes after the stored revision/);
+  });
+
+  it('with nats-server down the agent repairs a killed container, says disconnected, and catches up after', async (t) => {
+    const server = await NatsServer.start();
+    t.after(() => server.cleanup());
+    const master = await TestMaster.open([server.url], 'nxb');
+    t.after(() => master.close());
+    const { node, env } = natsNode([server.url], 'nxo', 'nxb');
+    t.after(() => node.cleanup());
+    node.startAgent({ ...env });
+    const svc = TestNode.serviceName('nx');
+    await master.put(`desired.nxo.${svc}`, natsService(svc, { a: SLEEP }));
+    const first = await waitFor('the container', () => running(node, svc), 60_000);
+    await server.stop();
+    await waitFor('status says disconnected', async () => sourceOf(await node.status())?.state === 'disconnected' || undefined, 30_000);
+    assert.match(await node.ok(['status']), /source: +nats .* disconnected since /);
+    await execa('podman', ['kill', `${svc}-a`]);
+    const repaired = await waitFor('repaired without NATS', async () => {
+      const id = await running(node, svc);
+      return id && (await node.status()).components.find((c) => c.workload === `${svc}-a`)?.drift === 'in-sync' ? id : undefined;
+    }, 60_000);
+    assert.ok(repaired);
+    // The server comes back with the same store; a change made now is picked up (no agent restart).
+    await new Promise((r) => setTimeout(r, 15_000)); // the outage lasts ~20 s in all
+    await server.start();
+    const next = TestNode.serviceName('nx');
+    // The test's own client reconnects with backoff too: retry the put until it is accepted.
+    await waitFor('a put after the restart', async () => master.put(`desired.nxo.${next}`, natsService(next, { a: SLEEP })).then(() => true, () => undefined), 60_000, 500);
+    await waitFor('the change made after the restart', () => running(node, next), 90_000);
+    await waitFor('status says connected', async () => sourceOf(await node.status())?.state === 'connected' || undefined, 30_000);
+    assert.ok(first);
+  });
+
+  it('two agents with different node names on one host each get only their keys', async (t) => {
+    const server = await NatsServer.start();
+    t.after(() => server.cleanup());
+    const master = await TestMaster.open([server.url], 'nxb');
+    t.after(() => master.close());
+    const one = natsNode([server.url], 'nxa', 'nxb');
+    const two = natsNode([server.url], 'nxz', 'nxb');
+    t.after(() => one.node.cleanup());
+    t.after(() => two.node.cleanup());
+    one.node.startAgent(one.env);
+    two.node.startAgent(two.env);
+    const s1 = TestNode.serviceName('nx');
+    const s2 = TestNode.serviceName('nx');
+    await master.put(`desired.nxa.${s1}`, natsService(s1, { a: SLEEP }));
+    await master.put(`desired.nxz.${s2}`, natsService(s2, { a: SLEEP }));
+    await waitFor('s1 on one', () => running(one.node, s1), 60_000);
+    await waitFor('s2 on two', () => running(two.node, s2), 60_000);
+    assert.deepEqual(one.node.query<{ name: string }>('SELECT name FROM services').map((r) => r.name), [s1]);
+    assert.deepEqual(two.node.query<{ name: string }>('SELECT name FROM services').map((r) => r.name), [s2]);
+    await waitFor('both statuses', async () => ((await master.status('nxa')) && (await master.status('nxz'))) || undefined, 30_000);
+  });
+
+  it('a 3-server cluster (replicas 3) with one server killed keeps delivering', async (t) => {
+    const servers = await startCluster();
+    t.after(async () => {
+      for (const s of servers) await s.cleanup();
+    });
+    const urls = servers.map((s) => s.url);
+    const master = await TestMaster.open(urls, 'nxc', { replicas: 3 });
+    t.after(() => master.close());
+    const { node, env } = natsNode(urls, 'nxc1', 'nxc');
+    t.after(() => node.cleanup());
+    node.startAgent(env);
+    const s1 = TestNode.serviceName('nx');
+    await master.put(`desired.nxc1.${s1}`, natsService(s1, { a: SLEEP }));
+    await waitFor('s1', () => running(node, s1), 60_000);
+    await servers[0]!.stop();
+    const s2 = TestNode.serviceName('nx');
+    // The put may need a retry while the cluster elects a new leader for the stream.
+    await waitFor('a put accepted by the remaining two', async () => master.put(`desired.nxc1.${s2}`, natsService(s2, { a: SLEEP })).then(() => true, () => undefined), 60_000, 1000);
+    await waitFor('s2 delivered with a server down', () => running(node, s2), 90_000);
+  });
+});
