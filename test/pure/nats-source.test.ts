@@ -78,3 +78,18 @@ describe('nats source: where a watch starts', () => {
     assert.deepEqual(relistDeletes([], ['b']), []);
   });
 });
+
+describe('nats source: settings', () => {
+  it('defaults the bucket and the node; refuses a node with a dot and unreadable files, naming the field', async () => {
+    const { ConfigSchema, natsSettings, natsFileIssues } = await import('../../src/config/config.js');
+    const cfg = ConfigSchema.parse({ source: { nats: { urls: ['nats://127.0.0.1:4222'] } } });
+    const n = natsSettings(cfg)!;
+    assert.equal(n.bucket, 'mcp-fleet');
+    assert.ok(!n.node.includes('.'));
+    assert.equal(natsSettings(ConfigSchema.parse({})), undefined);
+    const bad = ConfigSchema.safeParse({ source: { nats: { urls: ['nats://127.0.0.1:4222'], node: 'web1.example.org' } } });
+    assert.ok(!bad.success && bad.error.issues.some((i) => i.path.join('.') === 'source.nats.node'));
+    const issues = natsFileIssues({ ...n, creds: '/nonexistent/nx.creds', tls: { cert: '/nonexistent/c.pem' } });
+    assert.deepEqual(issues.map((i) => i.field), ['source.nats.creds', 'source.nats.tls.cert', 'source.nats.tls']);
+  });
+});
