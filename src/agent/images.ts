@@ -4,8 +4,8 @@
  * `apply` refuses a manifest that breaks the rule; a row a master wrote is held to it on read.
  */
 import { isAbsolute, relative, resolve } from 'node:path';
-import type { FieldIssue } from '../errors.js';
-import type { ComponentSpec } from '../manifest/schema.js';
+import { ValidationError, type FieldIssue } from '../errors.js';
+import type { ComponentSpec, ServiceSpec } from '../manifest/schema.js';
 import type { DesiredState } from '../registry/desired.js';
 
 export function resolveBootPath(p: string, allowedDirs: string[]): { ok: true; path: string } | { ok: false; rule: string } {
@@ -50,4 +50,20 @@ export function withBootFilesChecked(desired: DesiredState, allowedDirs: string[
     return { service: c.service, component: c.component, valid: false as const, error: issues.map((i) => `${i.field}: ${i.rule}`).join('; ') };
   });
   return { ...desired, components };
+}
+
+/**
+ * The check `apply` makes before writing: VM boot files inside this node's allowed image
+ * directories (a node setting, so the manifest schema cannot check it). Throws a ValidationError
+ * naming the service and the fields; used by `agent apply` and by the NATS source alike.
+ */
+export function checkBootFiles(specs: ServiceSpec[], allowedDirs: string[]): void {
+  for (const s of specs) {
+    const issues: FieldIssue[] = [];
+    s.components.forEach((c, i) => {
+      if (c.runtime !== 'unikernel') return;
+      for (const issue of resolveBootFiles(c, allowedDirs).issues) issues.push({ field: `components[${i}].${issue.field}`, rule: issue.rule });
+    });
+    if (issues.length > 0) throw new ValidationError(`service ${s.name}`, issues);
+  }
 }

@@ -8,7 +8,7 @@ import type { AgentConfig } from '../config/config.js';
 import { keyString } from '../errors.js';
 import type { RuntimeKind } from '../manifest/schema.js';
 import { identityLive } from './process-identity.js';
-import { registryWritability, type Registry, type RegistryWritability } from '../registry/index.js';
+import { registryWritability, type Registry, type RegistryWritability, type SourceState } from '../registry/index.js';
 import type { Runtime } from '../runtime/types.js';
 import type { HostNet } from '../net/types.js';
 import type { Drift } from './planner.js';
@@ -63,6 +63,8 @@ export interface StatusReport {
   registry: { path: string } & RegistryWritability;
   agent: AgentLiveness;
   runtimes: Partial<Record<RuntimeKind, RuntimeHealth>>;
+  /** Where desired state comes from besides `apply` (the NATS source), and how it is; null: none. */
+  source: SourceState | null;
   summary: Record<string, number>;
   components: StatusRow[];
 }
@@ -137,6 +139,7 @@ export function statusReport(registry: Registry, result: Assessed, now = Date.no
     registry: { path: registry.path, ...registryWritability(registry.path) },
     agent: agentLiveness(registry),
     runtimes: runtimeHealth,
+    source: registry.source.state() ?? null,
     summary,
     components,
   };

@@ -39,6 +39,19 @@ export const statusDocument: z.ZodType<StatusReport> = z.object({
   registry: z.object({ path: str, writable: z.boolean(), reason: nstr, free_bytes: nnum }),
   agent: z.object({ running: z.boolean(), pid: nnum, last_pass_at: nstr, once_in_progress: z.boolean() }),
   runtimes: z.partialRecord(runtimeKind, z.object({ ok: z.boolean(), error: nstr, observed_at: nstr, age_seconds: nnum })),
+  source: z
+    .object({
+      kind: z.literal('nats'),
+      urls: z.array(str),
+      bucket: str,
+      node: str,
+      state: z.enum(['connecting', 'connected', 'waiting', 'disconnected']),
+      since: str,
+      revision: nnum,
+      error: nstr,
+      rejected: z.array(z.object({ key: str, revision: z.number(), error: str })),
+    })
+    .nullable(),
   summary: z.record(str, z.number()),
   components: z.array(row),
 });

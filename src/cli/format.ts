@@ -28,6 +28,16 @@ export interface StatusFormatOptions {
 /** The default status table fits a 120-column terminal; `--wide` shows everything. */
 export const STATUS_WIDTH = 120;
 
+/** `nats nats://h:4222 bucket b node n: connected, revision 42` or `…: disconnected since <time> (…)`. */
+export function sourceLine(s: NonNullable<StatusReport['source']>, now: number): string {
+  const head = `nats ${s.urls.join(',')} bucket ${s.bucket} node ${s.node}`;
+  const rev = s.revision === null ? 'no revision applied yet' : `revision ${s.revision}`;
+  const why = s.error ? ` (${oneLine(s.error)})` : '';
+  if (s.state === 'connected') return `${head}: connected, ${rev}`;
+  if (s.state === 'waiting') return `${head}: connected, waiting for the bucket since ${s.since}${why}; ${rev}`;
+  return `${head}: ${s.state} since ${s.since} (${ago(s.since, now)})${why}; ${rev}`;
+}
+
 export function formatStatus(r: StatusReport, opts: StatusFormatOptions = {}): string {
   const now = opts.now ?? Date.now();
   const lines: string[] = [];
@@ -44,6 +54,11 @@ export function formatStatus(r: StatusReport, opts: StatusFormatOptions = {}): s
   const rts = Object.entries(r.runtimes).map(([k, v]) => (v.ok ? `${k} ok${listed(v.observed_at)}` : `${k} UNAVAILABLE (${oneLine(v.error ?? '')})`));
   const runtimes = `runtimes: ${rts.join('; ')}`;
   lines.push(opts.wide ? runtimes : cut(runtimes, STATUS_WIDTH));
+  if (r.source) {
+    const line = `source:   ${sourceLine(r.source, now)}`;
+    lines.push(opts.wide ? line : cut(line, STATUS_WIDTH));
+    for (const x of r.source.rejected) lines.push(`  refused ${x.key} (revision ${x.revision}): ${oneLine(x.error)}`);
+  }
   if (r.components.length === 0) {
     lines.push('', 'no components in the registry (agent apply -f FILE adds a service)');
     return lines.join('\n');

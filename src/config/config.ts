@@ -3,13 +3,14 @@
  * The file (TOML, YAML or JSON) is validated with zod; unknown keys are errors, so a typo never
  * silently falls back to a default.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { validateCronExpression } from 'cron';
 import { z } from 'zod';
 import { ValidationError } from '../errors.js';
 import { formatOf, issuesOf, parseText } from '../manifest/load.js';
+import { DEFAULT_BUCKET, defaultNodeName, NODE_NAME, NODE_NAME_RULE } from '../nats/keys.js';
 import { gatewayOf, parseSubnet } from '../net/plan.js';
 import type { BridgeSettings } from '../net/types.js';
 import { LOG_LEVELS } from './levels.js';
@@ -57,6 +58,8 @@ export const ConfigSchema = z.strictObject({
    */
   metrics_listen: z.string().refine((s) => s === '' || parseListen(s) !== undefined, { message: LISTEN_RULE }).default('127.0.0.1:9469'),
   net: z.lazy(() => NetSchema),
+  /** Where desired state comes from besides `agent apply`: a NATS JetStream KV bucket (off when absent). */
+  source: z.lazy(() => SourceSchema),
   podman: z
     .strictObject({
       binary: z.string().min(1).default('podman'),
@@ -118,6 +121,56 @@ export const NetSchema = z
     table: z.string().regex(/^[a-z][a-z0-9_]{0,31}$/, 'must be an nft table name').default('mcp'),
   })
   .default({ bridge: 'mcp-br0', subnet: '10.99.0.0/24', table: 'mcp' });
+
+/** A JetStream KV bucket name (the stream is KV_<bucket>). */
+const BUCKET = /^[A-Za-z0-9_-]{1,64}$/;
+const filePath = z.string().min(1, 'must not be empty');
+
+export const NatsSettingsSchema = z.strictObject({
+  /** Servers to connect to (any of them; the client fails over and reconnects forever). */
+  urls: z
+    .array(z.string().regex(/^(nats|tls):\/\/[^\s/]+$/, 'must be a nats:// or tls:// URL with host and port (nats://127.0.0.1:4222)'))
+    .min(1, 'must name at least one server'),
+  bucket: z.string().regex(BUCKET, 'must be 1-64 letters, digits, - or _').default(DEFAULT_BUCKET),
+  /** This node's name in the keys (desired.<node>.<service>, status.<node>); default: the host name up to its first dot. */
+  node: z.string().regex(NODE_NAME, NODE_NAME_RULE).optional(),
+  /** A NATS credentials file (JWT and NKey seed). */
+  creds: filePath.optional(),
+  tls: z.strictObject({ ca: filePath.optional(), cert: filePath.optional(), key: filePath.optional() }).optional(),
+});
+export type NatsSettings = z.output<typeof NatsSettingsSchema> & { node: string };
+
+export const SourceSchema = z.strictObject({ nats: NatsSettingsSchema.optional() }).default({});
+
+/** The NATS settings with the node name filled in, or undefined when the source is off. */
+export function natsSettings(cfg: AgentConfig): NatsSettings | undefined {
+  const n = cfg.source.nats;
+  return n ? { ...n, node: n.node ?? defaultNodeName() } : undefined;
+}
+
+/**
+ * The NATS files that cannot be read (checked when `agent run` starts, not at every command: a
+ * `status` need not read the agent's credentials), and a cert without its key.
+ */
+export function natsFileIssues(n: NatsSettings): Array<{ field: string; rule: string }> {
+  const issues: Array<{ field: string; rule: string }> = [];
+  const files: Array<[string, string | undefined]> = [
+    ['source.nats.creds', n.creds],
+    ['source.nats.tls.ca', n.tls?.ca],
+    ['source.nats.tls.cert', n.tls?.cert],
+    ['source.nats.tls.key', n.tls?.key],
+  ];
+  for (const [field, path] of files) {
+    if (path === undefined) continue;
+    try {
+      accessSync(path, constants.R_OK);
+    } catch (err) {
+      issues.push({ field, rule: `must be a readable file: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message} for ${path}` });
+    }
+  }
+  if ((n.tls?.cert === undefined) !== (n.tls?.key === undefined)) issues.push({ field: 'source.nats.tls', rule: 'cert and key go together: set both or neither' });
+  return issues;
+}
 
 /** The agent's home is the registry's directory: images/ and vm/ live there unless configured. */
 export interface VmPaths {

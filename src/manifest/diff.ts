@@ -6,9 +6,14 @@
  */
 import type { ComponentSpec, ServiceSpec } from './schema.js';
 
-/** Who applied a service: an operator on this node, or a master pushing the fleet's state. */
-export type Origin = 'local' | 'master';
-export const ORIGINS: readonly Origin[] = ['local', 'master'];
+/**
+ * Who applied a service: an operator on this node, a master pushing the fleet's state (SSH), or
+ * the agent's NATS source (the fleet's KV bucket). Only local and master can be given to `apply`.
+ */
+export type Origin = 'local' | 'master' | 'nats';
+export const ORIGINS: readonly Origin[] = ['local', 'master', 'nats'];
+/** The origins `agent apply --origin` takes: nats is the agent's own source's. */
+export const APPLY_ORIGINS: readonly Origin[] = ['local', 'master'];
 
 /** A component as the registry holds it: a valid spec, or a row that fails the schema. */
 export type CurrentComponent = { name: string; spec: ComponentSpec } | { name: string; invalid: string };
@@ -52,8 +57,13 @@ export function diffDesired(current: CurrentService[], wanted: ServiceSpec[], op
       out.created.push(w.name);
       continue;
     }
-    if (opts.origin === 'master' && cur.origin === 'local') {
+    if (opts.origin !== 'local' && cur.origin === 'local') {
       out.refused.push({ name: w.name, rule: `service ${w.name} was applied locally on this node: delete it there first` });
+      continue;
+    }
+    // The NATS source takes over nothing: a service a master pushed over SSH stays the master's.
+    if (opts.origin === 'nats' && cur.origin !== 'nats') {
+      out.refused.push({ name: w.name, rule: `service ${w.name} was applied by ${cur.origin} on this node: delete it there first` });
       continue;
     }
     const changes = serviceChanges(cur, w, opts.origin);

@@ -32,3 +32,43 @@ export const NodeSummarySchema = z.object({
   capacity: z.object({ cpus: z.number().int().positive(), memory_mib: z.number().int().positive() }).nullable(),
 });
 export type NodeSummary = z.infer<typeof NodeSummarySchema>;
+
+/** The most failing components listed: a summary stays small whatever the node runs. */
+export const FAILING_LISTED = 20;
+
+/** What the summary is made of: the status document's parts it reads (src/agent/status.ts's StatusReport). */
+export interface SummaryInput {
+  agent: { last_pass_at: string | null };
+  runtimes: Partial<Record<string, { ok: boolean; error: string | null }>>;
+  summary: Record<string, number>;
+  components: Array<{ service: string; component: string; drift: string; reason: string; last_error: string | null }>;
+}
+
+/** The node's summary from its status document; pure (`at` and the rest are given). */
+export function nodeSummary(
+  report: SummaryInput,
+  x: { node: string; agentId: string; version: string; at: Date; appliedRevision: number | null; rejected: NodeSummary['source']['rejected']; capacity: NodeSummary['capacity'] },
+): NodeSummary {
+  const failing = report.components.filter((c) => c.drift !== 'in-sync');
+  const runtimes: NodeSummary['runtimes'] = {};
+  for (const [k, v] of Object.entries(report.runtimes)) if (v) runtimes[k] = { ok: v.ok, error: v.error };
+  return {
+    node: x.node,
+    agent_id: x.agentId,
+    version: x.version,
+    at: x.at.toISOString(),
+    last_pass_at: report.agent.last_pass_at,
+    counts: { ...report.summary },
+    failing: failing.slice(0, FAILING_LISTED).map((c) => ({ component: `${c.service}/${c.component}`, drift: c.drift, reason: c.reason, last_error: c.last_error })),
+    failing_total: failing.length,
+    runtimes,
+    source: { applied_revision: x.appliedRevision, rejected: x.rejected },
+    capacity: x.capacity,
+  };
+}
+
+/** Whether two summaries say the same (their heartbeat and pass times aside): a change is published at once. */
+export function sameSummary(a: NodeSummary, b: NodeSummary): boolean {
+  const strip = (s: NodeSummary): string => JSON.stringify({ ...s, at: '', last_pass_at: '' });
+  return strip(a) === strip(b);
+}

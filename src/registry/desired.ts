@@ -89,7 +89,7 @@ export interface ApplyResult {
 }
 
 export interface ApplyOptions {
-  /** Delete services absent from the set: all of them, or with origin master only the master's. */
+  /** Delete services absent from the set: all of them, or with origin master (nats) only the master's (nats'). */
   prune?: boolean;
   /** Recorded on every service written; default local. */
   origin?: Origin;
@@ -240,7 +240,7 @@ function settled(d: DesiredDiff): ApplyResult {
 
 function diffOf(current: CurrentService[], specs: ServiceSpec[], opts: ApplyOptions): DesiredDiff {
   const origin = opts.origin ?? 'local';
-  return diffDesired(current, specs, { origin, prune: !opts.prune ? 'none' : origin === 'master' ? 'same-origin' : 'all' });
+  return diffDesired(current, specs, { origin, prune: !opts.prune ? 'none' : origin === 'local' ? 'all' : 'same-origin' });
 }
 
 /** What apply would do to a registry holding `current` (`[]`: one that does not exist yet). */

@@ -4,6 +4,7 @@ import { EventsRepo } from './events.js';
 import { InstancesRepo } from './instances.js';
 import { LeasesRepo } from './leases.js';
 import { MetaRepo } from './meta.js';
+import { SourceRepo } from './source.js';
 import { openDatabase, type Db, type OpenOptions } from './open.js';
 import { WriteGuard, type WritabilityLog } from './write-guard.js';
 
@@ -12,6 +13,7 @@ export type { AgentEvent, EventOutcome, NewEvent } from './events.js';
 export type { InstanceRecord } from './instances.js';
 export type { Heartbeat, ReconcilerClaim } from './meta.js';
 export type { Lease, LeaseKind } from './leases.js';
+export type { SourceChange, SourcePosition, SourceRejection, SourceState } from './source.js';
 export { RegistryUnwritableError, type DiskCause } from './write-guard.js';
 export { registryWritability, type RegistryWritability } from './writable.js';
 
@@ -21,6 +23,8 @@ export class Registry {
   readonly events: EventsRepo;
   readonly meta: MetaRepo;
   readonly leases: LeasesRepo;
+  /** The NATS source's changes and its position in the bucket. */
+  readonly source: SourceRepo;
   /** Every write goes through it: bookkeeping is queued while the disk refuses, decisions throw. */
   readonly writes: WriteGuard;
 
@@ -35,6 +39,7 @@ export class Registry {
     this.events = new EventsRepo(db, this.writes);
     this.meta = new MetaRepo(db, this.writes);
     this.leases = new LeasesRepo(db, this.writes);
+    this.source = new SourceRepo(db, this.writes, this.desired, this.meta, this.events);
   }
 
   /** `log` hears, once each, when the registry stops taking writes and when it takes them again. */

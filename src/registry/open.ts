@@ -188,18 +188,33 @@ function checkIsOurs(db: Db, path: string, latest: number): void {
   }
 }
 
+/**
+ * Each migration in its own transaction, with foreign keys off (SQLite's procedure for rebuilding
+ * a table: dropping a parent with them on would cascade into its children), and checked before
+ * the commit: a migration that leaves a dangling reference is rolled back.
+ */
 function migrate(db: Db, path: string, migrations: Migration[]): void {
   const current = db.pragma('user_version', { simple: true }) as number;
-  for (const m of migrations.slice(current)) {
-    if (db.readonly) throw new RegistryError(`${path} needs migration ${m.name}; open it read-write once`);
-    const run = db.transaction(() => {
-      db.exec(m.sql);
-      db.pragma(`user_version = ${m.version}`);
-    });
-    try {
-      run.immediate();
-    } catch (err) {
-      throw new RegistryError(`migration ${m.name} failed on ${path}: ${(err as Error).message}`, { cause: err });
+  const pending = migrations.slice(current);
+  if (pending.length === 0) return;
+  if (db.readonly) throw new RegistryError(`${path} needs migration ${pending[0]!.name}; open it read-write once`);
+  const fk = db.pragma('foreign_keys', { simple: true }) as number;
+  db.pragma('foreign_keys = OFF'); // only outside a transaction does this take effect
+  try {
+    for (const m of pending) {
+      const run = db.transaction(() => {
+        db.exec(m.sql);
+        const dangling = db.pragma('foreign_key_check') as unknown[];
+        if (dangling.length > 0) throw new Error(`leaves ${dangling.length} row(s) referencing a missing parent`);
+        db.pragma(`user_version = ${m.version}`);
+      });
+      try {
+        run.immediate();
+      } catch (err) {
+        throw new RegistryError(`migration ${m.name} failed on ${path}: ${(err as Error).message}`, { cause: err });
+      }
     }
+  } finally {
+    db.pragma(`foreign_keys = ${fk ? 'ON' : 'OFF'}`);
   }
 }

@@ -190,6 +190,7 @@ describe('apply --wait reading a status report', () => {
     registry: { path: 'x', writable: true } as StatusReport['registry'],
     agent: { running: true, pid: 1, last_pass_at: null, once_in_progress: false },
     runtimes: {},
+    source: null,
     summary: {},
     components,
   });

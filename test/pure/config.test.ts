@@ -55,6 +55,7 @@ describe('loadConfig: defaults', { skip: hasSystemConfig ? `${DEFAULT_CONFIG_PAT
       db: '/srv/work/var/agent.db',
       resync: '*/30 * * * * *',
       registry_poll_ms: 200,
+      source: {},
       parallelism: 4,
       stop_grace_seconds: 10,
       stable_after_seconds: 30,

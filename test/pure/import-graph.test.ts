@@ -16,9 +16,11 @@ const FORBIDDEN: Record<string, string[]> = {
   // The doctor sits beside the agent: it reads what the agent reads and is given the adapters by
   // the command line (src/cli/commands/doctor.ts), never the other way round. The agent is served
   // by the local API (src/api) and driven by the CLI; it knows neither.
-  agent: ['api', 'cli', 'doctor'],
+  agent: ['api', 'cli', 'doctor', 'nats'],
   doctor: ['cli'],
   api: ['cli'],
+  // The NATS source is an adapter the command line wires to the agent (through its hooks): the agent never imports it.
+  nats: ['api', 'cli'],
 };
 
 /** The concrete adapters: only the composition root builds them; everything else gets their interfaces. */

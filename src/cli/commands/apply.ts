@@ -1,11 +1,10 @@
 /** `agent apply -f`: validate manifests and write them to the registry in one transaction. */
 import { readFileSync, statSync } from 'node:fs';
 import { Command, Option } from 'commander';
-import { resolveBootFiles } from '../../agent/images.js';
-import { vmPaths, type AgentConfig } from '../../config/config.js';
-import type { FieldIssue } from '../../errors.js';
+import { checkBootFiles } from '../../agent/images.js';
+import { vmPaths } from '../../config/config.js';
 import { ValidationError } from '../../errors.js';
-import { ORIGINS, type Origin } from '../../manifest/diff.js';
+import { APPLY_ORIGINS, type Origin } from '../../manifest/diff.js';
 import { loadManifestDir, loadManifestFile, loadManifestStdin, type ManifestFormat } from '../../manifest/load.js';
 import type { ServiceSpec } from '../../manifest/schema.js';
 import { planAgainst, type ApplyResult } from '../../registry/desired.js';
@@ -52,19 +51,6 @@ function printApply(res: ApplyResult, specs: ServiceSpec[], opts: ApplyCliOpts, 
   for (const n of res.pruned) print(`service ${n} ${would}deleted (pruned)`);
 }
 
-/** VM boot files must lie inside this node's allowed image directories (a node setting). */
-function checkBootFiles(specs: ServiceSpec[], cfg: AgentConfig): void {
-  const dirs = vmPaths(cfg).imagesDirs;
-  for (const s of specs) {
-    const issues: FieldIssue[] = [];
-    s.components.forEach((c, i) => {
-      if (c.runtime !== 'unikernel') return;
-      for (const issue of resolveBootFiles(c, dirs).issues) issues.push({ field: `components[${i}].${issue.field}`, rule: issue.rule });
-    });
-    if (issues.length > 0) throw new ValidationError(`service ${s.name}`, issues);
-  }
-}
-
 export function applyCommand(): Command {
   return new Command('apply')
     .description('validate manifests and write them to the registry in one transaction')
@@ -72,7 +58,7 @@ export function applyCommand(): Command {
     .option('--prune', 'with a directory or stdin: delete every service not in the set (with --origin master: only services a master sent)')
     .option('--allow-empty', 'with --prune: accept an empty set (deletes every service it may prune)')
     .addOption(new Option('--format <format>', 'format of stdin').choices(['toml', 'yaml', 'json']))
-    .addOption(new Option('--origin <origin>', 'who applies: recorded per service; a master\'s prune spares local services').choices(ORIGINS).default('local'))
+    .addOption(new Option('--origin <origin>', 'who applies: recorded per service; a master\'s prune spares local services').choices(APPLY_ORIGINS).default('local'))
     .option('--dry-run', 'print what would change and write nothing (not even a new registry)')
     .option('--json', 'print JSON')
     .option('--wait', 'then wait until the running agent has every component of these services in sync (progress on stderr); exit 1 naming what is not')
@@ -86,7 +72,7 @@ export function applyCommand(): Command {
         throw new ValidationError('apply --prune', [{ field: '--file', rule: 'must be a directory with --prune, or - for stdin (the whole desired state)' }]);
       }
       const specs = readManifests(opts.file, opts.format); // validated before the registry is opened
-      checkBootFiles(specs, cfg);
+      checkBootFiles(specs, vmPaths(cfg).imagesDirs);
       if (opts.prune && specs.length === 0 && !opts.allowEmpty) {
         // An empty directory is far more often a mistake (wrong path, failed sync) than intent.
         const where = opts.file === '-' ? 'stdin' : opts.file;

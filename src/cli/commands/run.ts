@@ -4,7 +4,9 @@ import type { Logger } from 'pino';
 import { AgentLoop } from '../../agent/loop.js';
 import type { AgentMetrics } from '../../agent/metrics.js';
 import type { MetricsListener } from '../../api/metrics-listener.js';
-import type { AgentConfig } from '../../config/config.js';
+import type { MetricsSink } from '../../agent/metrics-sink.js';
+import { natsFileIssues, natsSettings, vmPaths, type AgentConfig, type NatsSettings } from '../../config/config.js';
+import { ValidationError } from '../../errors.js';
 import { claimRegistry } from '../../agent/claim.js';
 import { createLogger } from '../../log.js';
 import { Registry } from '../../registry/index.js';
@@ -21,6 +23,12 @@ export function runCommand(): Command {
     .option('--once', 'one reconcile pass: plan, apply, wait for the actions (VM boots waiting for SSH shown on stderr), exit (1 if any failed)')
     .action(async (opts: { once?: boolean }, cmd: Command) => {
       const cfg = settings(cmd);
+      // The NATS source is for the long-running agent: a one-shot pass reconciles the registry as it is.
+      const nats = opts.once ? undefined : natsSettings(cfg);
+      if (nats) {
+        const issues = natsFileIssues(nats);
+        if (issues.length > 0) throw new ValidationError('settings source.nats', issues);
+      }
       // --once is run by a person waiting for it: VM boots are told as they go (stderr, like the logs).
       const live = opts.once ? new LiveLines(process.stderr) : undefined;
       const progress = live ? new BootProgressView(live) : undefined;
@@ -41,7 +49,20 @@ export function runCommand(): Command {
       // Loaded here, not at the top: no other command pays for prom-client.
       const metrics = opts.once ? undefined : new (await import('../../agent/metrics.js')).AgentMetrics();
       const hooks = { onVmBooted: metrics && ((seconds: number) => metrics.vmBooted(seconds)), onBootProgress: progress?.onBoot };
-      const loop = new AgentLoop({ registry, ...buildHost(cfg, registry.meta.agentId(), log, hooks), config: cfg, log, metrics });
+      // The NATS status publisher hears of each pass and action through the metrics hooks: the
+      // agent layer knows nothing of NATS.
+      let onPass: (() => void) | undefined;
+      const sink: MetricsSink | undefined = nats
+        ? {
+            passDone: (r) => (metrics?.passDone(r), onPass?.()),
+            actionDone: (a, rt, res) => (metrics?.actionDone(a, rt, res), onPass?.()),
+            reacted: (sec) => metrics?.reacted(sec),
+            vmBooted: (sec) => metrics?.vmBooted(sec),
+          }
+        : metrics;
+      const loop = new AgentLoop({ registry, ...buildHost(cfg, registry.meta.agentId(), log, hooks), config: cfg, log, metrics: sink });
+      // A source no longer configured is not shown in status.
+      if (!opts.once && !nats) registry.source.setState(undefined);
       // Both modes stop the same way on SIGINT/SIGTERM: nothing new is dispatched, VM starts still
       // booting are rolled back, other actions finish, the claim is given back. A second signal
       // changes nothing of that (it never skips the cleanup). Listeners stay installed (not
@@ -82,6 +103,8 @@ export function runCommand(): Command {
         registry.close();
         throw err;
       }
+      const fromNats = nats ? await startNats(nats, cfg, registry, loop, log) : undefined;
+      onPass = fromNats?.onPass;
       // Not awaited before onStop is set: a signal during the bind must still stop the agent.
       const listening = metrics ? serveMetrics(cfg, metrics, log) : Promise.resolve(undefined);
       await new Promise<void>((resolve) => {
@@ -89,6 +112,7 @@ export function runCommand(): Command {
           // The API goes first: its socket is removed before anything else ends.
           void api
             .close()
+            .then(() => fromNats?.stop())
             .then(() => loop.stop(signal))
             .finally(async () => {
               await listening.then((l) => l?.close());
@@ -115,4 +139,39 @@ async function serveMetrics(cfg: AgentConfig, metrics: AgentMetrics, log: Logger
     log.error({ metrics_listen: cfg.metrics_listen }, `${(err as Error).message} (the agent runs on without metrics over TCP)`);
     return undefined;
   }
+}
+
+/** The NATS source and the status publisher: loaded only when configured (no other run pays for the client). */
+async function startNats(nats: NatsSettings, cfg: AgentConfig, registry: Registry, loop: AgentLoop, log: Logger): Promise<{ onPass: () => void; stop: () => Promise<void> }> {
+  const [{ NatsSource }, { StatusPublisher }, { nodeSummary }, { statusReport }, { packageVersion }, os] = await Promise.all([
+    import('../../nats/source.js'),
+    import('../../nats/publisher.js'),
+    import('../../nats/summary.js'),
+    import('../../agent/status.js'),
+    import('../version.js'),
+    import('node:os'),
+  ]);
+  // Its own connection: its commits then wake the loop as any other writer's do (data_version).
+  const own = Registry.open(cfg.db, { log });
+  const source = new NatsSource({ settings: nats, registry: own, imagesDirs: vmPaths(cfg).imagesDirs, log: log.child({ source: 'nats' }) });
+  const agentId = registry.meta.agentId();
+  const capacity = { cpus: os.cpus().length || 1, memory_mib: Math.max(1, Math.floor(os.totalmem() / 1048576)) };
+  const publisher = new StatusPublisher({
+    node: nats.node,
+    kv: () => source.kv(),
+    log,
+    build: () =>
+      nodeSummary(statusReport(registry, loop.assessNow()), {
+        node: nats.node,
+        agentId,
+        version: packageVersion() ?? 'unknown',
+        at: new Date(),
+        appliedRevision: source.appliedRevision(),
+        rejected: source.rejectedList(),
+        capacity,
+      }),
+  });
+  source.start();
+  publisher.start();
+  return { onPass: () => publisher.passDone(), stop: async () => (await publisher.stop(), await source.stop(), own.close()) };
 }
