@@ -3,7 +3,7 @@
  * the pinned key), starting (launching or booting), or exited (with why, when it was recorded).
  * A VM whose record is fresh and has no pidfile yet is being launched, not dead.
  */
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { probeBanner } from '../ssh.js';
 import type { Observed } from '../types.js';
 import { stateFiles } from './args.js';
@@ -18,8 +18,12 @@ export async function observeVm(dir: string, rec: VmRecord, taps?: Map<string, s
   const pid = livePid(dir, rec.name);
   let state: Observed['state'] = 'exited';
   // The record is written just before QEMU is launched (so a crash mid-launch is recoverable):
-  // no pidfile yet and a fresh record means the launch is under way, not that the VM died.
-  if (pid === undefined && readPid(dir) === undefined && Date.now() - Date.parse(rec.launchedAt) < LAUNCH_WINDOW_MS) {
+  // no pidfile yet and a fresh record means the launch is under way, not that the VM died. A
+  // launch clears `ready` and the exit record first, so either of them means this launch got
+  // further and QEMU has ended since (QEMU removes its pidfile as it exits): exited, at once. (A
+  // running agent keeps this observation until something says otherwise: "starting" would stay.)
+  const launching = pid === undefined && readPid(dir) === undefined && !isReady(dir) && !existsSync(stateFiles(dir).exit);
+  if (launching && Date.now() - Date.parse(rec.launchedAt) < LAUNCH_WINDOW_MS) {
     state = 'starting';
   }
   if (pid !== undefined) {
