@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { execa } from 'execa';
 import { SLEEP, TestNode, row, waitFor, type StatusJson } from '../helpers/agent.js';
-import { NatsServer, TestMaster, natsService, startCluster } from '../helpers/nats.js';
+import { NatsServer, TestMaster, natsService, startCluster } from '../helpers/nats-server.js';
 
 const NO_RESYNC = { AGENT_RESYNC: '0 0 0 1 1 *' };
 
