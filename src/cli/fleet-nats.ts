@@ -12,7 +12,7 @@ import { judgeFleet, needsAttention, type NatsNodeReport } from '../fleet/nats-s
 import { parseDuration } from '../fleet/operations.js';
 import { loadDesiredDir, place } from '../fleet/placement.js';
 import { parseStatusKey, STATUS_FILTER } from '../nats/keys.js';
-import { ago, table } from './format.js';
+import { ago, applyCounts, table } from './format.js';
 
 const print = (s: string): void => void process.stdout.write(s.endsWith('\n') ? s : `${s}\n`);
 
@@ -39,13 +39,7 @@ function common(opts: NatsOpts): { urls: string[]; bucket: string; timeoutMs: nu
 }
 
 export function natsApplyLine(r: NatsApplyResult): string {
-  const counts = `created ${r.created.length}, updated ${r.updated.length}, unchanged ${r.unchanged.length}, pruned ${r.pruned.length}`;
-  const names = [
-    r.created.length ? `created: ${r.created.join(' ')}` : '',
-    r.updated.length ? `updated: ${r.updated.map((u) => `${u.name}(${u.changes.join(',')})`).join(' ')}` : '',
-    r.pruned.length ? `pruned: ${r.pruned.join(' ')}` : '',
-  ].filter(Boolean);
-  const done = `${counts}${names.length ? ` [${names.join('; ')}]` : ''}`;
+  const done = applyCounts(r);
   if (r.refused) return `${r.node}: FAILED (refused) ${r.refused}`;
   if (!r.ok) {
     const kind = r.failed.some((f) => f.kind === 'conflict') ? 'conflict' : 'error';

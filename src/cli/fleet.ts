@@ -13,7 +13,7 @@ import { scanHostKey } from '../fleet/transport.js';
 import { progressText, waitForConvergence, waitLine, type WaitResult } from '../fleet/wait.js';
 import { DEFAULT_BUCKET } from '../nats/keys.js';
 import { LiveLines } from './live-lines.js';
-import { ago, table } from './format.js';
+import { ago, applyCounts, table } from './format.js';
 
 const print = (s: string): void => void process.stdout.write(s.endsWith('\n') ? s : `${s}\n`);
 
@@ -40,14 +40,7 @@ function withCommon(c: Command): Command {
 
 function applyLine(r: NodeResult<ApplyResult>): string {
   if (!r.ok) return `${r.node}: FAILED (${r.kind}) ${r.error}`;
-  const v = r.value;
-  const counts = `created ${v.created.length}, updated ${v.updated.length}, unchanged ${v.unchanged.length}, pruned ${v.pruned.length}`;
-  const names = [
-    v.created.length ? `created: ${v.created.join(' ')}` : '',
-    v.updated.length ? `updated: ${v.updated.map((u) => `${u.name}(${u.changes.join(',')})`).join(' ')}` : '',
-    v.pruned.length ? `pruned: ${v.pruned.join(' ')}` : '',
-  ].filter(Boolean);
-  return `${r.node}: ${v.dry_run ? 'would apply' : 'ok'} ${counts}${names.length ? ` [${names.join('; ')}]` : ''}`;
+  return `${r.node}: ${r.value.dry_run ? 'would apply' : 'ok'} ${applyCounts(r.value)}`;
 }
 
 type PlaceOpts = CommonOpts & { file: string; nodes?: string; selector?: string; allowUnplaced?: boolean; allowEmpty?: boolean; json?: boolean; wait?: boolean; waitTimeout: string } & NatsFlags;

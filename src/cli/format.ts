@@ -25,6 +25,17 @@ export interface StatusFormatOptions {
   now?: number;
 }
 
+/** One node's apply in a line, the SSH and NATS paths alike: `created 1, updated 0, unchanged 2, pruned 0 [created: web]`. */
+export function applyCounts(v: { created: string[]; updated: Array<{ name: string; changes: string[] }>; unchanged: string[]; pruned: string[] }): string {
+  const counts = `created ${v.created.length}, updated ${v.updated.length}, unchanged ${v.unchanged.length}, pruned ${v.pruned.length}`;
+  const names = [
+    v.created.length ? `created: ${v.created.join(' ')}` : '',
+    v.updated.length ? `updated: ${v.updated.map((u) => `${u.name}(${u.changes.join(',')})`).join(' ')}` : '',
+    v.pruned.length ? `pruned: ${v.pruned.join(' ')}` : '',
+  ].filter(Boolean);
+  return `${counts}${names.length ? ` [${names.join('; ')}]` : ''}`;
+}
+
 /** The default status table fits a 120-column terminal; `--wide` shows everything. */
 export const STATUS_WIDTH = 120;
 

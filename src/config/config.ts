@@ -10,7 +10,7 @@ import { validateCronExpression } from 'cron';
 import { z } from 'zod';
 import { ValidationError } from '../errors.js';
 import { formatOf, issuesOf, parseText } from '../manifest/load.js';
-import { DEFAULT_BUCKET, defaultNodeName, NODE_NAME, NODE_NAME_RULE } from '../nats/keys.js';
+import { BUCKET_NAME, BUCKET_RULE, DEFAULT_BUCKET, defaultNodeName, NATS_URL, NATS_URL_RULE, NODE_NAME, NODE_NAME_RULE } from '../nats/keys.js';
 import { gatewayOf, parseSubnet } from '../net/plan.js';
 import type { BridgeSettings } from '../net/types.js';
 import { LOG_LEVELS } from './levels.js';
@@ -122,16 +122,14 @@ export const NetSchema = z
   })
   .default({ bridge: 'mcp-br0', subnet: '10.99.0.0/24', table: 'mcp' });
 
-/** A JetStream KV bucket name (the stream is KV_<bucket>). */
-const BUCKET = /^[A-Za-z0-9_-]{1,64}$/;
 const filePath = z.string().min(1, 'must not be empty');
 
 export const NatsSettingsSchema = z.strictObject({
   /** Servers to connect to (any of them; the client fails over and reconnects forever). */
   urls: z
-    .array(z.string().regex(/^(nats|tls):\/\/[^\s/]+$/, 'must be a nats:// or tls:// URL with host and port (nats://127.0.0.1:4222)'))
+    .array(z.string().regex(NATS_URL, NATS_URL_RULE))
     .min(1, 'must name at least one server'),
-  bucket: z.string().regex(BUCKET, 'must be 1-64 letters, digits, - or _').default(DEFAULT_BUCKET),
+  bucket: z.string().regex(BUCKET_NAME, BUCKET_RULE).default(DEFAULT_BUCKET),
   /** This node's name in the keys (desired.<node>.<service>, status.<node>); default: the host name up to its first dot. */
   node: z.string().regex(NODE_NAME, NODE_NAME_RULE).optional(),
   /** A NATS credentials file (JWT and NKey seed). */

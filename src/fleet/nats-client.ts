@@ -6,42 +6,33 @@
  */
 import { connect, type KV, type NatsConnection } from 'nats';
 import { AgentError, ValidationError } from '../errors.js';
+import { bucketMissing, connectionOptions, natsReason as reason } from '../nats/connection.js';
+import { BUCKET_NAME, BUCKET_RULE, NATS_URL, NATS_URL_RULE } from '../nats/keys.js';
 import type { StoredEntry } from './nats-plan.js';
 
 export class NatsUnreachableError extends AgentError {}
 
-const URL_RULE = 'must be nats://host:port (or tls://, or host:port), comma-separated';
-
 /** `--nats a:4222,nats://b:4222` as a list of server URLs; bad ones are a ValidationError. */
 export function parseNatsUrls(text: string): string[] {
   const urls = text.split(',').map((s) => s.trim()).filter(Boolean);
-  const bad = urls.filter((u) => !/^((nats|tls|ws|wss):\/\/)?([^\s/:@]+@)?(\[[0-9a-fA-F:]+\]|[A-Za-z0-9._-]+)(:\d{1,5})?\/?$/.test(u));
-  if (urls.length === 0 || bad.length > 0) throw new ValidationError('fleet', [{ field: '--nats', rule: `${URL_RULE}${bad.length ? `, got '${bad.join("', '")}'` : ''}` }]);
+  const bad = urls.filter((u) => !NATS_URL.test(u));
+  if (urls.length === 0 || bad.length > 0) throw new ValidationError('fleet', [{ field: '--nats', rule: `${NATS_URL_RULE}, comma-separated${bad.length ? `, got '${bad.join("', '")}'` : ''}` }]);
   return urls;
 }
 
-const BUCKET = /^[-\w]+$/;
-
-/** A bucket name NATS accepts (letters, digits, - and _). */
+/** A bucket name NATS accepts (the same rule as the agent's source.nats.bucket). */
 export function checkBucket(name: string): string {
-  if (!BUCKET.test(name)) throw new ValidationError('fleet', [{ field: '--bucket', rule: `must be letters, digits, - or _, got '${name}'` }]);
+  if (!BUCKET_NAME.test(name)) throw new ValidationError('fleet', [{ field: '--bucket', rule: `${BUCKET_RULE}, got '${name}'` }]);
   return name;
 }
 
 /** Connects within `timeoutMs`, no reconnects (a master run is short); throws NatsUnreachableError. */
 export async function connectNats(urls: string[], timeoutMs: number): Promise<NatsConnection> {
   try {
-    return await connect({ servers: urls, timeout: timeoutMs, reconnect: false, name: 'mcp-agent fleet master' });
+    return await connect(connectionOptions({ urls, name: 'mcp-agent fleet master' }, { timeoutMs }));
   } catch (err) {
     throw new NatsUnreachableError(`cannot reach NATS at ${urls.join(', ')}: ${reason(err)} (check --nats and that nats-server runs there with JetStream, -js)`);
   }
-}
-
-function reason(err: unknown): string {
-  const e = err as { code?: string; message?: string };
-  if (e.code === 'CONNECTION_REFUSED') return 'connection refused';
-  if (e.code === 'TIMEOUT') return 'timed out';
-  return e.message ?? String(err);
 }
 
 /** The bucket, or undefined when it does not exist and `create` is not given. */
@@ -52,8 +43,8 @@ export async function openBucket(nc: NatsConnection, bucket: string, opts: { tim
     const jsm = await nc.jetstreamManager({ timeout: opts.timeoutMs });
     exists = await jsm.streams.info(`KV_${bucket}`).then(
       () => true,
-      (err: { api_error?: { err_code?: number } }) => {
-        if (err.api_error?.err_code === 10059) return false; // stream not found
+      (err: unknown) => {
+        if (bucketMissing(err)) return false;
         throw err;
       },
     );

@@ -7,19 +7,15 @@
  */
 import { STALE_AFTER_SECONDS, NodeSummarySchema, type NodeSummary } from '../nats/summary.js';
 import type { StoredEntry } from './nats-plan.js';
+import type { NodeStatus } from './operations.js';
 
 export type NodeState = 'reporting' | 'stale' | 'never-reported' | 'unparsable';
 
 /** The SSH path's NodeStatus fields that a summary carries, plus what only NATS knows. */
-export interface NatsNodeStatus {
+export interface NatsNodeStatus extends Omit<NodeStatus, 'agentRunning'> {
   agentId: string;
   version: string;
   heartbeatAt: string;
-  lastPassAt: string | null;
-  inSync: number;
-  drifted: number;
-  runtimes: Record<string, { ok: boolean; error: string | null }>;
-  driftedComponents: Array<{ component: string; drift: string; reason: string }>;
   /** How many components are not in sync in all (driftedComponents may be capped by the agent). */
   driftedTotal: number;
   appliedRevision: number | null;

@@ -5,12 +5,23 @@
  *   desired.<node>.<service>  a service manifest as JSON (the schema `agent apply` takes)
  *   status.<node>             the node's compact status (NodeSummary), rewritten on change and as a heartbeat
  *
+ * The same rules hold at both ends: a server URL and a bucket name are checked here for the
+ * agent's settings (source.nats) and the master's --nats and --bucket alike.
+ *
  * Dots separate tokens in a NATS subject, so neither a node nor a service name may hold one: a
  * hostname `web1.example.org` is node `web1`.
  */
 import { hostname } from 'node:os';
 
 export const DEFAULT_BUCKET = 'mcp-fleet';
+
+/** A server URL: nats:// or tls:// (or none: nats://), an optional user@, a host, an optional port. */
+export const NATS_URL = /^((nats|tls):\/\/)?([^\s/@]+@)?(\[[0-9a-fA-F:]+\]|[A-Za-z0-9._-]+)(:\d{1,5})?\/?$/;
+export const NATS_URL_RULE = 'must be nats://host:port, tls://host:port or host:port (nats://127.0.0.1:4222)';
+
+/** A JetStream KV bucket name (its stream is KV_<bucket>). */
+export const BUCKET_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+export const BUCKET_RULE = 'must be 1-64 letters, digits, - or _';
 
 /** A node name: a single subject token. */
 export const NODE_NAME = /^[A-Za-z0-9_-]{1,64}$/;

@@ -6,12 +6,12 @@
  * NATS gone the agent reconciles on from its registry; the client reconnects forever, with jitter,
  * and the watch resumes after the stored revision. Decisions are in decide.ts; this is the I/O.
  */
-import { readFileSync } from 'node:fs';
-import { connect, credsAuthenticator, Events, KvWatchInclude, type ConnectionOptions, type KV, type KvEntry, type NatsConnection, type QueuedIterator } from 'nats';
+import { connect, Events, KvWatchInclude, type KV, type KvEntry, type NatsConnection, type QueuedIterator } from 'nats';
 import type { Logger } from 'pino';
 import type { NatsSettings } from '../config/config.js';
 import { ValidationError } from '../errors.js';
 import type { Registry, SourcePosition, SourceRejection, SourceState } from '../registry/index.js';
+import { bucketMissing, connectionOptions, natsReason } from './connection.js';
 import { decideEntry, oneLine, relistDeletes, watchStart, type StreamNow } from './decide.js';
 import { desiredFilter, desiredKey } from './keys.js';
 
@@ -26,21 +26,6 @@ export interface NatsSourceOptions {
 
 /** Marks a position written during a re-list: a restart then re-lists again (its deletions were not done yet). */
 const RELISTING = 'relisting:';
-
-export function connectionOptions(s: NatsSettings): ConnectionOptions {
-  return {
-    servers: s.urls,
-    name: `mcp-agent ${s.node}`,
-    // Forever, with jitter: a fleet of nodes must not reconnect in lockstep after an outage.
-    maxReconnectAttempts: -1,
-    reconnectTimeWait: 1000,
-    reconnectJitter: 500,
-    reconnectJitterTLS: 1000,
-    waitOnFirstConnect: true,
-    ...(s.creds ? { authenticator: credsAuthenticator(readFileSync(s.creds)) } : {}),
-    ...(s.tls ? { tls: { caFile: s.tls.ca, certFile: s.tls.cert, keyFile: s.tls.key } } : {}),
-  };
-}
 
 export class NatsSource {
   private nc: NatsConnection | undefined;
@@ -90,7 +75,7 @@ export class NatsSource {
 
   private async run(): Promise<void> {
     const s = this.o.settings;
-    this.nc = await connect(connectionOptions(s));
+    this.nc = await connect(connectionOptions({ ...s, name: `mcp-agent ${s.node}` }, 'forever'));
     if (this.stopped) return;
     this.o.log.info({ urls: s.urls, bucket: s.bucket, node: s.node }, 'nats source connected');
     void this.followStatus(this.nc);
@@ -99,8 +84,8 @@ export class NatsSource {
         await this.watchOnce(this.nc);
       } catch (err) {
         if (this.stopped) break;
-        const msg = oneLine(err);
-        const missing = /stream not found|bucket not found|no responders/i.test(msg);
+        const msg = natsReason(err);
+        const missing = bucketMissing(err);
         if (missing && !this.nc.isClosed() && this.st.state !== 'disconnected') this.setState('waiting', `bucket ${s.bucket} does not exist (yet): a master creates it`);
         else this.o.log.warn({ err: msg }, 'nats watch ended; restarting it');
         this.st.error = missing ? this.st.error : msg;

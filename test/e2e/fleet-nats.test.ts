@@ -207,7 +207,7 @@ describe('fleet over NATS: apply writes each node\'s keys with expected revision
     assert.match(badUrl.stderr, /--nats: must be nats:\/\/host:port/);
     const badBucket = await fleet(['status', '--nats', dead, '--bucket', 'a.b', '-i', inv]);
     assert.equal(badBucket.exitCode, 2);
-    assert.match(badBucket.stderr, /--bucket: must be letters, digits, - or _/);
+    assert.match(badBucket.stderr, /--bucket: must be 1-64 letters, digits, - or _/);
     const badInv = join(dir, 'bad.toml');
     writeFileSync(badInv, '[[nodes]]\nname = "a"\nhots = "x"\n');
     const r = await fleet(['apply', '--nats', dead, '-i', badInv, '-f', desired]);

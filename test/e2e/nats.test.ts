@@ -4,19 +4,31 @@
 import { strict as assert } from 'node:assert';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
+import { describe, it, type TestContext } from 'node:test';
 import { execa } from 'execa';
 import { SLEEP, TestNode, row, waitFor, type StatusJson } from '../helpers/agent.js';
-import { NatsServer, TestMaster, natsService, startCluster } from '../helpers/nats.js';
+import { NatsServer, TestMaster, natsService, startCluster } from '../helpers/nats-server.js';
 
 const NO_RESYNC = { AGENT_RESYNC: '0 0 0 1 1 *' };
 
 /** A node whose agent reads desired state from `urls` as node `name`. */
-function natsNode(urls: string[], name: string, bucket: string): { node: TestNode; env: Record<string, string> } {
+function natsNode(urls: string[], name: string, bucket: string): NatsNode {
   const node = new TestNode();
   const config = join(node.dir, 'agent.toml');
   writeFileSync(config, `[source.nats]\nurls = ${JSON.stringify(urls)}\nbucket = "${bucket}"\nnode = "${name}"\n`);
   return { node, env: { AGENT_CONFIG: config } };
+}
+
+/** One server, the test's master on bucket nxb, and a node per name watching it; all cleaned up after the test. */
+type NatsNode = { node: TestNode; env: Record<string, string> };
+async function natsSetup<N extends string[]>(t: TestContext, ...names: N): Promise<{ server: NatsServer; master: TestMaster; nodes: { [K in keyof N]: NatsNode } }> {
+  const server = await NatsServer.start();
+  t.after(() => server.cleanup());
+  const master = await TestMaster.open([server.url], 'nxb');
+  t.after(() => master.close());
+  const nodes = names.map((n) => natsNode([server.url], n, 'nxb'));
+  for (const n of nodes) t.after(() => n.node.cleanup());
+  return { server, master, nodes: nodes as { [K in keyof N]: NatsNode } };
 }
 
 type SourceJson = { state: string; revision: number | null; rejected: Array<{ key: string; error: string }> } | null;
@@ -29,12 +41,7 @@ const applyEvents = (node: TestNode, svc: string): number => node.query<{ n: num
 
 describe('nats source, end to end', () => {
   it('put runs it and status.<node> says in sync; update replaces; a bad value changes nothing; delete removes', async (t) => {
-    const server = await NatsServer.start();
-    t.after(() => server.cleanup());
-    const master = await TestMaster.open([server.url], 'nxb');
-    t.after(() => master.close());
-    const { node, env } = natsNode([server.url], 'nxn1', 'nxb');
-    t.after(() => node.cleanup());
+    const { master, nodes: [{ node, env }] } = await natsSetup(t, 'nxn1');
     node.startAgent({ ...env });
     const svc = TestNode.serviceName('nx');
 
@@ -95,12 +102,7 @@ describe('nats source, end to end', () => {
 
 describe('nats source: restarts, outages, clusters, several nodes', () => {
   it('after kill -9 while keys change, a new agent resumes from its revision and converges', async (t) => {
-    const server = await NatsServer.start();
-    t.after(() => server.cleanup());
-    const master = await TestMaster.open([server.url], 'nxb');
-    t.after(() => master.close());
-    const { node, env } = natsNode([server.url], 'nxk', 'nxb');
-    t.after(() => node.cleanup());
+    const { master, nodes: [{ node, env }] } = await natsSetup(t, 'nxk');
     const agent = node.startAgent({ ...env, ...NO_RESYNC });
     const steady = TestNode.serviceName('nx');
     await master.put(`desired.nxk.${steady}`, natsService(steady, { a: SLEEP }));
@@ -121,12 +123,7 @@ describe('nats source: restarts, outages, clusters, several nodes', () => {
   });
 
   it('with nats-server down the agent repairs a killed container, says disconnected, and catches up after', async (t) => {
-    const server = await NatsServer.start();
-    t.after(() => server.cleanup());
-    const master = await TestMaster.open([server.url], 'nxb');
-    t.after(() => master.close());
-    const { node, env } = natsNode([server.url], 'nxo', 'nxb');
-    t.after(() => node.cleanup());
+    const { server, master, nodes: [{ node, env }] } = await natsSetup(t, 'nxo');
     node.startAgent({ ...env });
     const svc = TestNode.serviceName('nx');
     await master.put(`desired.nxo.${svc}`, natsService(svc, { a: SLEEP }));
@@ -152,14 +149,7 @@ describe('nats source: restarts, outages, clusters, several nodes', () => {
   });
 
   it('two agents with different node names on one host each get only their keys', async (t) => {
-    const server = await NatsServer.start();
-    t.after(() => server.cleanup());
-    const master = await TestMaster.open([server.url], 'nxb');
-    t.after(() => master.close());
-    const one = natsNode([server.url], 'nxa', 'nxb');
-    const two = natsNode([server.url], 'nxz', 'nxb');
-    t.after(() => one.node.cleanup());
-    t.after(() => two.node.cleanup());
+    const { master, nodes: [one, two] } = await natsSetup(t, 'nxa', 'nxz');
     one.node.startAgent(one.env);
     two.node.startAgent(two.env);
     const s1 = TestNode.serviceName('nx');

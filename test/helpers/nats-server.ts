@@ -1,14 +1,17 @@
-// A real nats-server with JetStream for a test: loopback only, a free port, its store in a temp
-// dir; stopped by its own PID and the dir removed, even when the test fails. Never the packaged
-// systemd service.
+// Real nats-server processes for tests and benches, and a test's client playing the master: each
+// server on free loopback ports with its store and log in a temp dir, stopped by its own PID and
+// the dir removed at cleanup, even when the test fails. Never the packaged systemd service.
+// The one builder of this fixture: test/e2e/nats.test.ts, test/e2e/fleet-nats.test.ts and
+// bench/nats.bench.ts all start their servers here.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
+import { connect, type KV, type NatsConnection } from 'nats';
 import type { NodeSummary } from '../../src/nats/summary.js';
 
-/** A port the kernel just gave out and took back: free for the next bind, barring a race. */
+/** A port the kernel just gave out on 127.0.0.1 and took back: free for the next bind, barring a race. */
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
@@ -29,12 +32,28 @@ function accepts(port: number): Promise<boolean> {
   });
 }
 
+export interface ClusterRole {
+  name: string;
+  clusterPort: number;
+  routes: number[];
+}
+
+/** One `nats-server -js`; stop() then start() again keeps its port and store (a restart). */
 export class NatsServer {
+  readonly dir = mkdtempSync(join(tmpdir(), 'nats-e2e-'));
   private proc: ResultPromise | undefined;
-  private constructor(
+
+  constructor(
     readonly port: number,
-    readonly storeDir: string,
+    private readonly cluster?: ClusterRole,
   ) {}
+
+  /** A single server on a free port, accepting connections. */
+  static async start(): Promise<NatsServer> {
+    const s = new NatsServer(await freePort());
+    await s.start();
+    return s;
+  }
 
   get url(): string {
     return `nats://127.0.0.1:${this.port}`;
@@ -44,42 +63,100 @@ export class NatsServer {
     return this.proc?.pid;
   }
 
-  /** Starts `nats-server -js` and waits until it accepts connections (at most 10 s). */
-  static async start(): Promise<NatsServer> {
-    const s = new NatsServer(await freePort(), mkdtempSync(join(tmpdir(), 'nats-master-e2e-')));
-    await s.restart();
-    return s;
-  }
-
-  /** (Re)starts the server on the same port and store. */
-  async restart(): Promise<void> {
+  /** (Re)starts the server on its port and store; waits until it accepts connections (at most 10 s). */
+  async start(): Promise<void> {
     if (this.proc) throw new Error('nats-server is already running');
-    this.proc = execa('nats-server', ['-js', '-a', '127.0.0.1', '-p', String(this.port), '-sd', this.storeDir], { reject: false, stdio: 'ignore' });
+    const args = ['-js', '-a', '127.0.0.1', '-p', String(this.port), '-sd', join(this.dir, 'store')];
+    if (this.cluster) {
+      const c = this.cluster;
+      args.push('-n', c.name, '--cluster_name', 'nx', '--cluster', `nats://127.0.0.1:${c.clusterPort}`, '--routes', c.routes.map((p) => `nats://127.0.0.1:${p}`).join(','));
+    }
+    const proc = execa('nats-server', args, { reject: false, stdin: 'ignore', stdout: 'ignore', stderr: { file: join(this.dir, 'server.log') } });
+    this.proc = proc;
     for (let i = 0; i < 200; i++) {
       if (await accepts(this.port)) return;
-      if (this.proc.exitCode !== null) break;
+      if (proc.exitCode !== null) break;
       await new Promise((r) => setTimeout(r, 50));
     }
     await this.stop();
-    throw new Error(`nats-server did not start on 127.0.0.1:${this.port}`);
+    throw new Error(`nats-server did not start on 127.0.0.1:${this.port} (see ${this.dir}/server.log)`);
   }
 
-  /** Stops this server (its own PID only) and waits for it to exit. */
-  async stop(): Promise<void> {
+  /** Stops the server by its PID (SIGKILL unless told) and waits for it: its store stays for a restart. */
+  async stop(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
     const p = this.proc;
     this.proc = undefined;
-    if (!p || p.exitCode !== null) return;
-    p.kill('SIGTERM');
-    const timer = setTimeout(() => p.kill('SIGKILL'), 5000);
-    await p;
-    clearTimeout(timer);
+    if (!p?.pid || p.exitCode !== null) return;
+    try {
+      process.kill(p.pid, signal);
+    } catch {
+      /* already gone */
+    }
+    await p.catch(() => undefined);
   }
 
-  /** Stops the server and removes its store. */
+  /** Stops the server and removes its store and log. */
   async cleanup(): Promise<void> {
     await this.stop();
-    rmSync(this.storeDir, { recursive: true, force: true });
+    rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/** Three servers routed to each other on loopback ports: a JetStream cluster. */
+export async function startCluster(): Promise<NatsServer[]> {
+  const ports = await Promise.all([0, 1, 2].map(() => freePort()));
+  const cports = await Promise.all([0, 1, 2].map(() => freePort()));
+  const servers = ports.map((p, i) => new NatsServer(p, { name: `nx${i}`, clusterPort: cports[i]!, routes: cports.filter((_, j) => j !== i) }));
+  try {
+    await Promise.all(servers.map((s) => s.start()));
+  } catch (err) {
+    for (const s of servers) await s.cleanup();
+    throw err;
+  }
+  return servers;
+}
+
+/** A test's client, playing the master: creates the bucket, puts and deletes keys. */
+export class TestMaster {
+  private constructor(
+    readonly nc: NatsConnection,
+    readonly kv: KV,
+  ) {}
+
+  static async open(urls: string[], bucket: string, opts: { replicas?: number; history?: number; create?: boolean } = {}): Promise<TestMaster> {
+    const nc = await connect({ servers: urls, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+    // A cluster elects its JetStream leader a few seconds after start: retry until it answers.
+    let lastErr: unknown;
+    for (let i = 0; i < 60; i++) {
+      try {
+        const kv = await nc.jetstream().views.kv(bucket, { replicas: opts.replicas ?? 1, history: opts.history ?? 1, bindOnly: opts.create === false });
+        return new TestMaster(nc, kv);
+      } catch (err) {
+        lastErr = err;
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+    await nc.close();
+    throw lastErr;
+  }
+
+  async put(key: string, value: unknown): Promise<number> {
+    return this.kv.put(key, typeof value === 'string' ? value : JSON.stringify(value));
+  }
+
+  async status(node: string): Promise<Record<string, unknown> | undefined> {
+    const e = await this.kv.get(`status.${node}`);
+    return e && e.operation === 'PUT' ? (e.json() as Record<string, unknown>) : undefined;
+  }
+
+  async close(): Promise<void> {
+    await this.nc.close().catch(() => undefined);
+  }
+}
+
+/** A service manifest as the bucket holds it (JSON): containers of busybox running `cmd`. */
+export function natsService(name: string, components: Record<string, string[]>, image = 'localhost/agent-busybox:latest'): Record<string, unknown> {
+  return { name, runtime: 'container', components: Object.entries(components).map(([c, cmd]) => ({ name: c, image, cmd })) };
 }
 
 /** A valid `status.<node>` value (NodeSummarySchema), written `ageSeconds` ago; override what a test needs. */

@@ -5,11 +5,13 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { ConfigSchema } from '../../src/config/config.js';
 import { ValidationError } from '../../src/errors.js';
 import { loadInventory, loadNatsInventory } from '../../src/fleet/inventory.js';
 import { expectError } from '../helpers/expect-error.js';
 import { manifestValue, planNodeKeys, type StoredEntry } from '../../src/fleet/nats-plan.js';
 import { judgeFleet, judgeNode, needsAttention } from '../../src/fleet/nats-status.js';
+import { checkBucket, parseNatsUrls } from '../../src/fleet/nats-client.js';
 import { nodeSummary } from '../helpers/nats-server.js';
 
 const manifest = (name: string, image = 'img:1'): Record<string, unknown> => ({ name, components: [{ name: 'c', runtime: 'container', image }] });
@@ -115,5 +117,31 @@ describe('loadNatsInventory: the same file, names and labels only', () => {
     withFile('[[nodes]]\nname = "a"\nhots = "x"\n', (path) => expectError(() => loadNatsInventory(path), { type: ValidationError, message: /hots/ }));
     withFile('[[nodes]]\nname = "a"\nport = "22"\n', (path) => expectError(() => loadNatsInventory(path), { type: ValidationError, message: /nodes\[0\]\.port: must be a number/ }));
     withFile('[[nodes]]\nname = "a"\n[[nodes]]\nname = "a"\n', (path) => expectError(() => loadNatsInventory(path), { type: ValidationError, message: /nodes\[1\]\.name: duplicates nodes\[0\]\.name 'a'/ }));
+  });
+});
+
+describe('one rule at both ends: the agent\'s source.nats settings and the master\'s --nats / --bucket', () => {
+  const settingsTake = (nats: Record<string, unknown>): boolean => ConfigSchema.safeParse({ source: { nats } }).success;
+  const masterTakes = (f: () => unknown): boolean => {
+    try {
+      f();
+      return true;
+    } catch (err) {
+      assert.ok(err instanceof ValidationError, String(err));
+      return false;
+    }
+  };
+  it('a server URL either end takes, the other takes too', () => {
+    const cases: Array<[string, boolean]> = [['nats://127.0.0.1:4222', true], ['tls://nats.example.org:4222', true], ['10.0.0.1:4222', true], ['nats://user@h:4222', true], ['nats://[::1]:4222', true], ['http://x/y', false], ['nats://h:4222/path', false], ['nats://h 1:4222', false], ['', false]];
+    for (const [url, ok] of cases) {
+      assert.equal(settingsTake({ urls: [url] }), ok, `settings: ${url}`);
+      assert.equal(masterTakes(() => parseNatsUrls(url)), ok, `--nats: ${url}`);
+    }
+  });
+  it('a bucket name either end takes, the other takes too', () => {
+    for (const [bucket, ok] of [['mcp-fleet', true], ['a_b-9', true], ['a.b', false], ['a b', false], ['x'.repeat(65), false]] as const) {
+      assert.equal(settingsTake({ urls: ['nats://h:4222'], bucket }), ok, `settings: ${bucket}`);
+      assert.equal(masterTakes(() => checkBucket(bucket)), ok, `--bucket: ${bucket}`);
+    }
   });
 });
