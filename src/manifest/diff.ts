@@ -61,9 +61,11 @@ export function diffDesired(current: CurrentService[], wanted: ServiceSpec[], op
       out.refused.push({ name: w.name, rule: `service ${w.name} was applied locally on this node: delete it there first` });
       continue;
     }
-    // The NATS source takes over nothing: a service a master pushed over SSH stays the master's.
-    if (opts.origin === 'nats' && cur.origin !== 'nats') {
-      out.refused.push({ name: w.name, rule: `service ${w.name} was applied by ${cur.origin} on this node: delete it there first` });
+    // Neither fleet path takes over the other's service: a master over SSH and the NATS bucket
+    // would otherwise flip it back and forth, each pruning what the other sent.
+    if (opts.origin !== 'local' && cur.origin !== opts.origin) {
+      const rule = cur.origin === 'nats' ? `service ${w.name} comes from the fleet's NATS bucket on this node: change or delete its key there first` : `service ${w.name} was applied by ${cur.origin} on this node: delete it there first`;
+      out.refused.push({ name: w.name, rule });
       continue;
     }
     const changes = serviceChanges(cur, w, opts.origin);

@@ -63,6 +63,11 @@ describe('apply diff: origin and prune', () => {
     assert.deepEqual(d.updated, [{ name: 'pushed', changes: ['origin master → local'] }]);
   });
 
+  it('a master over SSH naming a service from the NATS bucket is refused, naming it', () => {
+    const d = diffDesired([current(spec('fromkv', { web: 64 }), 'nats')], [spec('fromkv', { web: 96 })], { origin: 'master', prune: 'none' });
+    assert.deepEqual(d.refused, [{ name: 'fromkv', rule: "service fromkv comes from the fleet's NATS bucket on this node: change or delete its key there first" }]);
+  });
+
   it('a master naming a local service is refused, naming it', () => {
     const d = diffDesired([local], [spec('mine', { a: 64 })], { origin: 'master', prune: 'same-origin' });
     assert.deepEqual(d.refused, [{ name: 'mine', rule: 'service mine was applied locally on this node: delete it there first' }]);
