@@ -6,7 +6,8 @@
  * for that pipe to close forever. The invariant: no command of the agent outlives its bound, and
  * none outlives the agent's stop.
  */
-import { basename } from 'node:path';
+import { accessSync, constants, statSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { execa, type Options, type Result } from 'execa';
 import { RuntimeError } from '../errors.js';
 
@@ -146,4 +147,20 @@ export function abortCommands(reason: string, o: { readsOnly?: boolean } = {}): 
 /** How many commands are under way (for tests and the stop path's log). */
 export function commandsRunning(): number {
   return running.size;
+}
+
+/**
+ * Where `binary` would be run from (a path, or looked up on PATH as a shell would), when it is an
+ * executable file; undefined otherwise. No process is spawned: for checks made on every pass.
+ */
+export function findExecutable(binary: string, path = process.env.PATH ?? ''): string | undefined {
+  const candidates = binary.includes('/') ? [binary] : path.split(':').filter(Boolean).map((dir) => join(dir, binary));
+  return candidates.find((file) => {
+    try {
+      accessSync(file, constants.X_OK);
+      return statSync(file).isFile();
+    } catch {
+      return false;
+    }
+  });
 }

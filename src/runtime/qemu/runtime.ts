@@ -16,7 +16,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync
 import { join } from 'node:path';
 import { ExecError, RuntimeError } from '../../errors.js';
 import type { HostTaps } from '../../net/types.js';
-import { runBounded } from '../command.js';
+import { findExecutable, runBounded } from '../command.js';
 import { SshConnectError, sshExec, waitForSsh, type SshTarget } from '../ssh.js';
 import type { BootProgress, Capabilities, ExecIo, LogsOptions, Observed, Runtime, RuntimeEvent, WorkloadSpec } from '../types.js';
 import { chooseAccel, probeHostVirt, type AccelMode } from './accel.js';
@@ -83,8 +83,8 @@ export class QemuRuntime implements Runtime {
   private probed: { at: number; caps: Capabilities } | undefined;
 
   /**
-   * list() runs on every pass and every `agent status`: the probe (a process spawn) is remembered
-   * for 30 s, so a QEMU installed or removed meanwhile is noticed soon, not on every call.
+   * Before a start: the probe (a process spawn) is remembered for 30 s, so a QEMU installed or
+   * removed meanwhile is noticed soon, not on every start.
    */
   private async probeCached(): Promise<Capabilities> {
     if (!this.probed || Date.now() - this.probed.at > 30_000) this.probed = { at: Date.now(), caps: await this.probe() };
@@ -96,11 +96,19 @@ export class QemuRuntime implements Runtime {
     if (!p.available) throw new RuntimeError('qemu', op, name, p.detail);
   }
 
+  /**
+   * list()'s check that QEMU is there: no spawn (list runs on every pass and every `agent status`,
+   * and a `--version` spawn was a tenth of a status call's CPU); start() probes it for real.
+   */
+  private requireInstalled(op: string): void {
+    if (!findExecutable(this.o.binary)) throw new RuntimeError('qemu', op, undefined, `${this.o.binary} is not installed (apt-get install qemu-system-x86)`);
+  }
+
   /** Every VM dir of this agent. A VM whose QEMU is gone is `exited` until it is removed. */
   async list(): Promise<Observed[]> {
     // Without QEMU there is nothing this runtime can do or know for sure: say so.
     if (!existsSync(this.o.vmDir)) {
-      await this.requireQemu('list');
+      this.requireInstalled('list');
       return [];
     }
     const records: Array<[string, VmRecord]> = [];
@@ -113,7 +121,7 @@ export class QemuRuntime implements Runtime {
     const taps = records.some(([, r]) => r.netMode === 'bridge') ? await this.o.taps.tapAttachments() : undefined;
     const out: Observed[] = [];
     for (const [dir, rec] of records) out.push(await observeVm(dir, rec, taps));
-    await this.requireQemu('list');
+    this.requireInstalled('list');
     return out;
   }
 
