@@ -33,6 +33,24 @@ export function runCommand(): Command {
       const live = opts.once ? new LiveLines(process.stderr) : undefined;
       const progress = live ? new BootProgressView(live) : undefined;
       const log = createLogger(cfg.log_level, live?.aboveStream());
+      // Installed before the claim is taken: a signal with no listener kills the process at once
+      // (the kernel's default, not the event loop), which would leave the claim behind. One that
+      // comes before the loop exists is remembered and acted on as soon as it does.
+      // Both modes stop the same way on SIGINT/SIGTERM: nothing new is dispatched, VM starts still
+      // booting are rolled back, other actions finish, the claim is given back. A second signal
+      // changes nothing of that (it never skips the cleanup). Listeners stay installed (not
+      // `once`): execa's signal-exit re-raises a signal that has no other listener left, which
+      // would kill the agent half-way through its clean stop.
+      let signalled: NodeJS.Signals | undefined;
+      let onStop: (signal: NodeJS.Signals) => void = () => undefined;
+      const onSignal = (signal: NodeJS.Signals): void => {
+        if (signalled) return void log.warn({ signal }, 'already stopping: rolling back what is under way, then exiting');
+        signalled = signal;
+        log.info({ signal }, 'stopping');
+        onStop(signal);
+      };
+      process.on('SIGTERM', onSignal);
+      process.on('SIGINT', onSignal);
       const registry = Registry.open(cfg.db, { create: true, log });
       let release: () => void;
       try {
@@ -63,23 +81,9 @@ export function runCommand(): Command {
       const loop = new AgentLoop({ registry, ...buildHost(cfg, registry.meta.agentId(), log, hooks), config: cfg, log, metrics: sink });
       // A source no longer configured is not shown in status.
       if (!opts.once && !nats) registry.source.setState(undefined);
-      // Both modes stop the same way on SIGINT/SIGTERM: nothing new is dispatched, VM starts still
-      // booting are rolled back, other actions finish, the claim is given back. A second signal
-      // changes nothing of that (it never skips the cleanup). Listeners stay installed (not
-      // `once`): execa's signal-exit re-raises a signal that has no other listener left, which
-      // would kill the agent half-way through its clean stop.
-      let signalled: NodeJS.Signals | undefined;
-      let onStop: (signal: NodeJS.Signals) => void = () => undefined;
-      const onSignal = (signal: NodeJS.Signals): void => {
-        if (signalled) return void log.warn({ signal }, 'already stopping: rolling back what is under way, then exiting');
-        signalled = signal;
-        log.info({ signal }, 'stopping');
-        onStop(signal);
-      };
-      process.on('SIGTERM', onSignal);
-      process.on('SIGINT', onSignal);
       if (opts.once) {
         onStop = (signal) => loop.interrupt(signal);
+        if (signalled) onStop(signalled);
         try {
           const r = await loop.once();
           log.info(r, 'reconcile pass done');
@@ -121,6 +125,7 @@ export function runCommand(): Command {
               resolve();
             });
         loop.start();
+        if (signalled) onStop(signalled);
       });
     });
 }
