@@ -43,8 +43,9 @@ async function containerNode(t: { after: (fn: () => Promise<void>) => void }): P
 }
 
 describe('CLI I/O conventions', () => {
-  it('--version and -V print package.json\'s version', async () => {
+  it('--version and -V print package.json\'s version', async (t) => {
     const node = new TestNode();
+    t.after(() => node.cleanup());
     const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
     for (const flag of ['--version', '-V']) {
       const r = await node.cli([flag]);
@@ -53,8 +54,9 @@ describe('CLI I/O conventions', () => {
     }
   });
 
-  it('completion bash works in a real bash: commands, subcommands, flags, choices; an unknown shell is exit 2', async () => {
+  it('completion bash works in a real bash: commands, subcommands, flags, choices; an unknown shell is exit 2', async (t) => {
     const node = new TestNode();
+    t.after(() => node.cleanup());
     const script = join(node.dir, 'agent.bash');
     writeFileSync(script, await node.ok(['completion', 'bash']));
     const complete = async (...words: string[]): Promise<string[]> => {
@@ -80,6 +82,7 @@ describe('CLI I/O conventions', () => {
   it('completion zsh works in a real zsh (when zsh is installed)', async (t) => {
     if ((await execa('zsh', ['--version'], { reject: false })).exitCode !== 0) return t.skip('zsh is not installed');
     const node = new TestNode();
+    t.after(() => node.cleanup());
     const script = join(node.dir, '_agent');
     writeFileSync(script, await node.ok(['completion', 'zsh']));
     // compadd and _files stubbed: what the function offers is printed, one word a line.
