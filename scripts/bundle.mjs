@@ -27,10 +27,12 @@ const { BUNDLE: OUT } = require('../bin/bundle.js');
  * Node built-ins a CLI call mostly does not use, yet that modules require at load: commander
  * (node:child_process, for executable subcommands the agent has none of), cron, and the hashing
  * in the registry and net code (node:crypto), the agent API's client (node:http, unused when no
- * agent runs), the settings (node:net, for isIP on an address setting). Loading them costs ~10 ms a call (child_process and http pull in net and stream). Each import gets a stand-in whose members load the real module on
- * first use: the same names (read from this Node, the one the bundle is for), the same values.
+ * agent runs), the settings (node:net, for isIP on an address setting; node:os, for the default
+ * NATS node name). Loading them costs ~10 ms a call (child_process and http pull in net and
+ * stream). Each import gets a stand-in whose members load the real module on first use: the same
+ * names (read from this Node, the one the bundle is for), the same values.
  */
-const LAZY_BUILTINS = ['child_process', 'crypto', 'http', 'net'];
+const LAZY_BUILTINS = ['child_process', 'crypto', 'http', 'net', 'os'];
 const lazyBuiltins = {
   name: 'lazy-builtins',
   setup(b) {
@@ -56,7 +58,7 @@ await build({
   platform: 'node',
   target: 'node20',
   format: 'cjs',
-  external: ['better-sqlite3', 'ssh2', 'cpu-features'],
+  external: ['ssh2', 'cpu-features'],
   // import() of an external (ssh2) becomes a require(): a vm.Script has no ESM loader.
   supported: { 'dynamic-import': false },
   // CommonJS has no import.meta: give it the bundle's own URL.

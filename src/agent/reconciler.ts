@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { bridgeSettings, vmPaths, type AgentConfig } from '../config/config.js';
 import type { RuntimeKind } from '../manifest/schema.js';
-import type { DesiredState, Registry } from '../registry/index.js';
+import type { DesiredState, InstanceRecord, Registry } from '../registry/index.js';
 import type { HostNet } from '../net/types.js';
 import { vmsMayUseBridge } from '../net/watch.js';
 import type { BridgeFact } from './network-drift.js';
@@ -63,7 +63,8 @@ export interface ObservationTimes {
 }
 
 /** An assessment (plan + what it was planned from), and when its observations were made. */
-export type Assessed = PlanResult & Observation & { times: ObservationTimes };
+/** `instances`: the agent's records the plan was made with (status shows their restart counts: one read serves both). */
+export type Assessed = PlanResult & Observation & { times: ObservationTimes; instances: InstanceRecord[] };
 
 const listEverything = (runtimes: Map<RuntimeKind, Runtime>): ObservationSource => {
   const observer = new RuntimeObserver(runtimes);
@@ -107,7 +108,8 @@ export async function assess(
   const listed: ObservationTimes['runtimes'] = {};
   for (const [kind, l] of Object.entries(seen.listings) as Array<[RuntimeKind, RuntimeListing | undefined]>) if (l?.ok) listed[kind] = began;
   const times: ObservationTimes = { runtimes: listed, workload: (kind) => listed[kind] };
-  return { ...plan(planInput(registry, config, seen, now)), ...seen, times };
+  const input = planInput(registry, config, seen, now);
+  return { ...plan(input), ...seen, times, instances: input.instances };
 }
 
 /** The desired state a pass plans with: the registry's rows, with this node's rules for boot files. */
@@ -236,7 +238,8 @@ export class Reconciler {
     const workload = (kind: RuntimeKind, name: string): number | undefined =>
       listed[kind] === undefined ? undefined : (snapshot[kind]?.seenAt.get(name) ?? listed[kind]);
     const seen: Observation = { desired, listings, bridge: this.bridgeSeen?.fact };
-    return { ...plan(planInput(registry, config, seen, now)), ...seen, times: { runtimes: listed, workload } };
+    const input = planInput(registry, config, seen, now);
+    return { ...plan(input), ...seen, times: { runtimes: listed, workload }, instances: input.instances };
   }
 
   private readonly unlisted = new Set<RuntimeKind>();

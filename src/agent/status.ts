@@ -98,7 +98,7 @@ const age = (ms: number | undefined, now: number): number | null => (ms === unde
 
 /** The status document from an assessment (live or the agent's), with each observation's time and age at `now`. */
 export function statusReport(registry: Registry, result: Assessed, now = Date.now()): StatusReport {
-  const instances = new Map(registry.instances.all().map((i) => [i.workload, i]));
+  const instances = new Map(result.instances.map((i) => [i.workload, i]));
   const lastEvents = registry.events.latestPerComponent();
 
   const runtimeHealth: StatusReport['runtimes'] = {};
