@@ -49,6 +49,19 @@ const lazyBuiltins = {
   },
 };
 
+/**
+ * zod re-exports every one of its ~40 message locales (z.locales, ~300 KB of the bundle); the agent
+ * speaks English only, which zod registers by itself (classic/schemas.js imports locales/en.js
+ * directly). Dropping the rest leaves less for each CLI call to read and deserialize.
+ */
+const englishOnlyZod = {
+  name: 'english-only-zod',
+  setup(b) {
+    b.onResolve({ filter: /^\.\.\/locales\/index\.js$/ }, (args) => (/[\\/]zod[\\/]/.test(args.importer) ? { path: 'zod-locales', namespace: 'english-only-zod' } : undefined));
+    b.onLoad({ filter: /.*/, namespace: 'english-only-zod' }, () => ({ contents: 'export {};', loader: 'js' }));
+  },
+};
+
 rmSync(dirname(OUT), { recursive: true, force: true });
 mkdirSync(dirname(OUT), { recursive: true });
 await build({
@@ -70,7 +83,7 @@ await build({
   // Less to read and hash per call; names stay, so a stack trace still reads (the map has the rest).
   minifyWhitespace: true,
   minifySyntax: true,
-  plugins: [lazyBuiltins],
+  plugins: [lazyBuiltins, englishOnlyZod],
   logLevel: 'warning',
 });
 
