@@ -190,12 +190,13 @@ export function clock(iso: string): string {
  * `agent plan`: the actions, then those a backoff holds back (with when they are due), then the
  * runtimes that cannot list. "Nothing to do" only when all three are empty.
  */
-export function formatPlan(p: PlanDocument, now = Date.now()): string {
+export function formatPlan(p: PlanDocument, opts: StatusFormatOptions = {}): string {
+  const now = opts.now ?? Date.now();
   const out: string[] = [];
   if (p.actions.length > 0) {
-    const t = table(['ACTION', 'COMPONENT', 'RUNTIME', 'REASON']);
-    for (const a of p.actions) t.push([a.type, actionTarget(a), a.runtime, oneLine(a.reason)]);
-    out.push(t.toString());
+    // Like status: the reason is cut from the middle to fit STATUS_WIDTH, whole with --wide.
+    const cells = p.actions.map((a) => [a.type, actionTarget(a), a.runtime, oneLine(a.reason) || '-']);
+    out.push(columns(['ACTION', 'COMPONENT', 'RUNTIME', 'REASON'], cells, opts.wide ? Infinity : STATUS_WIDTH));
   }
   const notes: string[] = [];
   for (const h of p.held) {
