@@ -9,7 +9,7 @@ import { loadNatsInventory, selectNodes } from '../fleet/inventory.js';
 import { fleetApplyNats, type NatsApplyResult } from '../fleet/nats-apply.js';
 import { checkBucket, connectNats, openBucket, parseNatsUrls, readKeys } from '../fleet/nats-client.js';
 import { judgeFleet, needsAttention, type NatsNodeReport } from '../fleet/nats-status.js';
-import { parseDuration } from '../fleet/operations.js';
+import { parseTimeout } from '../fleet/operations.js';
 import { loadDesiredDir, place } from '../fleet/placement.js';
 import { parseStatusKey, STATUS_FILTER } from '../nats/keys.js';
 import { ago, applyCounts, table } from './format.js';
@@ -31,7 +31,7 @@ export interface NatsOpts {
 }
 
 function common(opts: NatsOpts): { urls: string[]; bucket: string; timeoutMs: number; parallel: number } {
-  const timeoutMs = parseDuration(opts.timeout);
+  const timeoutMs = parseTimeout(opts.timeout);
   if (timeoutMs === undefined) throw new ValidationError('fleet', [{ field: '--timeout', rule: `must be a duration like 30s, 500ms or 2m, got '${opts.timeout}'` }]);
   const parallel = Number(opts.parallel);
   if (!Number.isInteger(parallel) || parallel < 1 || parallel > 1024) throw new ValidationError('fleet', [{ field: '--parallel', rule: 'must be a whole number from 1 to 1024' }]);

@@ -6,7 +6,7 @@
 import { Command, Option } from 'commander';
 import { ValidationError } from '../errors.js';
 import { loadInventory, requirePinned, selectNodes, type FleetNode, type Inventory } from '../fleet/inventory.js';
-import { fleetApply, fleetEvents, fleetStatus, parseDuration, type ApplyResult, type NodeResult, type NodeStatus } from '../fleet/operations.js';
+import { fleetApply, fleetEvents, fleetStatus, parseTimeout, type ApplyResult, type NodeResult, type NodeStatus } from '../fleet/operations.js';
 import { loadDesiredDir, place } from '../fleet/placement.js';
 import { eachNode } from '../fleet/pool.js';
 import { scanHostKey } from '../fleet/transport.js';
@@ -24,7 +24,7 @@ interface CommonOpts {
 }
 
 function common(opts: CommonOpts): { inv: Inventory; timeoutMs: number; parallel: number } {
-  const timeoutMs = parseDuration(opts.timeout);
+  const timeoutMs = parseTimeout(opts.timeout);
   if (timeoutMs === undefined) throw new ValidationError('fleet', [{ field: '--timeout', rule: `must be a duration like 30s, 500ms or 2m, got '${opts.timeout}'` }]);
   const parallel = Number(opts.parallel);
   if (!Number.isInteger(parallel) || parallel < 1 || parallel > 1024) throw new ValidationError('fleet', [{ field: '--parallel', rule: 'must be a whole number from 1 to 1024' }]);
@@ -63,7 +63,7 @@ async function applyOrPlan(opts: PlaceOpts, dryRun: boolean): Promise<void> {
     return natsApply({ ...opts, nats: opts.nats }, dryRun);
   }
   const { inv, timeoutMs, parallel } = common(opts);
-  const waitTimeoutMs = parseDuration(opts.waitTimeout);
+  const waitTimeoutMs = parseTimeout(opts.waitTimeout);
   if (waitTimeoutMs === undefined) throw new ValidationError('fleet', [{ field: '--wait-timeout', rule: `must be a duration like 2m, 90s or 500ms, got '${opts.waitTimeout}'` }]);
   const wait = !dryRun && (opts.wait ?? false);
   const services = loadDesiredDir(opts.file);
