@@ -60,6 +60,8 @@ describe('admission: VMs that do not fit the host', { skip: fits < 1 || fits >= 
     // The header's numbers, from the running agent's API (status asks it).
     assert.deepEqual(st.resources?.memory, { total_mib: memTotalMib, reserved_mib: RESERVED, capacity_mib: capacity, allocated_mib: fits * NEED });
     assert.equal(st.resources?.vcpus.allocated, fits);
+    const fromApi = JSON.parse((await node.api('/v1/status')).body) as AdmStatus;
+    assert.deepEqual(fromApi.resources, st.resources, 'the agent\'s API serves the same numbers');
     assert.match(await node.ok(['status']), new RegExp(`^host: +memory ${fits * NEED}/${capacity} MiB allocated \\(total ${memTotalMib}, reserved ${RESERVED}\\)`, 'm'));
     // plan: nothing to do but what is not admitted.
     const plan = JSON.parse(await node.ok(['plan', '--json'])) as PlanJson;
