@@ -15,7 +15,7 @@
 import { keyString } from '../errors.js';
 import type { ComponentSpec, RuntimeKind } from '../manifest/schema.js';
 import type { DesiredState, InstanceRecord } from '../registry/index.js';
-import type { Observed, WorkloadState } from '../runtime/types.js';
+import type { WorkloadState } from '../runtime/types.js';
 import type { Action, Assessment, PlanInput, RuntimeListing } from './plan-types.js';
 
 /** The node's settings that shape admission (config.ts: host.*, qemu.overhead_mib). */
@@ -115,7 +115,7 @@ export function holdings(i: AdmitInput): Map<string, Share> {
   for (const [kind, listing] of Object.entries(i.observed) as Array<[RuntimeKind, RuntimeListing | undefined]>) {
     if (!listing) continue;
     if (listing.ok) {
-      for (const o of listing.items as Observed[]) {
+      for (const o of listing.items) {
         if (HOLDING.has(o.state)) held.set(`${kind}:${o.name}`, sizeOf(o.name, kind, o.key ? keyString(o.key) : undefined, o.specHash));
       }
     } else {
