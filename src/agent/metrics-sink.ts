@@ -5,6 +5,7 @@
  */
 import type { RuntimeKind } from '../manifest/schema.js';
 import type { Lease, LeaseKind } from '../registry/index.js';
+import type { NodeResources } from './admission.js';
 import type { ActionType, Assessment, Drift, RuntimeListing } from './planner.js';
 
 /** How an action ended: `interrupted` when the agent was stopping (never started, or rolled back). */
@@ -35,6 +36,8 @@ export interface PassReport {
   /** Per runtime: whether it listed this pass (false: its components are `unknown`). */
   runtimesUp: Partial<Record<RuntimeKind, boolean>>;
   leases: Record<LeaseKind, number>;
+  /** The node's capacity and allocation (admission.ts); undefined when MemTotal could not be read. */
+  resources?: NodeResources | undefined;
 }
 
 export interface MetricsSink {
@@ -50,7 +53,7 @@ export interface MetricsSink {
 
 /** The gauges' view of one pass: counts by runtime and drift, backoffs, runtimes that listed, leases by kind. */
 export function passReport(
-  p: { assessments: Assessment[]; listings: Partial<Record<RuntimeKind, RuntimeListing>>; leases: Lease[] },
+  p: { assessments: Assessment[]; listings: Partial<Record<RuntimeKind, RuntimeListing>>; leases: Lease[]; resources?: NodeResources | undefined },
   seconds: number,
   endedAt: Date,
 ): PassReport {
@@ -73,5 +76,6 @@ export function passReport(
     backoff: p.assessments.filter((a) => a.backoffUntil !== undefined).length,
     runtimesUp,
     leases,
+    resources: p.resources,
   };
 }

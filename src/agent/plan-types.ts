@@ -7,6 +7,7 @@ import type { ComponentKey } from '../errors.js';
 import type { ComponentSpec, RuntimeKind } from '../manifest/schema.js';
 import type { DesiredState, InstanceRecord, Lease } from '../registry/index.js';
 import type { Observed } from '../runtime/types.js';
+import type { AdmissionInput, NodeResources, NotAdmitted } from './admission.js';
 import type { Housekeeping } from './housekeeping.js';
 import type { BridgeFact, VmNetwork } from './network-drift.js';
 
@@ -20,7 +21,7 @@ export type Drift =
   | 'orphan' // ours, but no (active) component wants it
   | 'unknown' // its runtime could not list: never treated as missing
   | 'invalid' // the registry row is not a valid component
-  | 'pending'; // in a transitional state (stopping, paused...)
+  | 'pending'; // in a transitional state (stopping, paused...), or its start does not fit the host (admission.ts)
 
 /** What starts a workload; a VM's carries the network it goes on (decided here, leased by placement). */
 export interface StartLike { key: ComponentKey; workload: string; runtime: RuntimeKind; spec: ComponentSpec; specHash: string; network?: VmNetwork | undefined; reason: string }
@@ -87,6 +88,8 @@ export interface PlanInput {
   leases?: Lease[];
   /** Runtimes listed in full this pass: their garbage may be collected. */
   listedInFull?: RuntimeKind[];
+  /** The host's capacity and the admission settings; without it every start is admitted. */
+  admission?: AdmissionInput | undefined;
 }
 
 /** An action that is due but waits for its component's backoff to end. */
@@ -114,6 +117,10 @@ export interface PlanResult {
   held: HeldAction[];
   /** Runtimes that could not list, or that components need and are not configured. */
   unknown: UnknownRuntime[];
+  /** Starts, restarts and replaces that do not fit the host this pass (not in `actions`; their components are `pending`). */
+  notAdmitted: NotAdmitted[];
+  /** The node's capacity and allocation (admitted starts included); undefined without `admission` in the input. */
+  resources: NodeResources | undefined;
   /** What the registry and the host need besides the actions, in the order it is done. */
   housekeeping: Housekeeping[];
   /**

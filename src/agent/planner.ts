@@ -12,6 +12,7 @@ import type { InstanceRecord } from '../registry/index.js';
 import type { Observed } from '../runtime/types.js';
 import { attemptHash, SHAPING_FIELDS, specHash, workloadName } from '../identity.js';
 import { specChanges } from '../manifest/diff.js';
+import { admitPlanned } from './admission.js';
 import { planHousekeeping } from './housekeeping.js';
 import { networkDrift, vmNetwork, type NetworkDrift } from './network-drift.js';
 
@@ -211,8 +212,11 @@ export function plan(input: PlanInput): PlanResult {
 
   assessments.sort((a, b) => keyString(a.key).localeCompare(keyString(b.key)) || a.workload.localeCompare(b.workload));
   const busy = input.busy ?? new Set<string>();
+  // Starts that do not fit the host lose their action here: their components become `pending`.
+  const admission = admitPlanned(input, assessments, busy);
   const actions = assessments.flatMap((a) => (a.action && !busy.has(unitOf(a.action)) ? [a.action] : []));
   const housekeeping = planHousekeeping({ assessments, settled, listings: observed, instances: input.instances, leases: input.leases, busy, listedInFull: input.listedInFull ?? [], bridge: input.bridge });
   held.sort((a, b) => unitOf(a.action).localeCompare(unitOf(b.action)));
-  return { assessments, actions, held, unknown: [...unknown.values()], housekeeping, requeueAt: Number.isFinite(due) ? new Date(due) : undefined };
+  const requeueAt = Number.isFinite(due) ? new Date(due) : undefined;
+  return { assessments, actions, held, unknown: [...unknown.values()], notAdmitted: admission?.notAdmitted ?? [], resources: admission?.resources, housekeeping, requeueAt };
 }

@@ -15,6 +15,7 @@ import type { BridgeFact } from './network-drift.js';
 import type { Runtime, RuntimeEvent } from '../runtime/types.js';
 import { Executor, type ActionOutcome } from './executor.js';
 import { passReport, type MetricsSink } from './metrics-sink.js';
+import { hostAdmission } from './capacity.js';
 import { withBootFilesChecked } from './images.js';
 import { RuntimeObserver } from './observe.js';
 import { ObservedView } from './observed-view.js';
@@ -122,6 +123,7 @@ const planInput = (registry: Registry, config: AgentConfig, seen: Observation, n
   now,
   stableAfterMs: config.stable_after_seconds * 1000,
   bridge: seen.bridge,
+  admission: hostAdmission(config),
 });
 
 /**

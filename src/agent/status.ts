@@ -11,6 +11,7 @@ import { identityLive } from './process-identity.js';
 import { registryWritability, type Registry, type RegistryWritability, type SourceState } from '../registry/index.js';
 import type { Runtime } from '../runtime/types.js';
 import type { HostNet } from '../net/types.js';
+import type { NodeResources } from './admission.js';
 import type { Drift } from './planner.js';
 import { assess, type Assessed } from './reconciler.js';
 
@@ -65,6 +66,8 @@ export interface StatusReport {
   runtimes: Partial<Record<RuntimeKind, RuntimeHealth>>;
   /** Where desired state comes from besides `apply` (the NATS source), and how it is; null: none. */
   source: SourceState | null;
+  /** The node's capacity and what this agent's workloads hold (admission.ts); null: MemTotal unreadable. */
+  resources: NodeResources | null;
   summary: Record<string, number>;
   components: StatusRow[];
 }
@@ -140,6 +143,7 @@ export function statusReport(registry: Registry, result: Assessed, now = Date.no
     agent: agentLiveness(registry),
     runtimes: runtimeHealth,
     source: registry.source.state() ?? null,
+    resources: result.resources ?? null,
     summary,
     components,
   };

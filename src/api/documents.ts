@@ -52,6 +52,12 @@ export const statusDocument: z.ZodType<StatusReport> = z.object({
       rejected: z.array(z.object({ key: str, revision: z.number(), error: str })),
     })
     .nullable(),
+  resources: z
+    .object({
+      memory: z.object({ total_mib: z.number(), reserved_mib: z.number(), capacity_mib: z.number(), allocated_mib: z.number() }),
+      vcpus: z.object({ online_cpus: z.number(), overcommit: z.number(), capacity: z.number(), allocated: z.number() }),
+    })
+    .nullable(),
   summary: z.record(str, z.number()),
   components: z.array(row),
 });
@@ -69,6 +75,7 @@ const planAction = z.object({
 export const planDocumentSchema: z.ZodType<PlanDocument> = z.object({
   actions: z.array(planAction),
   held: z.array(planAction.extend({ due_at: str, failures: z.number(), last_error: nstr })),
+  not_admitted: z.array(planAction.extend({ not_admitted: str })),
   unknown_runtimes: z.array(z.object({ runtime: runtimeKind, error: str, components: z.array(str) })),
 });
 

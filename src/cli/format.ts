@@ -49,6 +49,13 @@ export function sourceLine(s: NonNullable<StatusReport['source']>, now: number):
   return `${head}: ${s.state} since ${s.since} (${ago(s.since, now)})${why}; ${rev}`;
 }
 
+/** `memory 16064/23593 MiB allocated (total 24105, reserved 512); vcpus 1/8 (2 CPUs × overcommit 4)`. */
+export function resourcesLine(n: NonNullable<StatusReport['resources']>): string {
+  const m = n.memory;
+  const v = n.vcpus;
+  return `memory ${m.allocated_mib}/${m.capacity_mib} MiB allocated (total ${m.total_mib}, reserved ${m.reserved_mib}); vcpus ${v.allocated}/${v.capacity} (${v.online_cpus} CPUs × overcommit ${v.overcommit})`;
+}
+
 export function formatStatus(r: StatusReport, opts: StatusFormatOptions = {}): string {
   const now = opts.now ?? Date.now();
   const lines: string[] = [];
@@ -65,6 +72,7 @@ export function formatStatus(r: StatusReport, opts: StatusFormatOptions = {}): s
   const rts = Object.entries(r.runtimes).map(([k, v]) => (v.ok ? `${k} ok${listed(v.observed_at)}` : `${k} UNAVAILABLE (${oneLine(v.error ?? '')})`));
   const runtimes = `runtimes: ${rts.join('; ')}`;
   lines.push(opts.wide ? runtimes : cut(runtimes, STATUS_WIDTH));
+  if (r.resources) lines.push(`host:     ${resourcesLine(r.resources)}`);
   if (r.source) {
     const line = `source:   ${sourceLine(r.source, now)}`;
     lines.push(opts.wide ? line : cut(line, STATUS_WIDTH));
@@ -203,13 +211,14 @@ export function formatPlan(p: PlanDocument, opts: StatusFormatOptions = {}): str
     const err = h.last_error ? `: ${oneLine(h.last_error)}` : '';
     notes.push(`${h.type} ${actionTarget(h)} held by backoff until ${clock(h.due_at)} (${inTime(Date.parse(h.due_at) - now)})${err}`);
   }
+  for (const n of p.not_admitted) notes.push(`${n.type} ${actionTarget(n)} not admitted: ${oneLine(n.not_admitted)}`);
   for (const u of p.unknown_runtimes) {
     const which = u.components.length > 0 ? `its components are unknown and left alone: ${u.components.join(', ')}` : 'no component of the registry is on it';
     notes.push(`the ${u.runtime} runtime cannot list (${oneLine(u.error)}): ${which}`);
   }
   if (out.length === 0 && notes.length === 0) return 'nothing to do: the node matches the registry';
   if (notes.length > 0) out.push(notes.join('\n'));
-  const counts = [`${p.actions.length} action(s)`, p.held.length > 0 ? `${p.held.length} held by backoff` : '', p.unknown_runtimes.length > 0 ? `${p.unknown_runtimes.length} runtime(s) unknown` : ''];
+  const counts = [`${p.actions.length} action(s)`, p.held.length > 0 ? `${p.held.length} held by backoff` : '', p.not_admitted.length > 0 ? `${p.not_admitted.length} not admitted` : '', p.unknown_runtimes.length > 0 ? `${p.unknown_runtimes.length} runtime(s) unknown` : ''];
   out.push(counts.filter(Boolean).join(', '));
   return out.join('\n\n');
 }

@@ -113,8 +113,11 @@ export const ConfigSchema = z.strictObject({
       /** Kernel command line of every kernel boot, before the component's cmdline. */
       /** panic=-1: a guest whose init dies reboots at once, and -no-reboot turns that into an exit. */
       base_cmdline: z.string().max(1024).default('console=ttyS0 quiet panic=-1'),
+      /** Host memory a VM holds besides its guest's (measured ~65 MiB under TCG: docs/admission.md). */
+      overhead_mib: z.number().int('must be a whole number of MiB').min(0, 'must be at least 0').max(4096, 'must be at most 4096').default(64),
     }))
-    .default({ binary: 'qemu-system-x86_64', img_binary: 'qemu-img', accel: 'auto', boot_timeout_seconds: 90, ssh_user: 'root', base_cmdline: 'console=ttyS0 quiet panic=-1' }),
+    .default({ binary: 'qemu-system-x86_64', img_binary: 'qemu-img', accel: 'auto', boot_timeout_seconds: 90, ssh_user: 'root', base_cmdline: 'console=ttyS0 quiet panic=-1', overhead_mib: 64 }),
+  host: z.lazy(() => hostSchema()).default({ reserved_memory_mib: 512, cpu_overcommit: 4, default_container_memory_mib: 0 }),
 });
 export type AgentConfig = z.output<typeof ConfigSchema>;
 
@@ -130,6 +133,16 @@ const netSchema = () =>
     table: z.string().regex(/^[a-z][a-z0-9_]{0,31}$/, 'must be an nft table name').default('mcp'),
   });
 
+/** What admission (src/agent/admission.ts) counts the host as holding. */
+const hostSchema = () =>
+  z.strictObject({
+    /** Kept for the host itself (kernel, agent, podman): capacity is MemTotal minus this. */
+    reserved_memory_mib: z.number().int('must be a whole number of MiB').min(0, 'must be at least 0').max(1_048_576, 'must be at most 1048576 (1 TiB)').default(512),
+    /** vCPUs admitted per online CPU. */
+    cpu_overcommit: z.number().int('must be a whole number').min(1, 'must be at least 1').max(64, 'must be at most 64').default(4),
+    /** What a container without `memory` counts (0: not counted). */
+    default_container_memory_mib: z.number().int('must be a whole number of MiB').min(0, 'must be at least 0').max(1_048_576, 'must be at most 1048576 (1 TiB)').default(0),
+  });
 
 const natsSettingsSchema = () => {
   const filePath = z.string().min(1, 'must not be empty');

@@ -191,6 +191,7 @@ describe('apply --wait reading a status report', () => {
     agent: { running: true, pid: 1, last_pass_at: null, once_in_progress: false },
     runtimes: {},
     source: null,
+    resources: null,
     summary: {},
     components,
   });

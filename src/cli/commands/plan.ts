@@ -8,9 +8,9 @@ import { formatPlan } from '../format.js';
 export function planCommand(): Command {
   return new Command('plan')
     .description('what the next reconcile would do, and why; what a backoff holds back and until when; runtimes that cannot list; changes nothing (asks the running agent; computes live when none runs)')
-    .option('--json', 'print JSON: actions, held (with due_at), unknown_runtimes')
+    .option('--json', 'print JSON: actions, held (with due_at), not_admitted (starts that do not fit the host), unknown_runtimes')
     .option('--wide', 'reasons whole (the default table fits 120 columns)')
-    .option('--check', 'exit 1 when any action is pending: due, held by a backoff, or undecidable because a runtime cannot list (for scripts)')
+    .option('--check', 'exit 1 when any action is pending: due, held by a backoff, not admitted (does not fit the host), or undecidable because a runtime cannot list (for scripts)')
     .option('--live', LIVE_HELP)
     .addHelpText('after', '\nExit codes: 0 ok (with --check: nothing pending), 1 with --check: an action is pending, 3 unusable registry.')
     .action(async (opts: { json?: boolean; wide?: boolean; check?: boolean; live?: boolean }, cmd: Command) => {
