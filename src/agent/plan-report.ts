@@ -35,6 +35,8 @@ export interface UnknownRuntimeJson {
 }
 
 export interface PlanDocument {
+  /** The node is drained (`agent drain`): its actions only stop workloads, nothing starts. */
+  drained: boolean;
   actions: PlanActionJson[];
   held: HeldActionJson[];
   unknown_runtimes: UnknownRuntimeJson[];
@@ -47,8 +49,9 @@ export function actionJson(a: Action): PlanActionJson {
   return out;
 }
 
-export function planDocument(r: Pick<PlanResult, 'actions' | 'held' | 'unknown'>): PlanDocument {
+export function planDocument(r: Pick<PlanResult, 'actions' | 'held' | 'unknown' | 'drained'>): PlanDocument {
   return {
+    drained: r.drained,
     actions: r.actions.map(actionJson),
     held: r.held.map((h) => ({ ...actionJson(h.action), due_at: h.until, failures: h.failures, last_error: h.lastError ?? null })),
     unknown_runtimes: r.unknown.map((u) => ({ runtime: u.runtime, error: u.error, components: [...u.components] })),

@@ -20,7 +20,8 @@ export type Drift =
   | 'orphan' // ours, but no (active) component wants it
   | 'unknown' // its runtime could not list: never treated as missing
   | 'invalid' // the registry row is not a valid component
-  | 'pending'; // in a transitional state (stopping, paused...)
+  | 'pending' // in a transitional state (stopping, paused...)
+  | 'drained'; // the node is drained (`agent drain`): stopped, or to be stopped; nothing starts (drain-plan.ts)
 
 /** What starts a workload; a VM's carries the network it goes on (decided here, leased by placement). */
 export interface StartLike { key: ComponentKey; workload: string; runtime: RuntimeKind; spec: ComponentSpec; specHash: string; network?: VmNetwork | undefined; reason: string }
@@ -31,6 +32,8 @@ export type Action =
   | ({ type: 'restart' } & StartLike)
   | ({ type: 'replace' } & StartLike)
   | { type: 'remove'; key: ComponentKey | undefined; workload: string; runtime: RuntimeKind; reason: string }
+  /** A graceful stop that keeps the workload (its logs, a VM's exit record): the node is drained. */
+  | { type: 'stop'; key: ComponentKey; workload: string; runtime: RuntimeKind; reason: string }
   | {
       type: 'adopt';
       key: ComponentKey;
@@ -87,6 +90,10 @@ export interface PlanInput {
   leases?: Lease[];
   /** Runtimes listed in full this pass: their garbage may be collected. */
   listedInFull?: RuntimeKind[];
+  /** The node is drained: running workloads are stopped, nothing starts (drain-plan.ts). */
+  drained?: boolean;
+  /** Workloads stopped for a drain: once undrained they start again whatever their restart policy. */
+  stoppedByDrain?: ReadonlySet<string>;
 }
 
 /** An action that is due but waits for its component's backoff to end. */
@@ -124,4 +131,6 @@ export interface PlanResult {
    * by the runtime's boot timeout, and the end of that action wakes the loop.
    */
   requeueAt: Date | undefined;
+  /** The node is drained (PlanInput.drained): `plan` and `status` say so. */
+  drained: boolean;
 }

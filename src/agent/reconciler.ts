@@ -120,6 +120,8 @@ const planInput = (registry: Registry, config: AgentConfig, seen: Observation, n
   now,
   stableAfterMs: config.stable_after_seconds * 1000,
   bridge: seen.bridge,
+  drained: registry.drain.state() !== undefined,
+  stoppedByDrain: registry.drain.stoppedByDrain(),
 });
 
 /**

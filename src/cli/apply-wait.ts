@@ -45,7 +45,7 @@ export function rowText(c: StatusRow): string {
 }
 
 /** The status `agent status` would print now: the running agent's view, else computed live. */
-function statusNow(cfg: AgentConfig, r: Registry): Promise<StatusReport> {
+export function statusNow(cfg: AgentConfig, r: Registry): Promise<StatusReport> {
   return fromAgentOrLive(cfg, { path: '/v1/status', schema: statusDocument }, () => {
     const host = buildHost(cfg, r.meta.agentId());
     return buildStatus(r, host.runtimes, cfg, host.hostNet);
