@@ -8,10 +8,11 @@
  * component of `restart = "never"` that the drain stopped runs again, one that had exited on its
  * own before the drain stays as it was.
  */
-import type { ComponentKey } from '../errors.js';
+import { keyString, type ComponentKey } from '../errors.js';
 import type { RuntimeKind } from '../manifest/schema.js';
 import type { Observed } from '../runtime/types.js';
-import type { Action, Drift } from './plan-types.js';
+import type { Housekeeping } from './housekeeping.js';
+import type { Action, Assessment, Drift, PlanInput } from './plan-types.js';
 
 export interface DrainedDecision {
   drift: Drift;
@@ -39,3 +40,24 @@ export function whileDrained(current: Observed | undefined, target: { key: Compo
  * since (its mark is cleared when it starts), so it starts again whatever its restart policy.
  */
 export const stoppedByDrain = (current: Observed, marks: ReadonlySet<string> | undefined): boolean => isStopped(current) && (marks?.has(current.name) ?? false);
+
+/**
+ * Marks no longer needed on an undrained node: the workload runs again (its stop failed and an
+ * agent died before it could say so, or someone started it by hand) or exists nowhere. Left alone
+ * while drained, while any runtime cannot list (a workload there cannot be told absent), and for
+ * components in flux. Housekeeping: the executor deletes them.
+ */
+export function staleDrainMarks(input: Pick<PlanInput, 'drained' | 'stoppedByDrain' | 'observed'>, assessments: Assessment[], busy: ReadonlySet<string>): Housekeeping[] {
+  const marks = input.stoppedByDrain;
+  if (input.drained || !marks || marks.size === 0) return [];
+  if (Object.values(input.observed).some((l) => l && !l.ok)) return [];
+  const seen = new Map(assessments.filter((a) => a.observed !== 'absent').map((a) => [a.workload, a]));
+  const items: Housekeeping[] = [];
+  for (const workload of [...marks].sort()) {
+    const a = seen.get(workload);
+    if (a && busy.has(keyString(a.key))) continue;
+    if (!a) items.push({ type: 'forget-drain-mark', key: undefined, workload, reason: 'stopped by a drain, but exists nowhere now' });
+    else if (a.observed === 'running') items.push({ type: 'forget-drain-mark', key: a.key, workload, reason: 'stopped by a drain, but runs again' });
+  }
+  return items;
+}

@@ -14,7 +14,7 @@ import { attemptHash, SHAPING_FIELDS, specHash, workloadName } from '../identity
 import { specChanges } from '../manifest/diff.js';
 import { planHousekeeping } from './housekeeping.js';
 import { networkDrift, vmNetwork, type NetworkDrift } from './network-drift.js';
-import { stoppedByDrain, whileDrained } from './drain-plan.js';
+import { staleDrainMarks, stoppedByDrain, whileDrained } from './drain-plan.js';
 
 export type { Action, ActionType, Assessment, Drift, HeldAction, PlanInput, PlanResult, RuntimeListing, StartLike, UnknownRuntime } from './plan-types.js';
 import type { Action, Assessment, Drift, HeldAction, PlanInput, PlanResult, UnknownRuntime } from './plan-types.js';
@@ -222,6 +222,7 @@ export function plan(input: PlanInput): PlanResult {
   const busy = input.busy ?? new Set<string>();
   const actions = assessments.flatMap((a) => (a.action && !busy.has(unitOf(a.action)) ? [a.action] : []));
   const housekeeping = planHousekeeping({ assessments, settled, listings: observed, instances: input.instances, leases: input.leases, busy, listedInFull: input.listedInFull ?? [], bridge: input.bridge });
+  housekeeping.push(...staleDrainMarks(input, assessments, busy));
   held.sort((a, b) => unitOf(a.action).localeCompare(unitOf(b.action)));
   return { assessments, actions, held, unknown: [...unknown.values()], housekeeping, requeueAt: Number.isFinite(due) ? new Date(due) : undefined, drained: input.drained ?? false };
 }

@@ -29,6 +29,7 @@ function only(r: PlanResult, w: string): Assessment {
   return found[0]!;
 }
 const actions = (r: PlanResult): string[] => r.actions.map((a) => `${a.type}:${a.workload}`);
+const marksForgotten = (r: PlanResult): string[] => r.housekeeping.flatMap((h) => (h.type === 'forget-drain-mark' ? [`${h.workload}: ${h.reason}`] : []));
 
 const api = spec('web', 'api');
 const db = spec('web', 'db', { restart: 'never' });
@@ -116,6 +117,19 @@ describe('plan, undrained: what the drain stopped starts again', () => {
     }, [record(db), record(api)], { stoppedByDrain: marks('web-db', 'web-api') }));
     assert.deepEqual(actions(r), ['replace:web-db']);
     assert.equal(only(r, 'web-api').drift, 'in-sync');
+    assert.deepEqual(marksForgotten(r), ['web-api: stopped by a drain, but runs again']);
+  });
+
+  it('forgets marks of workloads that run again or exist nowhere; keeps them while drained, while a runtime cannot list, for a component in flux', () => {
+    const d = desired([validRow(api), validRow(db)]);
+    const listing = { container: ok(observedFor(api), observedFor(db, { state: 'exited' })) };
+    const m = marks('web-api', 'web-db', 'web-gone');
+    const r = plan(input(d, listing, [record(api), record(db)], { stoppedByDrain: m }));
+    assert.deepEqual(marksForgotten(r), ['web-api: stopped by a drain, but runs again', 'web-gone: stopped by a drain, but exists nowhere now']);
+    assert.deepEqual(actions(r), ['start:web-db'], 'the stopped one keeps its mark until its start');
+    assert.deepEqual(marksForgotten(plan(input(d, listing, [], { stoppedByDrain: m, drained: true }))), []);
+    assert.deepEqual(marksForgotten(plan(input(d, { ...listing, unikernel: { ok: false, error: 'qemu gone' } }, [], { stoppedByDrain: m }))), []);
+    assert.deepEqual(marksForgotten(plan(input(d, listing, [], { stoppedByDrain: m, busy: new Set(['web/api']) }))), ['web-gone: stopped by a drain, but exists nowhere now']);
   });
 });
 
