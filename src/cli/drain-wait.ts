@@ -54,7 +54,7 @@ export async function waitDrained(cfg: AgentConfig, deadlineMs: number, deadline
         const { rows, running } = drainRows(report);
         const elapsed = Date.now() - start;
         for (const c of rows) live.set(label(c), live.tty && !STOPPED.has(c.observed) ? `${progress(c)}, ${secs(elapsed)}` : progress(c));
-        if (running.length === 0) return `node drained after ${secs(elapsed)}: none of its ${rows.length} workload(s) runs`;
+        if (running.length === 0) return `node drained after ${secs(elapsed)}: none of its ${rows.length} workload(s) runs${agentRuns(report) ? '' : ' (no agent is running on this registry)'}`;
         if (!agentRuns(report)) {
           throw new DrainIncompleteError(
             `drain: the node is recorded drained in ${cfg.db}, but no agent is running on this registry: nothing stops its ${running.length} running workload(s) until one runs (agent run): ${runningText(running)}`,

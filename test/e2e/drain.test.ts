@@ -99,6 +99,7 @@ describe('agent drain / undrain', () => {
     const again = await node.cli(['drain', '--deadline', '10s']);
     assert.equal(again.exitCode, 0, `no agent and nothing running: drained all the same\n${again.stderr}`);
     assert.match(again.stdout, /^node already drained since /m);
+    assert.match(again.stdout, /none of its 4 workload\(s\) runs \(no agent is running on this registry\)$/m);
     node.startAgent(env);
     await waitFor('the new agent', async () => (await node.status()).agent.running, 30_000, 200);
     await passes(node, 3);
@@ -137,6 +138,11 @@ describe('agent drain / undrain', () => {
       assert.match(r.stderr, new RegExp(`--deadline: must be a duration with a unit.*got '${bad}'`));
     }
     assert.equal((await node.status() as DrainStatus).node.drained, false, 'a refused drain records nothing');
+    const noWait = await node.cli(['drain', '--no-wait']);
+    assert.equal(noWait.exitCode, 0, noWait.stderr);
+    assert.match(noWait.stdout, /^note: no agent is running on this registry: nothing stops the workloads until one runs/m);
+    const since = /^node drained at (\S+):/m.exec(noWait.stdout)?.[1];
+    assert.equal((await node.ok(['undrain'])).split('\n')[0], `node undrained (drained since ${since}): the agent starts its workloads again`);
     const r = await node.cli(['drain']);
     assert.equal(r.exitCode, 1, r.stderr);
     assert.match(r.stderr, new RegExp(`no agent is running on this registry: nothing stops its 1 running workload\\(s\\) until one runs \\(agent run\\): ${svc}/api running`));

@@ -26,7 +26,12 @@ export function drainCommand(): Command {
       const cfg = settings(cmd);
       const { state, already } = await withRegistry(cfg, (r) => r.drain.drain(new Date()));
       print(already ? `node already drained since ${state.since || '(unknown)'}` : `node drained at ${state.since}: the agent stops every workload and starts nothing until agent undrain`);
-      if (!opts.wait) return;
+      if (!opts.wait) {
+        const { agentLiveness } = await import('../../agent/status.js');
+        const agent = await withRegistry(cfg, (r) => agentLiveness(r));
+        if (!agent.running && !agent.once_in_progress) print('note: no agent is running on this registry: nothing stops the workloads until one runs (agent run)');
+        return;
+      }
       // Loaded only to wait: the status machinery is most of what a CLI call loads.
       const { waitDrained } = await import('../drain-wait.js');
       print(await waitDrained(cfg, deadlineMs, opts.deadline));
