@@ -4,7 +4,8 @@
  * it (each VM start with the network it goes on), and the pass's housekeeping (housekeeping.ts).
  * Level-triggered: it looks only at the state now, never at what happened, so running it twice
  * plans the same thing. `agent status` shows the assessments; `agent plan` the actions; `agent
- * run` executes actions and housekeeping (executor.ts).
+ * run` executes actions and housekeeping (executor.ts). On a drained node it only stops
+ * (drain-plan.ts).
  */
 import { keyString, type ComponentKey } from '../errors.js';
 import type { ComponentSpec, RuntimeKind } from '../manifest/schema.js';
