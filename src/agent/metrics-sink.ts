@@ -13,9 +13,9 @@ export const ACTION_RESULTS = ['ok', 'failed', 'interrupted'] as const;
 export type ActionResult = (typeof ACTION_RESULTS)[number];
 
 /** Every drift and lease kind, so a gauge shows 0 for those absent rather than losing the series. */
-export const DRIFTS = ['in-sync', 'missing', 'stopped', 'exited', 'spec-changed', 'network', 'orphan', 'unknown', 'invalid', 'pending'] as const satisfies readonly Drift[];
+export const DRIFTS = ['in-sync', 'missing', 'stopped', 'exited', 'spec-changed', 'network', 'orphan', 'unknown', 'invalid', 'pending', 'drained'] as const satisfies readonly Drift[];
 export const LEASE_KINDS = ['ip', 'host_port'] as const satisfies readonly LeaseKind[];
-export const ACTION_TYPES = ['start', 'restart', 'replace', 'remove', 'adopt'] as const satisfies readonly ActionType[];
+export const ACTION_TYPES = ['start', 'restart', 'replace', 'remove', 'adopt', 'stop'] as const satisfies readonly ActionType[];
 /** `true` only when the list `L` names every member of the union `T`. */
 type Covers<L, T> = [Exclude<T, L>] extends [never] ? true : false;
 // A drift or lease kind added to its union without being listed above fails to compile here.

@@ -41,6 +41,8 @@ export interface UnknownRuntimeJson {
 }
 
 export interface PlanDocument {
+  /** The node is drained (`agent drain`): its actions only stop workloads, nothing starts. */
+  drained: boolean;
   actions: PlanActionJson[];
   held: HeldActionJson[];
   not_admitted: NotAdmittedJson[];
@@ -54,8 +56,9 @@ export function actionJson(a: Action): PlanActionJson {
   return out;
 }
 
-export function planDocument(r: Pick<PlanResult, 'actions' | 'held' | 'unknown'> & Partial<Pick<PlanResult, 'notAdmitted'>>): PlanDocument {
+export function planDocument(r: Pick<PlanResult, 'actions' | 'held' | 'unknown' | 'drained'> & Partial<Pick<PlanResult, 'notAdmitted'>>): PlanDocument {
   return {
+    drained: r.drained,
     actions: r.actions.map(actionJson),
     held: r.held.map((h) => ({ ...actionJson(h.action), due_at: h.until, failures: h.failures, last_error: h.lastError ?? null })),
     not_admitted: (r.notAdmitted ?? []).map((n) => ({ ...actionJson(n.action), not_admitted: n.reason })),

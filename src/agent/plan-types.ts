@@ -21,7 +21,8 @@ export type Drift =
   | 'orphan' // ours, but no (active) component wants it
   | 'unknown' // its runtime could not list: never treated as missing
   | 'invalid' // the registry row is not a valid component
-  | 'pending'; // in a transitional state (stopping, paused...), or its start does not fit the host (admission.ts)
+  | 'pending' // in a transitional state (stopping, paused...), or its start does not fit the host (admission.ts)
+  | 'drained'; // the node is drained (`agent drain`): stopped, or to be stopped; nothing starts (drain-plan.ts)
 
 /** What starts a workload; a VM's carries the network it goes on (decided here, leased by placement). */
 export interface StartLike { key: ComponentKey; workload: string; runtime: RuntimeKind; spec: ComponentSpec; specHash: string; network?: VmNetwork | undefined; reason: string }
@@ -32,6 +33,8 @@ export type Action =
   | ({ type: 'restart' } & StartLike)
   | ({ type: 'replace' } & StartLike)
   | { type: 'remove'; key: ComponentKey | undefined; workload: string; runtime: RuntimeKind; reason: string }
+  /** A graceful stop that keeps the workload (its logs, a VM's exit record): the node is drained. */
+  | { type: 'stop'; key: ComponentKey; workload: string; runtime: RuntimeKind; reason: string }
   | {
       type: 'adopt';
       key: ComponentKey;
@@ -90,6 +93,10 @@ export interface PlanInput {
   listedInFull?: RuntimeKind[];
   /** The host's capacity and the admission settings; without it every start is admitted. */
   admission?: AdmissionInput | undefined;
+  /** The node is drained: running workloads are stopped, nothing starts (drain-plan.ts). */
+  drained?: boolean;
+  /** Workloads stopped for a drain: once undrained they start again whatever their restart policy. */
+  stoppedByDrain?: ReadonlySet<string>;
 }
 
 /** An action that is due but waits for its component's backoff to end. */
@@ -131,4 +138,6 @@ export interface PlanResult {
    * by the runtime's boot timeout, and the end of that action wakes the loop.
    */
   requeueAt: Date | undefined;
+  /** The node is drained (PlanInput.drained): `plan` and `status` say so. */
+  drained: boolean;
 }

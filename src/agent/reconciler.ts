@@ -124,6 +124,8 @@ const planInput = (registry: Registry, config: AgentConfig, seen: Observation, n
   stableAfterMs: config.stable_after_seconds * 1000,
   bridge: seen.bridge,
   admission: hostAdmission(config),
+  drained: registry.drain.state() !== undefined,
+  stoppedByDrain: registry.drain.stoppedByDrain(),
 });
 
 /**

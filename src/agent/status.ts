@@ -59,10 +59,17 @@ export interface AgentLiveness {
   once_in_progress: boolean;
 }
 
+/** The node as a whole: drained (`agent drain`: workloads stopped, nothing starts) and since when. */
+export interface NodeState {
+  drained: boolean;
+  drained_since: string | null;
+}
+
 export interface StatusReport {
   /** The file, and whether it takes writes (a full disk: the agent keeps its bookkeeping in memory). */
   registry: { path: string } & RegistryWritability;
   agent: AgentLiveness;
+  node: NodeState;
   runtimes: Partial<Record<RuntimeKind, RuntimeHealth>>;
   /** Where desired state comes from besides `apply` (the NATS source), and how it is; null: none. */
   source: SourceState | null;
@@ -76,7 +83,7 @@ export interface StatusReport {
  * Running = a live process holds the reconciler claim as `run` (pid and start time checked, so a
  * reused pid does not count). The last pass comes from the heartbeat, which `run --once` writes too.
  */
-function agentLiveness(registry: Registry): AgentLiveness {
+export function agentLiveness(registry: Registry): AgentLiveness {
   const claim = registry.meta.reconciler();
   const hb = registry.meta.heartbeat();
   const live = claim !== undefined && identityLive(claim);
@@ -88,6 +95,11 @@ function agentLiveness(registry: Registry): AgentLiveness {
     // A one-shot pass under way (`run --once`, e.g. from cron) is reconciling too, just not for long.
     once_in_progress: live && claim.mode === 'run --once',
   };
+}
+
+function nodeState(registry: Registry): NodeState {
+  const d = registry.drain.state();
+  return { drained: d !== undefined, drained_since: d?.since || null };
 }
 
 /** Status computed live: fresh listings of every runtime and a look at the bridge (no agent needed). */
@@ -141,6 +153,7 @@ export function statusReport(registry: Registry, result: Assessed, now = Date.no
   return {
     registry: { path: registry.path, ...registryWritability(registry.path) },
     agent: agentLiveness(registry),
+    node: nodeState(registry),
     runtimes: runtimeHealth,
     source: registry.source.state() ?? null,
     resources: result.resources ?? null,

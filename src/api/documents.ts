@@ -20,7 +20,7 @@ const row: z.ZodType<StatusRow> = z.object({
   runtime: runtimeKind.nullable(),
   desired: z.enum(['running', 'absent']),
   observed: str,
-  drift: z.enum(['in-sync', 'missing', 'stopped', 'exited', 'spec-changed', 'network', 'orphan', 'unknown', 'invalid', 'pending']),
+  drift: z.enum(['in-sync', 'missing', 'stopped', 'exited', 'spec-changed', 'network', 'orphan', 'unknown', 'invalid', 'pending', 'drained']),
   reason: str,
   next_action: nstr,
   backoff_until: nstr,
@@ -38,6 +38,7 @@ const row: z.ZodType<StatusRow> = z.object({
 export const statusDocument: z.ZodType<StatusReport> = z.object({
   registry: z.object({ path: str, writable: z.boolean(), reason: nstr, free_bytes: nnum }),
   agent: z.object({ running: z.boolean(), pid: nnum, last_pass_at: nstr, once_in_progress: z.boolean() }),
+  node: z.object({ drained: z.boolean(), drained_since: nstr }),
   runtimes: z.partialRecord(runtimeKind, z.object({ ok: z.boolean(), error: nstr, observed_at: nstr, age_seconds: nnum })),
   source: z
     .object({
@@ -63,7 +64,7 @@ export const statusDocument: z.ZodType<StatusReport> = z.object({
 });
 
 const planAction = z.object({
-  type: z.enum(['start', 'restart', 'replace', 'remove', 'adopt']),
+  type: z.enum(['start', 'restart', 'replace', 'remove', 'adopt', 'stop']),
   workload: str,
   runtime: runtimeKind,
   reason: str,
@@ -73,6 +74,7 @@ const planAction = z.object({
 });
 
 export const planDocumentSchema: z.ZodType<PlanDocument> = z.object({
+  drained: z.boolean(),
   actions: z.array(planAction),
   held: z.array(planAction.extend({ due_at: str, failures: z.number(), last_error: nstr })),
   not_admitted: z.array(planAction.extend({ not_admitted: str })),

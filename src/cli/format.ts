@@ -67,6 +67,7 @@ export function formatStatus(r: StatusReport, opts: StatusFormatOptions = {}): s
       : `not running${lastPass ? ` (${lastPass})` : ''}`;
   lines.push(`registry: ${r.registry.path}${r.registry.writable ? '' : ` NOT WRITABLE (${r.registry.reason}; a running agent keeps its bookkeeping in memory)`}`);
   lines.push(`agent:    ${agent}`);
+  if (r.node.drained) lines.push(`node:     ${drainedText(r.node.drained_since, now)}`);
   // How old the listing is: from a running agent, its live view's last full listing (events keep it current in between).
   const listed = (at: string | null | undefined): string => (at ? ` (listed ${ago(at, now)})` : '');
   const rts = Object.entries(r.runtimes).map(([k, v]) => (v.ok ? `${k} ok${listed(v.observed_at)}` : `${k} UNAVAILABLE (${oneLine(v.error ?? '')})`));
@@ -86,6 +87,11 @@ export function formatStatus(r: StatusReport, opts: StatusFormatOptions = {}): s
   const summary = Object.entries(r.summary).map(([k, n]) => `${n} ${k}`).join(', ');
   lines.push('', `${r.components.length} rows: ${summary}`);
   return lines.join('\n');
+}
+
+/** `drained since 12:03:04 (2m ago): nothing starts until agent undrain`. */
+function drainedText(since: string | null, now: number): string {
+  return `drained${since ? ` since ${since} (${ago(since, now)})` : ''}: workloads are stopped and nothing starts until agent undrain`;
 }
 
 /**
@@ -216,7 +222,8 @@ export function formatPlan(p: PlanDocument, opts: StatusFormatOptions = {}): str
     const which = u.components.length > 0 ? `its components are unknown and left alone: ${u.components.join(', ')}` : 'no component of the registry is on it';
     notes.push(`the ${u.runtime} runtime cannot list (${oneLine(u.error)}): ${which}`);
   }
-  if (out.length === 0 && notes.length === 0) return 'nothing to do: the node matches the registry';
+  if (out.length === 0 && notes.length === 0) return p.drained ? 'nothing to do: the node is drained (every workload stopped; agent undrain starts them again)' : 'nothing to do: the node matches the registry';
+  if (p.drained) notes.unshift('the node is drained: workloads are stopped and nothing starts until agent undrain');
   if (notes.length > 0) out.push(notes.join('\n'));
   const counts = [`${p.actions.length} action(s)`, p.held.length > 0 ? `${p.held.length} held by backoff` : '', p.not_admitted.length > 0 ? `${p.not_admitted.length} not admitted` : '', p.unknown_runtimes.length > 0 ? `${p.unknown_runtimes.length} runtime(s) unknown` : ''];
   out.push(counts.filter(Boolean).join(', '));

@@ -153,7 +153,7 @@ function statusRow(over: Partial<StatusRow> = {}): StatusRow {
 function report(rows: StatusRow[]): StatusReport {
   const summary: Record<string, number> = {};
   for (const c of rows) summary[c.drift] = (summary[c.drift] ?? 0) + 1;
-  return { registry: { path: '/tmp/agent.db', writable: true, reason: null, free_bytes: null }, agent: { running: false, pid: null, last_pass_at: null, once_in_progress: false }, runtimes: { container: { ok: true, error: null, observed_at: null, age_seconds: null } }, source: null, resources: null, summary, components: rows };
+  return { registry: { path: '/tmp/agent.db', writable: true, reason: null, free_bytes: null }, agent: { running: false, pid: null, last_pass_at: null, once_in_progress: false }, node: { drained: false, drained_since: null }, runtimes: { container: { ok: true, error: null, observed_at: null, age_seconds: null } }, source: null, resources: null, summary, components: rows };
 }
 
 describe('status: filter and --check', () => {
