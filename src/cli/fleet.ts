@@ -50,18 +50,31 @@ interface NatsFlags {
   nats?: string;
   bucket: string;
   replicas: string;
+  natsCa?: string;
+  natsCert?: string;
+  natsKey?: string;
 }
 
 const natsOpts = (c: Command): Command =>
   c
     .option('--nats <urls>', 'go through this NATS JetStream KV bucket instead of SSH: server URLs, comma-separated (nats://host:4222); the inventory then needs only names and labels')
-    .option('--bucket <name>', 'with --nats: the KV bucket', DEFAULT_BUCKET);
+    .option('--bucket <name>', 'with --nats: the KV bucket', DEFAULT_BUCKET)
+    .option('--nats-ca <file>', 'with --nats: the CA that signed the servers\' certificates (TLS)')
+    .option('--nats-cert <file>', 'with --nats: this master\'s client certificate, for servers that verify clients (with --nats-key)')
+    .option('--nats-key <file>', 'with --nats: the client certificate\'s private key');
+
+/** The TLS flags mean nothing over SSH: refused there rather than silently ignored. */
+function refuseNatsOnly(opts: NatsFlags): void {
+  const given = (['natsCa', 'natsCert', 'natsKey'] as const).filter((k) => opts[k] !== undefined);
+  if (given.length > 0) throw new ValidationError('fleet', given.map((k) => ({ field: `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`, rule: 'needs --nats (SSH pins host keys instead)' })));
+}
 
 async function applyOrPlan(opts: PlaceOpts, dryRun: boolean): Promise<void> {
   if (opts.nats !== undefined) {
     const { natsApply } = await import('./fleet-nats.js'); // loads the NATS client only when used
     return natsApply({ ...opts, nats: opts.nats }, dryRun);
   }
+  refuseNatsOnly(opts);
   const { inv, timeoutMs, parallel } = common(opts);
   const waitTimeoutMs = parseTimeout(opts.waitTimeout);
   if (waitTimeoutMs === undefined) throw new ValidationError('fleet', [{ field: '--wait-timeout', rule: `must be a duration like 2m, 90s or 500ms, got '${opts.waitTimeout}'` }]);
@@ -157,6 +170,7 @@ export function fleetCommand(): Command {
         const { natsStatus } = await import('./fleet-nats.js');
         return natsStatus({ ...opts, nats: opts.nats });
       }
+      refuseNatsOnly(opts);
       const { inv, timeoutMs, parallel } = common(opts);
       const nodes = selectNodes(inv, opts);
       requirePinned(inv, nodes);
