@@ -174,9 +174,13 @@ async function startAgent(): Promise<boolean> {
   const out = openSync(join(dir, 'agent.log'), 'a');
   const child = spawn(process.execPath, [BIN, '--db', db, 'run'], { cwd: ROOT, env: childEnv, stdio: ['ignore', out, out] });
   children.track(child);
-  const deadline = Date.now() + 30_000;
+  const deadline = Date.now() + 60_000;
   while (Date.now() < deadline && child.exitCode === null) {
-    if (existsSync(socket) && statSync(socket).isSocket()) return true;
+    // The socket comes before the agent's first listing: until that, its status says `unknown`.
+    if (existsSync(socket) && statSync(socket).isSocket()) {
+      const r = await agent(['status', '--json']).catch(() => undefined);
+      if (r && (JSON.parse(r.stdout) as { summary: Record<string, number> }).summary['in-sync'] === TOTAL) return true;
+    }
     await sleep(100);
   }
   if (child.exitCode !== null) throw new Error(`agent run exited ${child.exitCode}: see ${join(dir, 'agent.log')}`);
@@ -255,7 +259,7 @@ async function bench(): Promise<void> {
   const noAgent = await rounds('no agent', { node, cli: () => agent(['events', '-n', '1', '--json']), podman, status });
   log('starting agent run in the background...');
   const api = await startAgent();
-  if (!api) log(`no ${socket} 30 s after agent run started: case (b) is n/a`);
+  if (!api) log(`no ${socket} answering ${TOTAL} x in-sync 60 s after agent run started: case (b) is n/a`);
   const withAgent = api && !signals.interrupted ? await rounds('agent runs', { node, podman, status }) : undefined;
   if (signals.interrupted) return;
 
