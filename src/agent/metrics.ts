@@ -26,6 +26,8 @@ export class AgentMetrics implements MetricsSink {
   private readonly restarts: Counter<'runtime'>;
   private readonly reaction: Histogram;
   private readonly vmBoot: Histogram;
+  private readonly healthChecks: Counter<'result'>;
+  private readonly unhealthy: Gauge;
 
   constructor() {
     const registers = [this.registry];
@@ -113,6 +115,14 @@ export class AgentMetrics implements MetricsSink {
       buckets: VM_BOOT_BUCKETS,
       registers,
     });
+    this.healthChecks = new Counter({
+      name: 'mcp_agent_health_checks_total',
+      help: 'Health probes ended, by result (success, failure)',
+      labelNames: ['result'],
+      registers,
+    });
+    this.unhealthy = new Gauge({ name: 'mcp_agent_unhealthy_workloads', help: 'Workloads whose health check failed failure_threshold times in a row, now', registers });
+    for (const result of ['success', 'failure']) this.healthChecks.inc({ result }, 0);
     // Counters start at 0 for every label set: rate() and "did it rise" need the series before the first event.
     for (const action of ACTION_TYPES) for (const outcome of ACTION_RESULTS) this.actions.inc({ action, outcome }, 0);
     for (const runtime of RUNTIMES) this.restarts.inc({ runtime }, 0);
@@ -144,5 +154,13 @@ export class AgentMetrics implements MetricsSink {
 
   vmBooted(seconds: number): void {
     this.vmBoot.observe(seconds);
+  }
+
+  healthChecked(result: 'success' | 'failure'): void {
+    this.healthChecks.inc({ result });
+  }
+
+  unhealthyWorkloads(count: number): void {
+    this.unhealthy.set(count);
   }
 }

@@ -9,6 +9,7 @@ import type { DesiredState, InstanceRecord, Lease } from '../registry/index.js';
 import type { Observed } from '../runtime/types.js';
 import type { Housekeeping } from './housekeeping.js';
 import type { BridgeFact, VmNetwork } from './network-drift.js';
+import type { HealthVerdict } from './health/verdict.js';
 
 export type Drift =
   | 'in-sync' // matches the registry
@@ -20,6 +21,7 @@ export type Drift =
   | 'orphan' // ours, but no (active) component wants it
   | 'unknown' // its runtime could not list: never treated as missing
   | 'invalid' // the registry row is not a valid component
+  | 'unhealthy' // running, but its health check failed failure_threshold times in a row (restarted unless restart = never)
   | 'pending'; // in a transitional state (stopping, paused...)
 
 /** What starts a workload; a VM's carries the network it goes on (decided here, leased by placement). */
@@ -28,7 +30,8 @@ export interface StartLike { key: ComponentKey; workload: string; runtime: Runti
 /** What the reconcile would do. Reasons are for humans and land in the events log. */
 export type Action =
   | ({ type: 'start' } & StartLike)
-  | ({ type: 'restart' } & StartLike)
+  /** `stopFirst`: the workload still runs (it is unhealthy): it is stopped, then started again. */
+  | ({ type: 'restart'; stopFirst?: boolean } & StartLike)
   | ({ type: 'replace' } & StartLike)
   | { type: 'remove'; key: ComponentKey | undefined; workload: string; runtime: RuntimeKind; reason: string }
   | {
@@ -68,6 +71,8 @@ export interface Assessment {
   address: string | undefined;
   network: string | undefined;
   handle: string | undefined;
+  /** The health verdict of the run observed now; undefined: no check, not running, or not probed yet. */
+  health?: HealthVerdict | undefined;
 }
 
 export type RuntimeListing = { ok: true; items: Observed[] } | { ok: false; error: string };
@@ -87,6 +92,8 @@ export interface PlanInput {
   leases?: Lease[];
   /** Runtimes listed in full this pass: their garbage may be collected. */
   listedInFull?: RuntimeKind[];
+  /** Health verdicts by workload (health/verdict.ts): the running agent's, or those stored in the registry. */
+  health?: ReadonlyMap<string, HealthVerdict>;
 }
 
 /** An action that is due but waits for its component's backoff to end. */
