@@ -8,4 +8,4 @@ ALTER TABLE instances ADD COLUMN health_failures INTEGER NOT NULL DEFAULT 0;   -
 ALTER TABLE instances ADD COLUMN health_output TEXT;                          -- the last probe's output (cut to 500 chars)
 ALTER TABLE instances ADD COLUMN health_checked_at TEXT;                      -- when that probe ended
 ALTER TABLE instances ADD COLUMN health_since TEXT;                           -- when health_status last changed
-ALTER TABLE instances ADD COLUMN health_run TEXT;                             -- the run it is about: handle@started_at
+ALTER TABLE instances ADD COLUMN health_run TEXT;                             -- the run it is about: its handle (container id, QEMU pid)

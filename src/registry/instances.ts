@@ -32,7 +32,7 @@ export interface StoredHealth {
   output: string;
   checkedAt: string;
   since: string;
-  /** The run it is about (`handle@started_at`): a verdict of an earlier run says nothing of this one. */
+  /** The run it is about (its handle): a verdict of another run says nothing of this one. */
   run: string;
 }
 

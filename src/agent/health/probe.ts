@@ -97,7 +97,8 @@ export class HostProber implements Prober {
     }
     const url = `http://127.0.0.1:${port}${t.check.path ?? HTTP_DEFAULTS.path}`;
     const r = await runProbeCommand(nsenter, [...enter, this.o.curl ?? 'curl', '-sS', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', String(t.check.timeout_seconds), url], timeoutMs);
-    if (r.code !== 0 || r.timedOut) return this.afterNsenter(t, r, commandVerdict(r, `GET ${url}`, timeoutMs));
+    // curl writes the status code (000: none) before its error: the error alone says why.
+    if (r.code !== 0 || r.timedOut) return this.afterNsenter(t, r, commandVerdict({ ...r, output: r.output.replace(/^000\s*/, '') }, `GET ${url}`, timeoutMs));
     return statusVerdict(url, Number(r.output.trim()), t.check);
   }
 

@@ -15,7 +15,7 @@ export interface HealthVerdict {
   status: HealthStatus;
   /** The last probe's output (why it failed, or what it answered). */
   output: string;
-  /** `handle@startedAt` of the run probed (runOf). */
+  /** The handle of the run probed (container id, QEMU pid). */
   run: string;
   /** When the status last changed (ISO). */
   since: string;
@@ -23,8 +23,12 @@ export interface HealthVerdict {
   failures: number;
 }
 
-/** The identity of one run of a workload: a container started again keeps its id, not its start time. */
-export const runOf = (o: Pick<Observed, 'id' | 'startedAt'>): string => `${o.id}@${o.startedAt ?? ''}`;
+/**
+ * The run a verdict is about: its handle. A container started again keeps its id; its verdict is
+ * dropped by the monitor when the agent acts on it (hold/release), so a restart starts over.
+ * Start times are not used: the runtime's listing and an action's result spell them differently.
+ */
+export const runOf = (o: Pick<Observed, 'id'>): string => o.id;
 
 /** The verdict about the run observed now, if any. */
 export function currentVerdict(health: ReadonlyMap<string, HealthVerdict> | undefined, o: Observed | undefined): HealthVerdict | undefined {
