@@ -4,6 +4,7 @@
 // (restart never); the start period honoured. Then a real QEMU/TCG guest whose exec check over the
 // pinned SSH starts failing. Each test removes its containers and VMs (TestNode.cleanup).
 import { strict as assert } from 'node:assert';
+import { writeFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { TestNode, containerService, row, vmService, waitFor, VM_KERNEL, type StatusJson } from '../helpers/agent.js';
 import { parseExposition, sampleValue } from '../helpers/prom-text.js';
@@ -22,6 +23,32 @@ async function health(node: TestNode, svc: string, comp: string, want: string): 
     return row(st, svc, comp).health === want && st;
   }, 60_000, 250);
 }
+
+describe('health checks refused at apply', () => {
+  it('names the field, exits 2 and leaves the registry unchanged', async (t) => {
+    const node = new TestNode();
+    t.after(() => node.cleanup());
+    const svc = TestNode.serviceName('hr');
+    await node.apply(containerService(svc, { web: serve(8080) }, { web: check('kind = "tcp"\nport = 8080') }));
+    const before = node.query('SELECT * FROM components');
+    const bad: Array<[string, RegExp]> = [
+      [containerService(svc, { web: serve(8080) }, { web: check('kind = "tcp"\nport = 0') }), /components\[0\]\.health\.port.*between 1 and 65535/],
+      [containerService(svc, { web: serve(8080) }, { web: check('kind = "smtp"\nport = 25') }), /components\[0\]\.health\.kind.*must be one of tcp, http, exec/],
+      [containerService(svc, { web: serve(8080) }, { web: check('kind = "tcp"\nport = 8080\ninterval_seconds = 0') }), /components\[0\]\.health\.interval_seconds.*at least 1 s/],
+      [vmService(svc, { g: `${VM_KERNEL}\n${check('kind = "http"\nport = 8080')}` }), /components\[0\]\.health\.port.*declared tcp ports/],
+      // this node has no images dir: no host key to pin, so no SSH for an exec check
+      [vmService(svc, { g: `${VM_KERNEL}\n${check('kind = "exec"\ncommand = ["true"]')}` }), /components\[0\]\.health\.kind.*exec runs over the VM's pinned SSH.*no SSH host key to pin/],
+    ];
+    for (const [manifest, rule] of bad) {
+      const file = `${node.dir}/bad.toml`;
+      writeFileSync(file, manifest);
+      const r = await node.cli(['apply', '-f', file]);
+      assert.equal(r.exitCode, 2, r.stderr);
+      assert.match(r.stderr, rule);
+    }
+    assert.deepEqual(node.query('SELECT * FROM components'), before);
+  });
+});
 
 describe('health checks on containers', () => {
   it('http and tcp checks in the namespace: a killed server makes it unhealthy, then it is restarted', async (t) => {
