@@ -46,8 +46,8 @@ export interface MetricsSink {
   reacted(seconds: number): void;
   /** A VM answered SSH `seconds` after QEMU was launched. */
   vmBooted(seconds: number): void;
-  /** A health probe ended (health/monitor.ts). */
-  healthChecked?(result: 'success' | 'failure'): void;
+  /** A health probe ended (health/monitor.ts), `seconds` after it began (its wait for a slot not counted). */
+  healthChecked?(result: 'success' | 'failure', seconds: number): void;
   /** How many workloads are unhealthy now, after a probe. */
   unhealthyWorkloads?(count: number): void;
 }

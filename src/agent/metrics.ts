@@ -28,6 +28,7 @@ export class AgentMetrics implements MetricsSink {
   private readonly vmBoot: Histogram;
   private readonly healthChecks: Counter<'result'>;
   private readonly unhealthy: Gauge;
+  private readonly probeSeconds: Histogram;
 
   constructor() {
     const registers = [this.registry];
@@ -122,6 +123,12 @@ export class AgentMetrics implements MetricsSink {
       registers,
     });
     this.unhealthy = new Gauge({ name: 'mcp_agent_unhealthy_workloads', help: 'Workloads whose health check failed failure_threshold times in a row, now', registers });
+    this.probeSeconds = new Histogram({
+      name: 'mcp_agent_health_probe_seconds',
+      help: 'How long a health probe took (nsenter + nc/curl, podman exec, SSH exec, or a connect), its wait for a slot not counted',
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    });
     for (const result of ['success', 'failure']) this.healthChecks.inc({ result }, 0);
     // Counters start at 0 for every label set: rate() and "did it rise" need the series before the first event.
     for (const action of ACTION_TYPES) for (const outcome of ACTION_RESULTS) this.actions.inc({ action, outcome }, 0);
@@ -156,8 +163,9 @@ export class AgentMetrics implements MetricsSink {
     this.vmBoot.observe(seconds);
   }
 
-  healthChecked(result: 'success' | 'failure'): void {
+  healthChecked(result: 'success' | 'failure', seconds: number): void {
     this.healthChecks.inc({ result });
+    this.probeSeconds.observe(seconds);
   }
 
   unhealthyWorkloads(count: number): void {

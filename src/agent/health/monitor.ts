@@ -142,7 +142,7 @@ export class HealthMonitor {
       if (e.gen !== gen || this.stopped) return;
       const r = await this.o.prober.probe(e.target);
       if (e.gen !== gen || this.stopped) return; // the run changed under the probe: its result says nothing now
-      this.o.metrics?.healthChecked?.(r.ok ? 'success' : 'failure');
+      this.o.metrics?.healthChecked?.(r.ok ? 'success' : 'failure', (this.now() - began) / 1000);
       const before = e.state;
       const step = afterProbe(before, r, e.target.check, e.target.startedAt ?? began, this.now());
       e.state = step.state;

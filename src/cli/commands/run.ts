@@ -76,7 +76,7 @@ export function runCommand(): Command {
             actionDone: (a, rt, res) => (metrics?.actionDone(a, rt, res), onPass?.()),
             reacted: (sec) => metrics?.reacted(sec),
             vmBooted: (sec) => metrics?.vmBooted(sec),
-            healthChecked: (r) => metrics?.healthChecked(r),
+            healthChecked: (r, sec) => metrics?.healthChecked(r, sec),
             unhealthyWorkloads: (n) => metrics?.unhealthyWorkloads(n),
           }
         : metrics;
