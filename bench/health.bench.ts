@@ -2,7 +2,8 @@
  * Benchmark (not a test): what health probes cost, with N real containers (default 100) under tcp
  * checks every second, as ratios against baselines measured in the same run.
  *
- *   npm run bench:health        (env: BENCH_HEALTH_N, default 100; BENCH_HEALTH_WINDOW_S, default 30)
+ *   npm run bench:health        (env: BENCH_HEALTH_N, default 100; BENCH_HEALTH_WINDOW_S, default 30;
+ *                                BENCH_HEALTH_PARALLELISM: health.parallelism, default the setting's 8)
  *
  * Setup: a temp dir and registry, services bench<random><letter> of at most 100 components each
  * running busybox `httpd -f -p 8080` (--network none), each with `health = { kind = "tcp", port =
@@ -36,6 +37,7 @@ const BIN = join(ROOT, 'bin/agent.js');
 const IMAGE = 'localhost/agent-busybox:latest';
 const N = Number(process.env.BENCH_HEALTH_N ?? 100);
 const WINDOW_S = Number(process.env.BENCH_HEALTH_WINDOW_S ?? 30);
+const PARALLELISM = process.env.BENCH_HEALTH_PARALLELISM;
 const tag = randomBytes(4).toString('hex');
 const prefix = `bench${tag}`;
 const services = Array.from({ length: Math.ceil(N / 100) }, (_, i) => `${prefix}${String.fromCharCode(97 + i)}`);
@@ -49,7 +51,8 @@ const log = (msg: string): void => void process.stderr.write(`health bench: ${ms
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const children = new ChildTracker({ cwd: ROOT, env });
 const must = (cmd: string, args: string[], timeoutMs = 600_000): Promise<Ran> => children.must(cmd, args, timeoutMs);
-const agent = (args: string[]): Promise<Ran> => must(process.execPath, [BIN, '--db', db, ...args]);
+const config = join(dir, 'agent.toml');
+const agent = (args: string[]): Promise<Ran> => must(process.execPath, [BIN, '--config', config, '--db', db, ...args]);
 
 function manifest(name: string, count: number): string {
   let out = `name = "${name}"\nruntime = "container"\n`;
@@ -107,6 +110,7 @@ function cleanup(): Promise<void> {
 
 async function main(): Promise<void> {
   cleanUpOnSignals(log, cleanup);
+  writeFileSync(config, PARALLELISM ? `[health]\nparallelism = ${Number(PARALLELISM)}\n` : '');
   for (const [i, s] of services.entries()) {
     const file = join(dir, `${s}.toml`);
     writeFileSync(file, manifest(s, Math.min(100, N - i * 100)));
@@ -115,13 +119,13 @@ async function main(): Promise<void> {
   let t0 = performance.now();
   await agent(['run', '--once']);
   log(`${N} containers started in ${r1((performance.now() - t0) / 1000)} s`);
-  const run = spawn(process.execPath, [BIN, '--db', db, 'run'], { cwd: ROOT, env, stdio: 'ignore' });
+  const run = spawn(process.execPath, [BIN, '--config', config, '--db', db, 'run'], { cwd: ROOT, env, stdio: 'ignore' });
   children.track(run);
   const pid = run.pid!;
   t0 = performance.now();
   for (;;) {
     await sleep(1000);
-    const r = await must(process.execPath, [BIN, '--db', db, 'status', '--json']).catch(() => undefined);
+    const r = await agent(['status', '--json']).catch(() => undefined);
     const rows = r ? (JSON.parse(r.stdout) as { components: Array<{ health: string | null }> }).components : [];
     const healthy = rows.filter((c) => c.health === 'healthy').length;
     if (healthy === N) break;
@@ -154,7 +158,7 @@ async function main(): Promise<void> {
   const own = ((c1.own - c0.own) / HZ / secs) * 100;
   const reaped = ((c1.reaped - c0.reaped) / HZ / secs) * 100;
   const rows: Array<[string, string, string]> = [
-    ['containers under tcp checks every 1 s', String(N), ''],
+    ['containers under tcp checks every 1 s', String(N), `health.parallelism ${PARALLELISM ?? 8}`],
     ['probes per second (agent)', String(r1(probes / secs)), `expected ~${N}`],
     ['(a) agent CPU, % of one core', `${r1(own)}%`, 'goal < 5%'],
     ['    probe commands it reaped (nsenter, nc), % of one core', `${r1(reaped)}%`, ''],
