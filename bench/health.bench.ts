@@ -11,7 +11,8 @@
  * background (default settings: health.parallelism 8). Once every component is healthy and a
  * warm-up of 5 s has passed, a window of W seconds:
  *   (a) agent CPU: utime+stime of the agent's pid from /proc/PID/stat over the window, as a share
- *       of one core (goal < 5%); beside it the CPU of the probe commands it reaped (cutime+cstime).
+ *       of one core (goal < 5%); beside it the CPU of the probe commands it reaped (cutime+cstime)
+ *       and of the shells it keeps in the containers' namespaces for tcp probes (with their nc).
  *   (b) probe latency: the mean of mcp_agent_health_probe_seconds over the window (from the agent's
  *       /metrics on its unix socket: nsenter + nc -z as the agent runs them, slot wait not counted)
  *       vs the mean of bare `nsenter -t PID -n nc -z -w 1 127.0.0.1 8080` of the same containers,
@@ -23,7 +24,7 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -68,6 +69,22 @@ function cpuTicks(pid: number): { own: number; reaped: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return { own: Number(f[11]) + Number(f[12]), reaped: Number(f[13]) + Number(f[14]) };
+}
+
+/** Per live child of `pid` (the tcp probe shells in the containers' namespaces): all its CPU, its reaped nc's included. */
+function childTicks(pid: number): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const p of readdirSync('/proc')) {
+    if (!/^\d+$/.test(p)) continue;
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(f[1]) === pid) out.set(Number(p), Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]));
+    } catch {
+      /* gone */
+    }
+  }
+  return out;
 }
 
 async function metrics(): Promise<{ sum: number; count: number }> {
@@ -135,9 +152,13 @@ async function main(): Promise<void> {
   await sleep(5000);
   const m0 = await metrics();
   const c0 = cpuTicks(pid);
+  const k0 = childTicks(pid);
   const w0 = performance.now();
   await sleep(WINDOW_S * 1000);
   const c1 = cpuTicks(pid);
+  const k1 = childTicks(pid);
+  let shells = 0;
+  for (const [p, t] of k1) if (k0.has(p)) shells += t - k0.get(p)!;
   const secs = (performance.now() - w0) / 1000;
   const m1 = await metrics();
   const probes = m1.count - m0.count;
@@ -161,7 +182,8 @@ async function main(): Promise<void> {
     ['containers under tcp checks every 1 s', String(N), `health.parallelism ${PARALLELISM ?? 8}`],
     ['probes per second (agent)', String(r1(probes / secs)), `expected ~${N}`],
     ['(a) agent CPU, % of one core', `${r1(own)}%`, 'goal < 5%'],
-    ['    probe commands it reaped (nsenter, nc), % of one core', `${r1(reaped)}%`, ''],
+    ['    probe commands it reaped (nsenter, nc, curl), % of one core', `${r1(reaped)}%`, ''],
+    ['    its probe shells in the namespaces (and their nc), % of one core', `${r1((shells / HZ / secs) * 100)}%`, `${k1.size} children`],
     ['(b) agent probe, mean ms', String(r2(agentMs)), ''],
     ['    bare nsenter + nc -z, mean ms (median)', `${r2(bareMean)} (${r2(median(bare))})`, `${bare.length} runs`],
     ['    ratio agent / bare (means)', `${r2(agentMs / bareMean)}x`, 'goal <= 1.5x'],

@@ -110,7 +110,7 @@ describe('health checks on containers', () => {
     assert.equal(r.drift, 'unhealthy');
     assert.equal(r.observed, 'running');
     assert.equal(r.next_action, null);
-    assert.match(r.reason, /^unhealthy: http check failed 1x: .*restart policy never leaves it running$/);
+    assert.match(r.reason, /^unhealthy: http check failed \d+x: GET http:\/\/127\.0\.0\.1:8080\/ .*restart policy never leaves it running$/);
     st = await health(node, svc, 'late', 'healthy');
     // without a start period the same slow server was judged unhealthy before it listened
     assert.ok(events(node, svc).some((e) => e.component === 'early' && e.reason === 'starting → unhealthy'), JSON.stringify(events(node, svc)));

@@ -84,7 +84,6 @@ export class HealthMonitor {
   release(workload: string): void {
     const e = this.entries.get(workload);
     if (!e) return;
-    this.o.prober.forget(e.target.handle);
     this.drop(e);
   }
 
@@ -110,6 +109,8 @@ export class HealthMonitor {
   }
 
   private drop(e: Entry): void {
+    // What the prober keeps for the run (a shell holding its network namespace open) goes with it.
+    if (!e.gone) this.o.prober.forget(e.target.handle);
     e.gone = true;
     e.gen++;
     clearTimeout(e.timer);

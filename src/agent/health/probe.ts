@@ -2,8 +2,8 @@
  * The probe runners: one probe of one workload, as data in (target, check), verdict out (ok and the
  * output that says why). Containers run with --network none, so tcp and http enter the network
  * namespace of the container's process (`nsenter -t PID -n`, PID from `podman inspect`, kept per
- * container run) and probe 127.0.0.1 there with `nc -z` (netcat-openbsd) or `curl`: no port is
- * ever published. VMs are reached from the agent itself (its forwarded SLIRP port on 127.0.0.1, or
+ * container run) and probe 127.0.0.1 there with `nc -z` (netcat-openbsd, through a shell kept in
+ * the namespace: netns-session.ts) or `curl`: no port is ever published. VMs are reached from the agent itself (its forwarded SLIRP port on 127.0.0.1, or
  * the bridge address), exec goes through `podman exec` or the runtime's pinned SSH. A probe never
  * throws: what goes wrong is a failed probe with its reason.
  */
@@ -13,6 +13,7 @@ import type { RuntimeKind } from '../../manifest/schema.js';
 import { HTTP_DEFAULTS, type HealthCheck } from '../../manifest/health-schema.js';
 import type { Runtime } from '../../runtime/types.js';
 import { runProbeCommand, type SpawnResult } from './spawn.js';
+import { NetnsSession } from './netns-session.js';
 
 export interface ProbeTarget {
   workload: string;
@@ -56,11 +57,15 @@ function commandVerdict(r: SpawnResult, what: string, timeoutMs: number): ProbeR
 export class HostProber implements Prober {
   /** Container id → PID of its process for this run (a container started again gets a new PID). */
   private readonly pids = new Map<string, number>();
+  /** Container id → the shell in its namespace that runs its tcp probes (netns-session.ts). */
+  private readonly sessions = new Map<string, NetnsSession>();
 
   constructor(private readonly o: HostProberOptions) {}
 
   forget(handle: string): void {
     this.pids.delete(handle);
+    this.sessions.get(handle)?.close();
+    this.sessions.delete(handle);
   }
 
   async probe(t: ProbeTarget): Promise<ProbeResult> {
@@ -88,18 +93,29 @@ export class HostProber implements Prober {
   private async inNetns(t: ProbeTarget, timeoutMs: number): Promise<ProbeResult> {
     const pid = await this.pidOf(t.handle, timeoutMs);
     const port = String(t.check.port);
-    const secs = String(Math.max(1, Math.ceil(t.check.timeout_seconds)));
     const enter = ['-t', String(pid), '-n', '--'];
     const nsenter = this.o.nsenter ?? 'nsenter';
-    if (t.check.kind === 'tcp') {
-      const r = await runProbeCommand(nsenter, [...enter, this.o.nc ?? 'nc', '-z', '-v', '-w', secs, '127.0.0.1', port], timeoutMs);
-      return this.afterNsenter(t, r, commandVerdict(r, `tcp 127.0.0.1:${port}`, timeoutMs));
-    }
+    if (t.check.kind === 'tcp') return this.tcpInNetns(t, pid, timeoutMs);
     const url = `http://127.0.0.1:${port}${t.check.path ?? HTTP_DEFAULTS.path}`;
     const r = await runProbeCommand(nsenter, [...enter, this.o.curl ?? 'curl', '-sS', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', String(t.check.timeout_seconds), url], timeoutMs);
     // curl writes the status code (000: none) before its error: the error alone says why.
     if (r.code !== 0 || r.timedOut) return this.afterNsenter(t, r, commandVerdict({ ...r, output: r.output.replace(/^000\s*/, '') }, `GET ${url}`, timeoutMs));
     return statusVerdict(url, Number(r.output.trim()), t.check);
+  }
+
+  /** `nc -z` through the container's kept shell; a broken or silent one is dropped (a new one next time). */
+  private async tcpInNetns(t: ProbeTarget, pid: number, timeoutMs: number): Promise<ProbeResult> {
+    const where = `tcp 127.0.0.1:${t.check.port}`;
+    let s = this.sessions.get(t.handle);
+    if (!s?.alive) {
+      s = new NetnsSession(pid, { nsenter: this.o.nsenter, nc: this.o.nc });
+      this.sessions.set(t.handle, s);
+    }
+    const r = await s.probe(t.check.port ?? 0, timeoutMs);
+    if (r) return r.code === 0 ? { ok: true, output: oneLine(r.output) } : { ok: false, output: `${where} exited ${r.code}: ${oneLine(r.output)}` };
+    this.sessions.delete(t.handle);
+    if (/nsenter:/.test(s.lastError)) this.pids.delete(t.handle);
+    return { ok: false, output: `${where}: ${s.lastError ? oneLine(s.lastError) : `no answer within ${timeoutMs / 1000} s`}` };
   }
 
   /** nsenter failing on the namespace itself means the PID kept is stale: look it up again next time. */

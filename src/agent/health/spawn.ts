@@ -44,6 +44,12 @@ export function runProbeCommand(file: string, args: readonly string[], timeoutMs
   });
 }
 
+/** Registers a kill for `killProbes` (a long-lived probe process); returns its removal. */
+export function trackKill(kill: () => void): () => void {
+  under.add(kill);
+  return () => void under.delete(kill);
+}
+
 /** Kills every probe command under way (the agent is stopping). */
 export function killProbes(): void {
   for (const kill of under) kill();
