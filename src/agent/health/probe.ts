@@ -7,6 +7,7 @@
  * the bridge address), exec goes through `podman exec` or the runtime's pinned SSH. A probe never
  * throws: what goes wrong is a failed probe with its reason.
  */
+import { existsSync } from 'node:fs';
 import { connect } from 'node:net';
 import { request } from 'node:http';
 import type { RuntimeKind } from '../../manifest/schema.js';
@@ -91,6 +92,10 @@ export class HostProber implements Prober {
 
   /** tcp: `nc -z`; http: `curl` for the status code; both inside the container's network namespace. */
   private async inNetns(t: ProbeTarget, timeoutMs: number): Promise<ProbeResult> {
+    // A container started again outside the agent keeps its id but not its process: the PID kept
+    // (and the shell holding the old namespace open) are dropped, one stat per probe.
+    const kept = this.pids.get(t.handle);
+    if (kept !== undefined && !existsSync(`/proc/${kept}`)) this.forget(t.handle);
     const pid = await this.pidOf(t.handle, timeoutMs);
     const port = String(t.check.port);
     const enter = ['-t', String(pid), '-n', '--'];
