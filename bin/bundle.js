@@ -1,8 +1,11 @@
-// Loads the CLI bundle (dist/bundle/agent.cjs, made by scripts/bundle.mjs) through vm.Script with
-// V8's code cache: Node 20 keeps no compiled code between runs by itself, and parsing the bundle
-// afresh was most of a CLI call's start. One cache per command (agent.cjs.<command>.cache, made by
-// the build), so a call reads the bytecode of what its command loads, not of every command;
-// agent.cjs.cache covers the rest (help, a usage error).
+// Loads the CLI bundle through vm.Script with V8's code cache: Node 20 keeps no compiled code
+// between runs by itself, and parsing the bundle afresh was most of a CLI call's start.
+// Two kinds of bundle (made by scripts/bundle.mjs): a command's own, dist/bundle/agent.<command>.cjs,
+// holding that command alone, and the whole one, dist/bundle/agent.cjs, for help, a usage error,
+// and the commands that run others (completion, ssh-serve). Each has its code cache beside it
+// (<bundle>.cache), made by the build; the whole bundle has one per command it runs
+// (agent.cjs.<command>.cache) and a default one (agent.cjs.cache).
+// The bundles are ASCII (esbuild escapes the rest; the build checks): read as latin1, no UTF-8 decoding.
 // V8 checks a cache against the source, its version and its flags: a rejected one only costs the
 // parse, and is rewritten after the call (atomically, when the directory is writable).
 // CommonJS (bin/package.json): a CommonJS entry point spares Node its ES module loader.
@@ -26,12 +29,15 @@ function commandWord(argv) {
   return undefined;
 }
 
-/** The code cache file of a command; agent.cjs.cache without one. */
+/** A command's own bundle (the command word is [a-z-]+: no path in it). */
+const bundleFile = (command) => join(__dirname, `../dist/bundle/agent.${command}.cjs`);
+
+/** The whole bundle's code cache for a command; agent.cjs.cache without one. */
 const cacheFile = (command) => (command ? `${BUNDLE}.${command}.cache` : `${BUNDLE}.cache`);
 
-function read(file) {
+function read(file, encoding) {
   try {
-    return readFileSync(file);
+    return readFileSync(file, encoding);
   } catch {
     return undefined;
   }
@@ -43,16 +49,27 @@ function read(file) {
  * (`exact`: the command's own even if missing, for the build to make it).
  */
 function loadBundle(command, opts = {}) {
-  let file = cacheFile(command);
-  let cachedData = read(file);
-  if (cachedData === undefined && command !== undefined && !opts.exact) {
-    file = cacheFile(undefined);
+  let bundle = BUNDLE;
+  let text = command === undefined ? undefined : read(bundleFile(command), 'latin1');
+  let file;
+  let cachedData;
+  if (text !== undefined) {
+    bundle = bundleFile(command);
+    file = `${bundle}.cache`;
     cachedData = read(file);
+  } else {
+    text = readFileSync(BUNDLE, 'latin1');
+    file = cacheFile(command);
+    cachedData = read(file);
+    if (cachedData === undefined && command !== undefined && !opts.exact) {
+      file = cacheFile(undefined);
+      cachedData = read(file);
+    }
   }
-  const source = `(function (exports, require, module, __filename, __dirname) {${readFileSync(BUNDLE, 'utf8')}\n})`;
-  const script = new Script(source, { filename: BUNDLE, cachedData });
+  const source = `(function (exports, require, module, __filename, __dirname) {${text}\n})`;
+  const script = new Script(source, { filename: bundle, cachedData });
   const module = { exports: {} };
-  script.runInThisContext()(module.exports, createRequire(BUNDLE), module, BUNDLE, dirname(BUNDLE));
+  script.runInThisContext()(module.exports, createRequire(bundle), module, bundle, dirname(bundle));
   const saveCache = () => {
     if (cachedData !== undefined && !script.cachedDataRejected) return;
     try {
@@ -65,4 +82,4 @@ function loadBundle(command, opts = {}) {
   return { exports: module.exports, saveCache };
 }
 
-module.exports = { BUNDLE, cacheFile, commandWord, loadBundle };
+module.exports = { BUNDLE, bundleFile, cacheFile, commandWord, loadBundle };

@@ -49,8 +49,23 @@ export const SHAPING_FIELDS = ['runtime', 'image', 'kernel', 'initrd', 'cmdline'
  * adding an optional field keeps every existing hash.
  */
 export function specHash(spec: ComponentSpec): string {
-  const shaping = Object.fromEntries(SHAPING_FIELDS.map((f) => [f, spec[f]]));
-  return createHash('sha256').update(canonicalJson(shaping)).digest('hex');
+  return memo(specHashes, spec, () => {
+    const shaping = Object.fromEntries(SHAPING_FIELDS.map((f) => [f, spec[f]]));
+    return createHash('sha256').update(canonicalJson(shaping)).digest('hex');
+  });
+}
+
+/**
+ * Hashes by spec object. Specs are values: nothing mutates one after it is parsed, and the
+ * registry hands out the same object for a row that did not change (desired.ts), so a pass or a
+ * status request over hundreds of components hashes only what changed.
+ */
+const specHashes = new WeakMap<ComponentSpec, string>();
+const attemptHashes = new WeakMap<ComponentSpec, string>();
+function memo(cache: WeakMap<ComponentSpec, string>, spec: ComponentSpec, compute: () => string): string {
+  let h = cache.get(spec);
+  if (h === undefined) cache.set(spec, (h = compute()));
+  return h;
 }
 
 /**
@@ -59,7 +74,7 @@ export function specHash(spec: ComponentSpec): string {
  * to any field (a corrected image_sha256, a pinned host key, the restart policy) is tried at once.
  */
 export function attemptHash(spec: ComponentSpec): string {
-  return createHash('sha256').update(canonicalJson(spec)).digest('hex');
+  return memo(attemptHashes, spec, () => createHash('sha256').update(canonicalJson(spec)).digest('hex'));
 }
 
 export function labelsFor(agentId: string, key: ComponentKey, hash: string): Record<string, string> {

@@ -242,9 +242,25 @@ export class Executor {
         await rt.remove(a.workload);
         this.o.view?.record(a.runtime, a.workload, null, began);
         registry.instances.forget(a.workload);
+        registry.drain.unmark(a.workload);
         // The component's own workload is gone: its ports (and IP) are free for others.
         if (a.key && a.workload === workloadName(a.key)) registry.leases.releaseComponent(a.key);
         return `${how}, removed`;
+      }
+      case 'stop': {
+        // The node is drained: stopped gracefully and kept. Marked first, so that after an undrain
+        // the planner starts it again even if this agent dies mid-stop.
+        const rt = this.runtime(a.runtime);
+        registry.drain.markStopped(a.workload, new Date());
+        let how: string;
+        try {
+          how = await rt.stop(a.workload, this.o.stopGraceSeconds);
+        } catch (err) {
+          registry.drain.unmark(a.workload); // still running, as far as anyone knows: a later pass stops it again
+          throw err;
+        }
+        this.o.view?.lookAgain(a.runtime, a.workload);
+        return `${how} (drained)`;
       }
       case 'replace': {
         const rt = this.runtime(a.runtime);
@@ -290,6 +306,7 @@ export class Executor {
       throw err;
     }
     registry.instances.recordStarted({ workload: a.workload, ...a.key, runtime: a.runtime, handle: o.id, specHash: a.specHash, spec: canonicalJson(a.spec), restarted });
+    registry.drain.unmark(a.workload); // it runs again: no longer one a drain stopped
     return `${verb} ${o.id.slice(0, 12)}${o.address ? ` at ${o.address}` : ''}`;
   }
 }

@@ -68,6 +68,10 @@ export class Housekeeper {
         case 'collect-garbage':
           await this.collectGarbage(item);
           break;
+        case 'forget-drain-mark':
+          this.o.registry.drain.unmark(item.workload);
+          this.event(item, { ...item.key, workload: item.workload }, 'ok', 'no longer counted as stopped by a drain');
+          break;
       }
     }
     return done;

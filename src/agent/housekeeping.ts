@@ -28,7 +28,9 @@ export type Housekeeping =
   /** The runtime was listed in full this pass: it may free what no workload owns (TAPs without a VM). */
   | { type: 'collect-garbage'; runtime: RuntimeKind; reason: string }
   /** The bridge is there without its isolation rules (a firewall reload flushed them): load them again. */
-  | { type: 'isolate'; bridge: string; reason: string };
+  | { type: 'isolate'; bridge: string; reason: string }
+  /** A drain's mark on a workload that runs again or exists nowhere, on an undrained node (drain-plan.ts). */
+  | { type: 'forget-drain-mark'; key: ComponentKey | undefined; workload: string; reason: string };
 
 export interface HousekeepingInput {
   assessments: Assessment[];

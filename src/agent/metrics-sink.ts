@@ -5,6 +5,7 @@
  */
 import type { RuntimeKind } from '../manifest/schema.js';
 import type { Lease, LeaseKind } from '../registry/index.js';
+import type { NodeResources } from './admission.js';
 import type { ActionType, Assessment, Drift, RuntimeListing } from './planner.js';
 
 /** How an action ended: `interrupted` when the agent was stopping (never started, or rolled back). */
@@ -12,9 +13,9 @@ export const ACTION_RESULTS = ['ok', 'failed', 'interrupted'] as const;
 export type ActionResult = (typeof ACTION_RESULTS)[number];
 
 /** Every drift and lease kind, so a gauge shows 0 for those absent rather than losing the series. */
-export const DRIFTS = ['in-sync', 'missing', 'stopped', 'exited', 'spec-changed', 'network', 'orphan', 'unknown', 'invalid', 'pending', 'unhealthy'] as const satisfies readonly Drift[];
+export const DRIFTS = ['in-sync', 'missing', 'stopped', 'exited', 'spec-changed', 'network', 'orphan', 'unknown', 'invalid', 'pending', 'drained', 'unhealthy'] as const satisfies readonly Drift[];
 export const LEASE_KINDS = ['ip', 'host_port'] as const satisfies readonly LeaseKind[];
-export const ACTION_TYPES = ['start', 'restart', 'replace', 'remove', 'adopt'] as const satisfies readonly ActionType[];
+export const ACTION_TYPES = ['start', 'restart', 'replace', 'remove', 'adopt', 'stop'] as const satisfies readonly ActionType[];
 /** `true` only when the list `L` names every member of the union `T`. */
 type Covers<L, T> = [Exclude<T, L>] extends [never] ? true : false;
 // A drift or lease kind added to its union without being listed above fails to compile here.
@@ -35,6 +36,8 @@ export interface PassReport {
   /** Per runtime: whether it listed this pass (false: its components are `unknown`). */
   runtimesUp: Partial<Record<RuntimeKind, boolean>>;
   leases: Record<LeaseKind, number>;
+  /** The node's capacity and allocation (admission.ts); undefined when MemTotal could not be read. */
+  resources?: NodeResources | undefined;
 }
 
 export interface MetricsSink {
@@ -54,7 +57,7 @@ export interface MetricsSink {
 
 /** The gauges' view of one pass: counts by runtime and drift, backoffs, runtimes that listed, leases by kind. */
 export function passReport(
-  p: { assessments: Assessment[]; listings: Partial<Record<RuntimeKind, RuntimeListing>>; leases: Lease[] },
+  p: { assessments: Assessment[]; listings: Partial<Record<RuntimeKind, RuntimeListing>>; leases: Lease[]; resources?: NodeResources | undefined },
   seconds: number,
   endedAt: Date,
 ): PassReport {
@@ -77,5 +80,6 @@ export function passReport(
     backoff: p.assessments.filter((a) => a.backoffUntil !== undefined).length,
     runtimesUp,
     leases,
+    resources: p.resources,
   };
 }

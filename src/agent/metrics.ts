@@ -77,6 +77,30 @@ export class AgentMetrics implements MetricsSink {
         for (const kind of LEASE_KINDS) this.set({ kind }, r?.leases[kind] ?? 0);
       },
     });
+    // Admission (admission.ts): capacity = MemTotal - host.reserved_memory_mib, online CPUs x
+    // host.cpu_overcommit; allocated = what this agent's workloads hold (QEMU's overhead included).
+    new Gauge({
+      name: 'mcp_agent_memory_bytes',
+      help: 'Host memory admission counts with: capacity (MemTotal minus the reserve) and allocated (this agent\'s workloads, as of the last pass)',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        this.reset();
+        const m = last()?.resources?.memory;
+        if (m) for (const [state, mib] of [['capacity', m.capacity_mib], ['allocated', m.allocated_mib]] as const) this.set({ state }, mib * 1024 * 1024);
+      },
+    });
+    new Gauge({
+      name: 'mcp_agent_vcpus',
+      help: 'vCPUs admission counts with: capacity (online CPUs times the overcommit) and allocated (this agent\'s workloads, as of the last pass)',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        this.reset();
+        const v = last()?.resources?.vcpus;
+        if (v) for (const [state, n] of [['capacity', v.capacity], ['allocated', v.allocated]] as const) this.set({ state }, n);
+      },
+    });
     new Gauge({
       name: 'mcp_agent_last_pass_timestamp_seconds',
       help: 'When the last reconcile pass ended (seconds since the epoch; 0 before the first)',

@@ -27,6 +27,12 @@ export interface HeldActionJson extends PlanActionJson {
   last_error: string | null;
 }
 
+/** A start, restart or replace that does not fit the host this pass (admission.ts): its component is `pending`. */
+export interface NotAdmittedJson extends PlanActionJson {
+  /** `does not fit: needs 16064 MiB, 7040 MiB free of 23593 (reserved 512)`. */
+  not_admitted: string;
+}
+
 export interface UnknownRuntimeJson {
   runtime: RuntimeKind;
   error: string;
@@ -35,8 +41,11 @@ export interface UnknownRuntimeJson {
 }
 
 export interface PlanDocument {
+  /** The node is drained (`agent drain`): its actions only stop workloads, nothing starts. */
+  drained: boolean;
   actions: PlanActionJson[];
   held: HeldActionJson[];
+  not_admitted: NotAdmittedJson[];
   unknown_runtimes: UnknownRuntimeJson[];
 }
 
@@ -47,21 +56,23 @@ export function actionJson(a: Action): PlanActionJson {
   return out;
 }
 
-export function planDocument(r: Pick<PlanResult, 'actions' | 'held' | 'unknown'>): PlanDocument {
+export function planDocument(r: Pick<PlanResult, 'actions' | 'held' | 'unknown' | 'drained'> & Partial<Pick<PlanResult, 'notAdmitted'>>): PlanDocument {
   return {
+    drained: r.drained,
     actions: r.actions.map(actionJson),
     held: r.held.map((h) => ({ ...actionJson(h.action), due_at: h.until, failures: h.failures, last_error: h.lastError ?? null })),
+    not_admitted: (r.notAdmitted ?? []).map((n) => ({ ...actionJson(n.action), not_admitted: n.reason })),
     unknown_runtimes: r.unknown.map((u) => ({ runtime: u.runtime, error: u.error, components: [...u.components] })),
   };
 }
 
 /**
- * `plan --check`: the node is not settled while an action is due, held back by a backoff, or
- * cannot be decided because a runtime that components need cannot list. A runtime with no
+ * `plan --check`: the node is not settled while an action is due, held back by a backoff or by
+ * the host's capacity (not admitted), or cannot be decided because a runtime that components need cannot list. A runtime with no
  * component on it (podman missing on a VM-only node) does not count.
  */
 export function planPending(p: PlanDocument): boolean {
-  return p.actions.length > 0 || p.held.length > 0 || p.unknown_runtimes.some((u) => u.components.length > 0);
+  return p.actions.length > 0 || p.held.length > 0 || p.not_admitted.length > 0 || p.unknown_runtimes.some((u) => u.components.length > 0);
 }
 
 /** `service/component` of an action, or its workload when it has no component (an unlabelled orphan). */

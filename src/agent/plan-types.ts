@@ -7,6 +7,7 @@ import type { ComponentKey } from '../errors.js';
 import type { ComponentSpec, RuntimeKind } from '../manifest/schema.js';
 import type { DesiredState, InstanceRecord, Lease } from '../registry/index.js';
 import type { Observed } from '../runtime/types.js';
+import type { AdmissionInput, NodeResources, NotAdmitted } from './admission.js';
 import type { Housekeeping } from './housekeeping.js';
 import type { BridgeFact, VmNetwork } from './network-drift.js';
 import type { HealthVerdict } from './health/verdict.js';
@@ -22,7 +23,8 @@ export type Drift =
   | 'unknown' // its runtime could not list: never treated as missing
   | 'invalid' // the registry row is not a valid component
   | 'unhealthy' // running, but its health check failed failure_threshold times in a row (restarted unless restart = never)
-  | 'pending'; // in a transitional state (stopping, paused...)
+  | 'pending' // in a transitional state (stopping, paused...), or its start does not fit the host (admission.ts)
+  | 'drained'; // the node is drained (`agent drain`): stopped, or to be stopped; nothing starts (drain-plan.ts)
 
 /** What starts a workload; a VM's carries the network it goes on (decided here, leased by placement). */
 export interface StartLike { key: ComponentKey; workload: string; runtime: RuntimeKind; spec: ComponentSpec; specHash: string; network?: VmNetwork | undefined; reason: string }
@@ -34,6 +36,8 @@ export type Action =
   | ({ type: 'restart'; stopFirst?: boolean } & StartLike)
   | ({ type: 'replace' } & StartLike)
   | { type: 'remove'; key: ComponentKey | undefined; workload: string; runtime: RuntimeKind; reason: string }
+  /** A graceful stop that keeps the workload (its logs, a VM's exit record): the node is drained. */
+  | { type: 'stop'; key: ComponentKey; workload: string; runtime: RuntimeKind; reason: string }
   | {
       type: 'adopt';
       key: ComponentKey;
@@ -94,6 +98,12 @@ export interface PlanInput {
   listedInFull?: RuntimeKind[];
   /** Health verdicts by workload (health/verdict.ts): the running agent's, or those stored in the registry. */
   health?: ReadonlyMap<string, HealthVerdict>;
+  /** The host's capacity and the admission settings; without it every start is admitted. */
+  admission?: AdmissionInput | undefined;
+  /** The node is drained: running workloads are stopped, nothing starts (drain-plan.ts). */
+  drained?: boolean;
+  /** Workloads stopped for a drain: once undrained they start again whatever their restart policy. */
+  stoppedByDrain?: ReadonlySet<string>;
 }
 
 /** An action that is due but waits for its component's backoff to end. */
@@ -121,6 +131,10 @@ export interface PlanResult {
   held: HeldAction[];
   /** Runtimes that could not list, or that components need and are not configured. */
   unknown: UnknownRuntime[];
+  /** Starts, restarts and replaces that do not fit the host this pass (not in `actions`; their components are `pending`). */
+  notAdmitted: NotAdmitted[];
+  /** The node's capacity and allocation (admitted starts included); undefined without `admission` in the input. */
+  resources: NodeResources | undefined;
   /** What the registry and the host need besides the actions, in the order it is done. */
   housekeeping: Housekeeping[];
   /**
@@ -131,4 +145,6 @@ export interface PlanResult {
    * by the runtime's boot timeout, and the end of that action wakes the loop.
    */
   requeueAt: Date | undefined;
+  /** The node is drained (PlanInput.drained): `plan` and `status` say so. */
+  drained: boolean;
 }

@@ -4,7 +4,8 @@
  * it (each VM start with the network it goes on), and the pass's housekeeping (housekeeping.ts).
  * Level-triggered: it looks only at the state now, never at what happened, so running it twice
  * plans the same thing. `agent status` shows the assessments; `agent plan` the actions; `agent
- * run` executes actions and housekeeping (executor.ts).
+ * run` executes actions and housekeeping (executor.ts). On a drained node it only stops
+ * (drain-plan.ts).
  */
 import { keyString, type ComponentKey } from '../errors.js';
 import type { ComponentSpec, RuntimeKind } from '../manifest/schema.js';
@@ -12,9 +13,11 @@ import type { InstanceRecord } from '../registry/index.js';
 import type { Observed } from '../runtime/types.js';
 import { attemptHash, SHAPING_FIELDS, specHash, workloadName } from '../identity.js';
 import { specChanges } from '../manifest/diff.js';
+import { admitPlanned } from './admission.js';
 import { planHousekeeping } from './housekeeping.js';
 import { networkDrift, vmNetwork, type NetworkDrift } from './network-drift.js';
 import { currentVerdict, unhealthyDrift } from './health/verdict.js';
+import { staleDrainMarks, stoppedByDrain, whileDrained } from './drain-plan.js';
 
 export type { Action, ActionType, Assessment, Drift, HeldAction, PlanInput, PlanResult, RuntimeListing, StartLike, UnknownRuntime } from './plan-types.js';
 import type { Action, Assessment, Drift, HeldAction, PlanInput, PlanResult, UnknownRuntime } from './plan-types.js';
@@ -99,7 +102,9 @@ export function plan(input: PlanInput): PlanResult {
     if (!dc.valid) {
       protectedKeys.add(ks);
       const o = unclaimed.get(ks)?.[0];
-      assessments.push({ ...base, runtime: o?.runtime, desired: activeServices.get(dc.service) ? 'running' : 'absent', observed: o?.state ?? 'absent', drift: 'invalid', reason: `registry row is invalid: ${dc.error}`, action: undefined, handle: o?.id });
+      // A drain stops its workload too (nothing else is done to it: its row cannot say what it wants).
+      const action = input.drained && o ? whileDrained(o, { key, workload: o.name, runtime: o.runtime }).action : undefined;
+      assessments.push({ ...base, runtime: o?.runtime, desired: activeServices.get(dc.service) ? 'running' : 'absent', observed: o?.state ?? 'absent', drift: 'invalid', reason: `registry row is invalid: ${dc.error}`, action, handle: o?.id });
       continue;
     }
     const spec = dc.spec;
@@ -152,7 +157,9 @@ export function plan(input: PlanInput): PlanResult {
     let sick: ReturnType<typeof unhealthyDrift>;
     const network = spec.runtime === 'unikernel' ? vmNetwork(spec, input.bridge) : undefined;
     const startLike = { key, workload, runtime: spec.runtime, spec, specHash: hash, ...(network ? { network } : {}) };
-    if (!current) {
+    if (input.drained) {
+      ({ drift, reason, action } = whileDrained(current, { key, workload, runtime: spec.runtime }));
+    } else if (!current) {
       drift = 'missing';
       reason = 'not running (missing)';
       action = { type: 'start', ...startLike, reason: 'missing' };
@@ -179,6 +186,10 @@ export function plan(input: PlanInput): PlanResult {
         if (now.getTime() >= stableAt) settled.push({ key, workload });
         else dueAt(stableAt); // its failure count is reset then
       }
+    } else if (stoppedByDrain(current, input.stoppedByDrain)) {
+      drift = 'stopped';
+      reason = 'stopped by the drain; the node is undrained';
+      action = { type: 'start', ...startLike, reason: 'stopped by the drain, node undrained' };
     } else if (current.state === 'exited' || current.state === 'created') {
       if (wantsRestart(spec, current)) {
         drift = 'stopped';
@@ -197,7 +208,7 @@ export function plan(input: PlanInput): PlanResult {
     // The backoff holds back only the spec that failed: an operator's fix is tried at once.
     const until = rec?.nextAttemptAt;
     const sameSpecFailed = rec !== undefined && rec.failures > 0 && (rec.failedSpecHash === null || rec.failedSpecHash === attemptHash(spec));
-    if (action && action.type !== 'adopt' && rec && until && Date.parse(until) > now.getTime() && (rec.failedSpecHash === null || rec.failedSpecHash === attemptHash(spec))) {
+    if (action && action.type !== 'adopt' && action.type !== 'stop' && rec && until && Date.parse(until) > now.getTime() && (rec.failedSpecHash === null || rec.failedSpecHash === attemptHash(spec))) {
       backoffUntil = until;
       dueAt(Date.parse(until));
       reason += `${reason ? '; ' : ''}failed ${rec.failures}x, backing off until ${shortTime(until)}${rec.lastError ? ` (last error: ${rec.lastError})` : ''}`;
@@ -219,8 +230,12 @@ export function plan(input: PlanInput): PlanResult {
 
   assessments.sort((a, b) => keyString(a.key).localeCompare(keyString(b.key)) || a.workload.localeCompare(b.workload));
   const busy = input.busy ?? new Set<string>();
+  // Starts that do not fit the host lose their action here: their components become `pending`.
+  const admission = admitPlanned(input, assessments, busy);
   const actions = assessments.flatMap((a) => (a.action && !busy.has(unitOf(a.action)) ? [a.action] : []));
   const housekeeping = planHousekeeping({ assessments, settled, listings: observed, instances: input.instances, leases: input.leases, busy, listedInFull: input.listedInFull ?? [], bridge: input.bridge });
+  housekeeping.push(...staleDrainMarks(input, assessments, busy));
   held.sort((a, b) => unitOf(a.action).localeCompare(unitOf(b.action)));
-  return { assessments, actions, held, unknown: [...unknown.values()], housekeeping, requeueAt: Number.isFinite(due) ? new Date(due) : undefined };
+  const requeueAt = Number.isFinite(due) ? new Date(due) : undefined;
+  return { assessments, actions, held, unknown: [...unknown.values()], notAdmitted: admission?.notAdmitted ?? [], resources: admission?.resources, housekeeping, requeueAt, drained: input.drained ?? false };
 }

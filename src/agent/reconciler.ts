@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { bridgeSettings, vmPaths, type AgentConfig } from '../config/config.js';
 import type { RuntimeKind } from '../manifest/schema.js';
-import type { DesiredState, Registry } from '../registry/index.js';
+import type { DesiredState, InstanceRecord, Registry } from '../registry/index.js';
 import type { HostNet } from '../net/types.js';
 import { vmsMayUseBridge } from '../net/watch.js';
 import type { BridgeFact } from './network-drift.js';
@@ -16,6 +16,7 @@ import type { Runtime, RuntimeEvent } from '../runtime/types.js';
 import { Executor, type ActionOutcome, type ExecutorOptions } from './executor.js';
 import { storedVerdicts, type HealthVerdict } from './health/verdict.js';
 import { passReport, type MetricsSink } from './metrics-sink.js';
+import { hostAdmission } from './capacity.js';
 import { withBootFilesChecked } from './images.js';
 import { RuntimeObserver } from './observe.js';
 import { ObservedView } from './observed-view.js';
@@ -67,7 +68,8 @@ export interface ObservationTimes {
 }
 
 /** An assessment (plan + what it was planned from), and when its observations were made. */
-export type Assessed = PlanResult & Observation & { times: ObservationTimes };
+/** `instances`: the agent's records the plan was made with (status shows their restart counts: one read serves both). */
+export type Assessed = PlanResult & Observation & { times: ObservationTimes; instances: InstanceRecord[] };
 
 const listEverything = (runtimes: Map<RuntimeKind, Runtime>): ObservationSource => {
   const observer = new RuntimeObserver(runtimes);
@@ -111,9 +113,10 @@ export async function assess(
   const listed: ObservationTimes['runtimes'] = {};
   for (const [kind, l] of Object.entries(seen.listings) as Array<[RuntimeKind, RuntimeListing | undefined]>) if (l?.ok) listed[kind] = began;
   const times: ObservationTimes = { runtimes: listed, workload: (kind) => listed[kind] };
+  const input = planInput(registry, config, seen, now);
   // Without a running agent, the verdicts its monitor last wrote (for the run they are about).
-  const health = storedVerdicts(registry.instances.all());
-  return { ...plan({ ...planInput(registry, config, seen, now), health }), ...seen, times };
+  const health = storedVerdicts(input.instances);
+  return { ...plan({ ...input, health }), ...seen, times, instances: input.instances };
 }
 
 /** The desired state a pass plans with: the registry's rows, with this node's rules for boot files. */
@@ -127,6 +130,9 @@ const planInput = (registry: Registry, config: AgentConfig, seen: Observation, n
   now,
   stableAfterMs: config.stable_after_seconds * 1000,
   bridge: seen.bridge,
+  admission: hostAdmission(config),
+  drained: registry.drain.state() !== undefined,
+  stoppedByDrain: registry.drain.stoppedByDrain(),
 });
 
 /**
@@ -244,7 +250,8 @@ export class Reconciler {
     const workload = (kind: RuntimeKind, name: string): number | undefined =>
       listed[kind] === undefined ? undefined : (snapshot[kind]?.seenAt.get(name) ?? listed[kind]);
     const seen: Observation = { desired, listings, bridge: this.bridgeSeen?.fact };
-    return { ...plan(planInput(registry, config, seen, now, this.o.health?.())), ...seen, times: { runtimes: listed, workload } };
+    const input = planInput(registry, config, seen, now, this.o.health?.());
+    return { ...plan(input), ...seen, times: { runtimes: listed, workload }, instances: input.instances };
   }
 
   private readonly unlisted = new Set<RuntimeKind>();

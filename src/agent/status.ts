@@ -11,6 +11,7 @@ import { identityLive } from './process-identity.js';
 import { registryWritability, type Registry, type RegistryWritability, type SourceState } from '../registry/index.js';
 import type { Runtime } from '../runtime/types.js';
 import type { HostNet } from '../net/types.js';
+import type { NodeResources } from './admission.js';
 import type { Drift } from './planner.js';
 import { assess, type Assessed } from './reconciler.js';
 
@@ -63,13 +64,22 @@ export interface AgentLiveness {
   once_in_progress: boolean;
 }
 
+/** The node as a whole: drained (`agent drain`: workloads stopped, nothing starts) and since when. */
+export interface NodeState {
+  drained: boolean;
+  drained_since: string | null;
+}
+
 export interface StatusReport {
   /** The file, and whether it takes writes (a full disk: the agent keeps its bookkeeping in memory). */
   registry: { path: string } & RegistryWritability;
   agent: AgentLiveness;
+  node: NodeState;
   runtimes: Partial<Record<RuntimeKind, RuntimeHealth>>;
   /** Where desired state comes from besides `apply` (the NATS source), and how it is; null: none. */
   source: SourceState | null;
+  /** The node's capacity and what this agent's workloads hold (admission.ts); null: MemTotal unreadable. */
+  resources: NodeResources | null;
   summary: Record<string, number>;
   components: StatusRow[];
 }
@@ -78,7 +88,7 @@ export interface StatusReport {
  * Running = a live process holds the reconciler claim as `run` (pid and start time checked, so a
  * reused pid does not count). The last pass comes from the heartbeat, which `run --once` writes too.
  */
-function agentLiveness(registry: Registry): AgentLiveness {
+export function agentLiveness(registry: Registry): AgentLiveness {
   const claim = registry.meta.reconciler();
   const hb = registry.meta.heartbeat();
   const live = claim !== undefined && identityLive(claim);
@@ -92,6 +102,11 @@ function agentLiveness(registry: Registry): AgentLiveness {
   };
 }
 
+function nodeState(registry: Registry): NodeState {
+  const d = registry.drain.state();
+  return { drained: d !== undefined, drained_since: d?.since || null };
+}
+
 /** Status computed live: fresh listings of every runtime and a look at the bridge (no agent needed). */
 export async function buildStatus(registry: Registry, runtimes: Map<RuntimeKind, Runtime>, config: AgentConfig, hostNet: HostNet): Promise<StatusReport> {
   return statusReport(registry, await assess(registry, runtimes, config, hostNet));
@@ -103,7 +118,7 @@ const age = (ms: number | undefined, now: number): number | null => (ms === unde
 
 /** The status document from an assessment (live or the agent's), with each observation's time and age at `now`. */
 export function statusReport(registry: Registry, result: Assessed, now = Date.now()): StatusReport {
-  const instances = new Map(registry.instances.all().map((i) => [i.workload, i]));
+  const instances = new Map(result.instances.map((i) => [i.workload, i]));
   const lastEvents = registry.events.latestPerComponent();
 
   const runtimeHealth: StatusReport['runtimes'] = {};
@@ -146,8 +161,10 @@ export function statusReport(registry: Registry, result: Assessed, now = Date.no
   return {
     registry: { path: registry.path, ...registryWritability(registry.path) },
     agent: agentLiveness(registry),
+    node: nodeState(registry),
     runtimes: runtimeHealth,
     source: registry.source.state() ?? null,
+    resources: result.resources ?? null,
     summary,
     components,
   };

@@ -20,7 +20,7 @@ const row: z.ZodType<StatusRow> = z.object({
   runtime: runtimeKind.nullable(),
   desired: z.enum(['running', 'absent']),
   observed: str,
-  drift: z.enum(['in-sync', 'missing', 'stopped', 'exited', 'spec-changed', 'network', 'orphan', 'unknown', 'invalid', 'pending', 'unhealthy']),
+  drift: z.enum(['in-sync', 'missing', 'stopped', 'exited', 'spec-changed', 'network', 'orphan', 'unknown', 'invalid', 'pending', 'drained', 'unhealthy']),
   reason: str,
   next_action: nstr,
   backoff_until: nstr,
@@ -41,6 +41,7 @@ const row: z.ZodType<StatusRow> = z.object({
 export const statusDocument: z.ZodType<StatusReport> = z.object({
   registry: z.object({ path: str, writable: z.boolean(), reason: nstr, free_bytes: nnum }),
   agent: z.object({ running: z.boolean(), pid: nnum, last_pass_at: nstr, once_in_progress: z.boolean() }),
+  node: z.object({ drained: z.boolean(), drained_since: nstr }),
   runtimes: z.partialRecord(runtimeKind, z.object({ ok: z.boolean(), error: nstr, observed_at: nstr, age_seconds: nnum })),
   source: z
     .object({
@@ -55,12 +56,18 @@ export const statusDocument: z.ZodType<StatusReport> = z.object({
       rejected: z.array(z.object({ key: str, revision: z.number(), error: str })),
     })
     .nullable(),
+  resources: z
+    .object({
+      memory: z.object({ total_mib: z.number(), reserved_mib: z.number(), capacity_mib: z.number(), allocated_mib: z.number() }),
+      vcpus: z.object({ online_cpus: z.number(), overcommit: z.number(), capacity: z.number(), allocated: z.number() }),
+    })
+    .nullable(),
   summary: z.record(str, z.number()),
   components: z.array(row),
 });
 
 const planAction = z.object({
-  type: z.enum(['start', 'restart', 'replace', 'remove', 'adopt']),
+  type: z.enum(['start', 'restart', 'replace', 'remove', 'adopt', 'stop']),
   workload: str,
   runtime: runtimeKind,
   reason: str,
@@ -70,8 +77,10 @@ const planAction = z.object({
 });
 
 export const planDocumentSchema: z.ZodType<PlanDocument> = z.object({
+  drained: z.boolean(),
   actions: z.array(planAction),
   held: z.array(planAction.extend({ due_at: str, failures: z.number(), last_error: nstr })),
+  not_admitted: z.array(planAction.extend({ not_admitted: str })),
   unknown_runtimes: z.array(z.object({ runtime: runtimeKind, error: str, components: z.array(str) })),
 });
 

@@ -45,7 +45,7 @@ export function rowText(c: StatusRow): string {
 }
 
 /** The status `agent status` would print now: the running agent's view, else computed live. */
-function statusNow(cfg: AgentConfig, r: Registry): Promise<StatusReport> {
+export function statusNow(cfg: AgentConfig, r: Registry): Promise<StatusReport> {
   return fromAgentOrLive(cfg, { path: '/v1/status', schema: statusDocument }, () => {
     const host = buildHost(cfg, r.meta.agentId());
     return buildStatus(r, host.runtimes, cfg, host.hostNet);
@@ -57,6 +57,7 @@ export async function waitApplied(cfg: AgentConfig, scope: WaitScope, timeoutMs:
   const start = Date.now();
   const live = new LiveLines(process.stderr);
   let warned = false;
+  let drainedWarned = false;
   try {
     return await withRegistry(cfg, async (r) => {
       for (;;) {
@@ -67,11 +68,15 @@ export async function waitApplied(cfg: AgentConfig, scope: WaitScope, timeoutMs:
           warned = true;
           live.above('agent: no agent is running on this registry: nothing starts what was applied until one runs (agent run)\n');
         }
+        if (report.node.drained && !drainedWarned) {
+          drainedWarned = true;
+          live.above('agent: the node is drained: nothing starts what was applied until agent undrain\n');
+        }
         for (const c of rows) live.set(`${c.service}/${c.component}`, live.tty && c.drift !== 'in-sync' ? `${rowText(c)}, ${secs(elapsed)}` : rowText(c));
         if (late.length === 0) return `in sync after ${secs(elapsed)}: ${rows.filter((c) => !scope.pruned.includes(c.service)).length} component(s) of ${scope.services.length} service(s)`;
         if (elapsed >= timeoutMs) {
           const what = late.map((c) => `${c.service}/${c.component} ${scope.pruned.includes(c.service) ? 'still there (pruned)' : rowText(c)}`).join('; ');
-          const agent = report.agent.running || report.agent.once_in_progress ? '' : ' [no agent running]';
+          const agent = (report.agent.running || report.agent.once_in_progress ? '' : ' [no agent running]') + (report.node.drained ? ' [node drained]' : '');
           throw new WaitTimeoutError(`apply --wait: ${late.length} component(s) not in sync within --wait-timeout ${timeoutText}: ${what}${agent}`);
         }
         await sleep(Math.min(POLL_MS, Math.max(0, timeoutMs - elapsed)));

@@ -7,9 +7,9 @@
 import { ValidationError } from '../errors.js';
 import { loadNatsInventory, selectNodes } from '../fleet/inventory.js';
 import { fleetApplyNats, type NatsApplyResult } from '../fleet/nats-apply.js';
-import { checkBucket, connectNats, openBucket, parseNatsUrls, readKeys } from '../fleet/nats-client.js';
+import { checkBucket, checkTls, connectNats, openBucket, parseNatsUrls, readKeys, type MasterTls } from '../fleet/nats-client.js';
 import { judgeFleet, needsAttention, type NatsNodeReport } from '../fleet/nats-status.js';
-import { parseDuration } from '../fleet/operations.js';
+import { parseTimeout } from '../fleet/operations.js';
 import { loadDesiredDir, place } from '../fleet/placement.js';
 import { parseStatusKey, STATUS_FILTER } from '../nats/keys.js';
 import { ago, applyCounts, table } from './format.js';
@@ -28,14 +28,18 @@ export interface NatsOpts {
   nodes?: string;
   selector?: string;
   json?: boolean;
+  natsCa?: string;
+  natsCert?: string;
+  natsKey?: string;
 }
 
-function common(opts: NatsOpts): { urls: string[]; bucket: string; timeoutMs: number; parallel: number } {
-  const timeoutMs = parseDuration(opts.timeout);
+function common(opts: NatsOpts): { urls: string[]; bucket: string; timeoutMs: number; parallel: number; tls: MasterTls | undefined } {
+  const timeoutMs = parseTimeout(opts.timeout);
   if (timeoutMs === undefined) throw new ValidationError('fleet', [{ field: '--timeout', rule: `must be a duration like 30s, 500ms or 2m, got '${opts.timeout}'` }]);
   const parallel = Number(opts.parallel);
   if (!Number.isInteger(parallel) || parallel < 1 || parallel > 1024) throw new ValidationError('fleet', [{ field: '--parallel', rule: 'must be a whole number from 1 to 1024' }]);
-  return { urls: parseNatsUrls(opts.nats), bucket: checkBucket(opts.bucket), timeoutMs, parallel };
+  const tls = checkTls({ ca: opts.natsCa, cert: opts.natsCert, key: opts.natsKey });
+  return { urls: parseNatsUrls(opts.nats), bucket: checkBucket(opts.bucket), timeoutMs, parallel, tls };
 }
 
 export function natsApplyLine(r: NatsApplyResult): string {
@@ -51,7 +55,7 @@ export function natsApplyLine(r: NatsApplyResult): string {
 export type NatsApplyOpts = NatsOpts & { file: string; allowUnplaced?: boolean; allowEmpty?: boolean; replicas: string; wait?: boolean };
 
 export async function natsApply(opts: NatsApplyOpts, dryRun: boolean): Promise<void> {
-  const { urls, bucket, timeoutMs, parallel } = common(opts);
+  const { urls, bucket, timeoutMs, parallel, tls } = common(opts);
   const replicas = Number(opts.replicas);
   if (!Number.isInteger(replicas) || replicas < 1 || replicas > 5) throw new ValidationError('fleet', [{ field: '--replicas', rule: 'must be a whole number from 1 to 5 (JetStream\'s limit; at most the cluster\'s server count)' }]);
   if (opts.wait) throw new ValidationError('fleet', [{ field: '--wait', rule: 'is not supported with --nats yet: follow with `agent fleet status --nats … --check`' }]);
@@ -61,7 +65,7 @@ export async function natsApply(opts: NatsApplyOpts, dryRun: boolean): Promise<v
   const perNode = place(services, inv.nodes, { allowUnplaced: opts.allowUnplaced ?? false });
   const targets = selectNodes(inv, opts);
   if (targets.length === 0) throw new ValidationError('fleet', [{ field: '--selector', rule: 'selects no node of the inventory' }]);
-  const nc = await connectNats(urls, timeoutMs);
+  const nc = await connectNats(urls, timeoutMs, tls);
   try {
     // A dry run creates nothing, not even the bucket.
     const kv = await openBucket(nc, bucket, { timeoutMs, ...(dryRun ? {} : { create: { replicas, history: BUCKET_HISTORY } }) });
@@ -102,10 +106,10 @@ function statusTable(reports: NatsNodeReport[], detail: boolean, now: number): s
 }
 
 export async function natsStatus(opts: NatsOpts & { check?: boolean; detail?: boolean }): Promise<void> {
-  const { urls, bucket, timeoutMs } = common(opts);
+  const { urls, bucket, timeoutMs, tls } = common(opts);
   const inv = loadNatsInventory(opts.inventory);
   const selected = selectNodes(inv, opts);
-  const nc = await connectNats(urls, timeoutMs);
+  const nc = await connectNats(urls, timeoutMs, tls);
   let reports: NatsNodeReport[];
   try {
     const kv = await openBucket(nc, bucket, { timeoutMs });

@@ -6,7 +6,7 @@
 import { Command, Option } from 'commander';
 import { ValidationError } from '../errors.js';
 import { loadInventory, requirePinned, selectNodes, type FleetNode, type Inventory } from '../fleet/inventory.js';
-import { fleetApply, fleetEvents, fleetStatus, parseDuration, type ApplyResult, type NodeResult, type NodeStatus } from '../fleet/operations.js';
+import { fleetApply, fleetEvents, fleetStatus, parseTimeout, type ApplyResult, type NodeResult, type NodeStatus } from '../fleet/operations.js';
 import { loadDesiredDir, place } from '../fleet/placement.js';
 import { eachNode } from '../fleet/pool.js';
 import { scanHostKey } from '../fleet/transport.js';
@@ -24,7 +24,7 @@ interface CommonOpts {
 }
 
 function common(opts: CommonOpts): { inv: Inventory; timeoutMs: number; parallel: number } {
-  const timeoutMs = parseDuration(opts.timeout);
+  const timeoutMs = parseTimeout(opts.timeout);
   if (timeoutMs === undefined) throw new ValidationError('fleet', [{ field: '--timeout', rule: `must be a duration like 30s, 500ms or 2m, got '${opts.timeout}'` }]);
   const parallel = Number(opts.parallel);
   if (!Number.isInteger(parallel) || parallel < 1 || parallel > 1024) throw new ValidationError('fleet', [{ field: '--parallel', rule: 'must be a whole number from 1 to 1024' }]);
@@ -50,20 +50,33 @@ interface NatsFlags {
   nats?: string;
   bucket: string;
   replicas: string;
+  natsCa?: string;
+  natsCert?: string;
+  natsKey?: string;
 }
 
 const natsOpts = (c: Command): Command =>
   c
     .option('--nats <urls>', 'go through this NATS JetStream KV bucket instead of SSH: server URLs, comma-separated (nats://host:4222); the inventory then needs only names and labels')
-    .option('--bucket <name>', 'with --nats: the KV bucket', DEFAULT_BUCKET);
+    .option('--bucket <name>', 'with --nats: the KV bucket', DEFAULT_BUCKET)
+    .option('--nats-ca <file>', 'with --nats: the CA that signed the servers\' certificates (TLS)')
+    .option('--nats-cert <file>', 'with --nats: this master\'s client certificate, for servers that verify clients (with --nats-key)')
+    .option('--nats-key <file>', 'with --nats: the client certificate\'s private key');
+
+/** The TLS flags mean nothing over SSH: refused there rather than silently ignored. */
+function refuseNatsOnly(opts: NatsFlags): void {
+  const given = (['natsCa', 'natsCert', 'natsKey'] as const).filter((k) => opts[k] !== undefined);
+  if (given.length > 0) throw new ValidationError('fleet', given.map((k) => ({ field: `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`, rule: 'needs --nats (SSH pins host keys instead)' })));
+}
 
 async function applyOrPlan(opts: PlaceOpts, dryRun: boolean): Promise<void> {
   if (opts.nats !== undefined) {
     const { natsApply } = await import('./fleet-nats.js'); // loads the NATS client only when used
     return natsApply({ ...opts, nats: opts.nats }, dryRun);
   }
+  refuseNatsOnly(opts);
   const { inv, timeoutMs, parallel } = common(opts);
-  const waitTimeoutMs = parseDuration(opts.waitTimeout);
+  const waitTimeoutMs = parseTimeout(opts.waitTimeout);
   if (waitTimeoutMs === undefined) throw new ValidationError('fleet', [{ field: '--wait-timeout', rule: `must be a duration like 2m, 90s or 500ms, got '${opts.waitTimeout}'` }]);
   const wait = !dryRun && (opts.wait ?? false);
   const services = loadDesiredDir(opts.file);
@@ -157,6 +170,7 @@ export function fleetCommand(): Command {
         const { natsStatus } = await import('./fleet-nats.js');
         return natsStatus({ ...opts, nats: opts.nats });
       }
+      refuseNatsOnly(opts);
       const { inv, timeoutMs, parallel } = common(opts);
       const nodes = selectNodes(inv, opts);
       requirePinned(inv, nodes);

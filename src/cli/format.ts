@@ -49,6 +49,13 @@ export function sourceLine(s: NonNullable<StatusReport['source']>, now: number):
   return `${head}: ${s.state} since ${s.since} (${ago(s.since, now)})${why}; ${rev}`;
 }
 
+/** `memory 16064/23593 MiB allocated (total 24105, reserved 512); vcpus 1/8 (2 CPUs × overcommit 4)`. */
+export function resourcesLine(n: NonNullable<StatusReport['resources']>): string {
+  const m = n.memory;
+  const v = n.vcpus;
+  return `memory ${m.allocated_mib}/${m.capacity_mib} MiB allocated (total ${m.total_mib}, reserved ${m.reserved_mib}); vcpus ${v.allocated}/${v.capacity} (${v.online_cpus} CPUs × overcommit ${v.overcommit})`;
+}
+
 export function formatStatus(r: StatusReport, opts: StatusFormatOptions = {}): string {
   const now = opts.now ?? Date.now();
   const lines: string[] = [];
@@ -60,11 +67,13 @@ export function formatStatus(r: StatusReport, opts: StatusFormatOptions = {}): s
       : `not running${lastPass ? ` (${lastPass})` : ''}`;
   lines.push(`registry: ${r.registry.path}${r.registry.writable ? '' : ` NOT WRITABLE (${r.registry.reason}; a running agent keeps its bookkeeping in memory)`}`);
   lines.push(`agent:    ${agent}`);
+  if (r.node.drained) lines.push(`node:     ${drainedText(r.node.drained_since, now)}`);
   // How old the listing is: from a running agent, its live view's last full listing (events keep it current in between).
   const listed = (at: string | null | undefined): string => (at ? ` (listed ${ago(at, now)})` : '');
   const rts = Object.entries(r.runtimes).map(([k, v]) => (v.ok ? `${k} ok${listed(v.observed_at)}` : `${k} UNAVAILABLE (${oneLine(v.error ?? '')})`));
   const runtimes = `runtimes: ${rts.join('; ')}`;
   lines.push(opts.wide ? runtimes : cut(runtimes, STATUS_WIDTH));
+  if (r.resources) lines.push(`host:     ${resourcesLine(r.resources)}`);
   if (r.source) {
     const line = `source:   ${sourceLine(r.source, now)}`;
     lines.push(opts.wide ? line : cut(line, STATUS_WIDTH));
@@ -78,6 +87,11 @@ export function formatStatus(r: StatusReport, opts: StatusFormatOptions = {}): s
   const summary = Object.entries(r.summary).map(([k, n]) => `${n} ${k}`).join(', ');
   lines.push('', `${r.components.length} rows: ${summary}`);
   return lines.join('\n');
+}
+
+/** `drained since 12:03:04 (2m ago): nothing starts until agent undrain`. */
+function drainedText(since: string | null, now: number): string {
+  return `drained${since ? ` since ${since} (${ago(since, now)})` : ''}: workloads are stopped and nothing starts until agent undrain`;
 }
 
 /**
@@ -192,25 +206,28 @@ export function clock(iso: string): string {
  * `agent plan`: the actions, then those a backoff holds back (with when they are due), then the
  * runtimes that cannot list. "Nothing to do" only when all three are empty.
  */
-export function formatPlan(p: PlanDocument, now = Date.now()): string {
+export function formatPlan(p: PlanDocument, opts: StatusFormatOptions = {}): string {
+  const now = opts.now ?? Date.now();
   const out: string[] = [];
   if (p.actions.length > 0) {
-    const t = table(['ACTION', 'COMPONENT', 'RUNTIME', 'REASON']);
-    for (const a of p.actions) t.push([a.type, actionTarget(a), a.runtime, oneLine(a.reason)]);
-    out.push(t.toString());
+    // Like status: the reason is cut from the middle to fit STATUS_WIDTH, whole with --wide.
+    const cells = p.actions.map((a) => [a.type, actionTarget(a), a.runtime, oneLine(a.reason) || '-']);
+    out.push(columns(['ACTION', 'COMPONENT', 'RUNTIME', 'REASON'], cells, opts.wide ? Infinity : STATUS_WIDTH));
   }
   const notes: string[] = [];
   for (const h of p.held) {
     const err = h.last_error ? `: ${oneLine(h.last_error)}` : '';
     notes.push(`${h.type} ${actionTarget(h)} held by backoff until ${clock(h.due_at)} (${inTime(Date.parse(h.due_at) - now)})${err}`);
   }
+  for (const n of p.not_admitted) notes.push(`${n.type} ${actionTarget(n)} not admitted: ${oneLine(n.not_admitted)}`);
   for (const u of p.unknown_runtimes) {
     const which = u.components.length > 0 ? `its components are unknown and left alone: ${u.components.join(', ')}` : 'no component of the registry is on it';
     notes.push(`the ${u.runtime} runtime cannot list (${oneLine(u.error)}): ${which}`);
   }
-  if (out.length === 0 && notes.length === 0) return 'nothing to do: the node matches the registry';
+  if (out.length === 0 && notes.length === 0) return p.drained ? 'nothing to do: the node is drained (every workload stopped; agent undrain starts them again)' : 'nothing to do: the node matches the registry';
+  if (p.drained) notes.unshift('the node is drained: workloads are stopped and nothing starts until agent undrain');
   if (notes.length > 0) out.push(notes.join('\n'));
-  const counts = [`${p.actions.length} action(s)`, p.held.length > 0 ? `${p.held.length} held by backoff` : '', p.unknown_runtimes.length > 0 ? `${p.unknown_runtimes.length} runtime(s) unknown` : ''];
+  const counts = [`${p.actions.length} action(s)`, p.held.length > 0 ? `${p.held.length} held by backoff` : '', p.not_admitted.length > 0 ? `${p.not_admitted.length} not admitted` : '', p.unknown_runtimes.length > 0 ? `${p.unknown_runtimes.length} runtime(s) unknown` : ''];
   out.push(counts.filter(Boolean).join(', '));
   return out.join('\n\n');
 }

@@ -46,6 +46,17 @@ export const COMMANDS: Record<string, CommandEntry> = {
     description: 'delete a service and its components from the registry (the agent then stops them)',
     load: async () => (await import('./commands/delete.js')).deleteCommand(),
   },
+  drain: {
+    term: 'drain [options]',
+    description: 'drain this node: the agent stops every workload gracefully (parallelism at a time) and starts nothing until undrain; the desired state is kept; waits until all are stopped (exit 1 naming what still runs)',
+    load: async () => (await import('./commands/drain.js')).drainCommand(),
+    later: () => Promise.all([import('./drain-wait.js'), import('../agent/status.js'), import('./compose.js'), import('../api/documents.js')]),
+  },
+  undrain: {
+    term: 'undrain',
+    description: 'end the drain of this node: the agent starts again the workloads the drain stopped, and whatever else the desired state asks for',
+    load: async () => (await import('./commands/undrain.js')).undrainCommand(),
+  },
   plan: {
     term: 'plan [options]',
     description: 'what the next reconcile would do, and why; what a backoff holds back and until when; runtimes that cannot list; changes nothing (asks the running agent; computes live when none runs)',

@@ -4,9 +4,9 @@
  * silently falls back to a default.
  */
 import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { isIP } from 'node:net';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { validateCronExpression } from 'cron';
 import { z } from 'zod';
 import { ValidationError } from '../errors.js';
 import { formatOf, issuesOf, parseText } from '../manifest/load.js';
@@ -19,7 +19,12 @@ export { LOG_LEVELS };
 
 export const DEFAULT_CONFIG_PATH = '/etc/mcp-agent/agent.toml';
 
-const cron = z.string().refine((s) => validateCronExpression(s).valid, { message: 'must be a cron expression (6 fields with seconds, or 5 without)' });
+/**
+ * cron (and its luxon) is loaded only to check a schedule someone wrote: a default is not checked,
+ * and loading it cost a CLI call ~10 ms (of ~70) while most calls never read a schedule.
+ */
+const validCron = (s: string): boolean => (createRequire(import.meta.url)('cron') as typeof import('cron')).validateCronExpression(s).valid;
+const cron = z.string().refine(validCron, { message: 'must be a cron expression (6 fields with seconds, or 5 without)' });
 
 const LISTEN_RULE = 'must be IP:PORT (e.g. 127.0.0.1:9469, [::1]:9469; port 0-65535, 0 picks a free one), or "" to turn it off';
 
@@ -33,6 +38,10 @@ export function parseListen(s: string): { host: string; port: number } | undefin
   return { host, port };
 }
 
+/**
+ * Sections are built on first use (z.lazy): a section left to its default is never parsed, and
+ * building every zod schema up front cost each CLI call several milliseconds.
+ */
 export const ConfigSchema = z.strictObject({
   /** Registry file; relative paths are relative to the config file (or the working directory). */
   db: z.string().min(1, 'must not be empty').default('./var/agent.db'),
@@ -46,10 +55,10 @@ export const ConfigSchema = z.strictObject({
   /** A workload running this long in sync has its failure count (and backoff) reset. */
   stable_after_seconds: z.number().int().min(0).max(86_400).default(30),
   backoff: z
-    .strictObject({
+    .lazy(() => z.strictObject({
       base_ms: z.number().int().min(10, 'must be at least 10').max(3_600_000).default(1000),
       max_ms: z.number().int().min(10, 'must be at least 10').max(86_400_000).default(300_000),
-    })
+    }))
     .default({ base_ms: 1000, max_ms: 300_000 }),
   log_level: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
   /**
@@ -61,11 +70,11 @@ export const ConfigSchema = z.strictObject({
   health: z
     .strictObject({ parallelism: z.number().int().min(1, 'must be at least 1').max(256, 'must be at most 256').default(8) })
     .default({ parallelism: 8 }),
-  net: z.lazy(() => NetSchema),
+  net: z.lazy(() => netSchema()).default({ bridge: 'mcp-br0', subnet: '10.99.0.0/24', table: 'mcp' }),
   /** Where desired state comes from besides `agent apply`: a NATS JetStream KV bucket (off when absent). */
-  source: z.lazy(() => SourceSchema),
+  source: z.lazy(() => sourceSchema()).default({}),
   podman: z
-    .strictObject({
+    .lazy(() => z.strictObject({
       binary: z.string().min(1).default('podman'),
       /** crun fails on these machines (cgroups hybrid mode); runc works. */
       oci_runtime: z.string().regex(/^[a-z0-9._-]+$/, 'must be an OCI runtime name').default('runc'),
@@ -88,10 +97,10 @@ export const ConfigSchema = z.strictObject({
         .refine((s) => s.startsWith('/'), { message: 'must be an absolute path' })
         .refine((s) => Buffer.byteLength(s) <= 107, { message: 'must be at most 107 bytes (a unix socket path)' })
         .optional(),
-    })
+    }))
     .default({ binary: 'podman', oci_runtime: 'runc', ulimits: ['nofile=20000:20000', 'nproc=32768:32768'], list_timeout_seconds: 10, timeout_seconds: 60, api: 'auto' }),
   qemu: z
-    .strictObject({
+    .lazy(() => z.strictObject({
       binary: z.string().min(1).default('qemu-system-x86_64'),
       img_binary: z.string().min(1).default('qemu-img'),
       /** auto: KVM only where it really works (/dev/kvm opens read-write and the CPU has vmx/svm). */
@@ -108,13 +117,16 @@ export const ConfigSchema = z.strictObject({
       /** Kernel command line of every kernel boot, before the component's cmdline. */
       /** panic=-1: a guest whose init dies reboots at once, and -no-reboot turns that into an exit. */
       base_cmdline: z.string().max(1024).default('console=ttyS0 quiet panic=-1'),
-    })
-    .default({ binary: 'qemu-system-x86_64', img_binary: 'qemu-img', accel: 'auto', boot_timeout_seconds: 90, ssh_user: 'root', base_cmdline: 'console=ttyS0 quiet panic=-1' }),
+      /** Host memory a VM holds besides its guest's (measured ~65 MiB under TCG: docs/admission.md). */
+      overhead_mib: z.number().int('must be a whole number of MiB').min(0, 'must be at least 0').max(4096, 'must be at most 4096').default(64),
+    }))
+    .default({ binary: 'qemu-system-x86_64', img_binary: 'qemu-img', accel: 'auto', boot_timeout_seconds: 90, ssh_user: 'root', base_cmdline: 'console=ttyS0 quiet panic=-1', overhead_mib: 64 }),
+  host: z.lazy(() => hostSchema()).default({ reserved_memory_mib: 512, cpu_overcommit: 4, default_container_memory_mib: 0 }),
 });
 export type AgentConfig = z.output<typeof ConfigSchema>;
 
-export const NetSchema = z
-  .strictObject({
+const netSchema = () =>
+  z.strictObject({
     /** The host-only bridge; VMs with network auto use it when it exists. */
     bridge: z
       .string()
@@ -123,26 +135,37 @@ export const NetSchema = z
     subnet: z.string().regex(/^\d+\.\d+\.\d+\.\d+\/\d{1,2}$/, 'must be an IPv4 CIDR like 10.99.0.0/24').default('10.99.0.0/24'),
     /** The nftables table (inet and bridge families) the agent owns. */
     table: z.string().regex(/^[a-z][a-z0-9_]{0,31}$/, 'must be an nft table name').default('mcp'),
-  })
-  .default({ bridge: 'mcp-br0', subnet: '10.99.0.0/24', table: 'mcp' });
+  });
 
-const filePath = z.string().min(1, 'must not be empty');
+/** What admission (src/agent/admission.ts) counts the host as holding. */
+const hostSchema = () =>
+  z.strictObject({
+    /** Kept for the host itself (kernel, agent, podman): capacity is MemTotal minus this. */
+    reserved_memory_mib: z.number().int('must be a whole number of MiB').min(0, 'must be at least 0').max(1_048_576, 'must be at most 1048576 (1 TiB)').default(512),
+    /** vCPUs admitted per online CPU. */
+    cpu_overcommit: z.number().int('must be a whole number').min(1, 'must be at least 1').max(64, 'must be at most 64').default(4),
+    /** What a container without `memory` counts (0: not counted). */
+    default_container_memory_mib: z.number().int('must be a whole number of MiB').min(0, 'must be at least 0').max(1_048_576, 'must be at most 1048576 (1 TiB)').default(0),
+  });
 
-export const NatsSettingsSchema = z.strictObject({
-  /** Servers to connect to (any of them; the client fails over and reconnects forever). */
-  urls: z
-    .array(z.string().regex(NATS_URL, NATS_URL_RULE))
-    .min(1, 'must name at least one server'),
-  bucket: z.string().regex(BUCKET_NAME, BUCKET_RULE).default(DEFAULT_BUCKET),
-  /** This node's name in the keys (desired.<node>.<service>, status.<node>); default: the host name up to its first dot. */
-  node: z.string().regex(NODE_NAME, NODE_NAME_RULE).optional(),
-  /** A NATS credentials file (JWT and NKey seed). */
-  creds: filePath.optional(),
-  tls: z.strictObject({ ca: filePath.optional(), cert: filePath.optional(), key: filePath.optional() }).optional(),
-});
-export type NatsSettings = z.output<typeof NatsSettingsSchema> & { node: string };
+const natsSettingsSchema = () => {
+  const filePath = z.string().min(1, 'must not be empty');
+  return z.strictObject({
+    /** Servers to connect to (any of them; the client fails over and reconnects forever). */
+    urls: z
+      .array(z.string().regex(NATS_URL, NATS_URL_RULE))
+      .min(1, 'must name at least one server'),
+    bucket: z.string().regex(BUCKET_NAME, BUCKET_RULE).default(DEFAULT_BUCKET),
+    /** This node's name in the keys (desired.<node>.<service>, status.<node>); default: the host name up to its first dot. */
+    node: z.string().regex(NODE_NAME, NODE_NAME_RULE).optional(),
+    /** A NATS credentials file (JWT and NKey seed). */
+    creds: filePath.optional(),
+    tls: z.strictObject({ ca: filePath.optional(), cert: filePath.optional(), key: filePath.optional() }).optional(),
+  });
+};
+export type NatsSettings = z.output<ReturnType<typeof natsSettingsSchema>> & { node: string };
 
-export const SourceSchema = z.strictObject({ nats: NatsSettingsSchema.optional() }).default({});
+const sourceSchema = () => z.strictObject({ nats: natsSettingsSchema().optional() });
 
 /** The NATS settings with the node name filled in, or undefined when the source is off. */
 export function natsSettings(cfg: AgentConfig): NatsSettings | undefined {

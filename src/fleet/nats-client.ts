@@ -4,6 +4,7 @@
  * becomes one NatsUnreachableError naming the URLs (exit 1, like a node the SSH path cannot
  * reach): with NATS down the master can do nothing for any node, so it stops before planning.
  */
+import { accessSync, constants } from 'node:fs';
 import { connect, type KV, type NatsConnection } from 'nats';
 import { AgentError, ValidationError } from '../errors.js';
 import { bucketMissing, connectionOptions, natsReason as reason } from '../nats/connection.js';
@@ -26,12 +27,38 @@ export function checkBucket(name: string): string {
   return name;
 }
 
+/** TLS files of a master's `--nats-ca/--nats-cert/--nats-key` (the agent's source.nats.tls). */
+export interface MasterTls {
+  ca?: string | undefined;
+  cert?: string | undefined;
+  key?: string | undefined;
+}
+
+/**
+ * The TLS flags checked before any connection: each file readable, cert and key together. Returns
+ * undefined when none is given (a plain connection).
+ */
+export function checkTls(t: MasterTls): MasterTls | undefined {
+  const issues: Array<{ field: string; rule: string }> = [];
+  for (const [flag, path] of [['--nats-ca', t.ca], ['--nats-cert', t.cert], ['--nats-key', t.key]] as const) {
+    if (path === undefined) continue;
+    try {
+      accessSync(path, constants.R_OK);
+    } catch (err) {
+      issues.push({ field: flag, rule: `must be a readable file: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message} for ${path}` });
+    }
+  }
+  if ((t.cert === undefined) !== (t.key === undefined)) issues.push({ field: '--nats-cert', rule: 'and --nats-key go together: give both or neither' });
+  if (issues.length > 0) throw new ValidationError('fleet', issues);
+  return t.ca === undefined && t.cert === undefined ? undefined : t;
+}
+
 /** Connects within `timeoutMs`, no reconnects (a master run is short); throws NatsUnreachableError. */
-export async function connectNats(urls: string[], timeoutMs: number): Promise<NatsConnection> {
+export async function connectNats(urls: string[], timeoutMs: number, tls?: MasterTls): Promise<NatsConnection> {
   try {
-    return await connect(connectionOptions({ urls, name: 'mcp-agent fleet master' }, { timeoutMs }));
+    return await connect(connectionOptions({ urls, name: 'mcp-agent fleet master', tls }, { timeoutMs }));
   } catch (err) {
-    throw new NatsUnreachableError(`cannot reach NATS at ${urls.join(', ')}: ${reason(err)} (check --nats and that nats-server runs there with JetStream, -js)`);
+    throw new NatsUnreachableError(`cannot reach NATS at ${urls.join(', ')}: ${reason(err)} (check --nats, the TLS flags, and that nats-server runs there with JetStream, -js)`);
   }
 }
 

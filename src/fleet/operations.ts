@@ -9,6 +9,7 @@ import type { FleetNode } from './inventory.js';
 import type { PlacedService } from './placement.js';
 import { eachNode } from './pool.js';
 import { NodeError, runOnNode, type ExecOutput } from './transport.js';
+import { parseDuration } from '../duration.js';
 
 export interface CallOptions {
   timeoutMs: number;
@@ -147,11 +148,12 @@ export function mergeByTime(perNode: NodeEvent[][], limit: number): NodeEvent[] 
     .map((x) => x.e);
 }
 
-/** `30s`, `500ms`, `2m`, or a bare number of seconds, as milliseconds. */
-export function parseDuration(text: string): number | undefined {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(text.trim());
-  if (!m) return undefined;
-  const n = Number(m[1]);
-  const ms = m[2] === 'ms' ? n : m[2] === 'm' ? n * 60_000 : n * 1000;
-  return ms > 0 && ms <= 24 * 3600_000 ? ms : undefined;
+/**
+ * A fleet timeout as milliseconds: a duration as every other flag takes it (src/duration.ts: `500ms`,
+ * `30s`, `2m`, `1h30m`) or, as fleet flags always took, a bare number of seconds; above 0, at most a day.
+ */
+export function parseTimeout(text: string): number | undefined {
+  const bare = /^\d+(?:\.\d+)?$/.test(text.trim()) ? Number(text.trim()) * 1000 : undefined;
+  const ms = parseDuration(text) ?? bare;
+  return ms !== undefined && ms > 0 && ms <= 24 * 3600_000 ? ms : undefined;
 }

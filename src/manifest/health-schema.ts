@@ -25,7 +25,13 @@ const count = (max: number) => z.number({ error: 'must be a number' }).int('must
 
 const status = z.number({ error: 'must be a number' }).int('must be an integer').min(100, 'must be an HTTP status (100-599)').max(599, 'must be an HTTP status (100-599)');
 
-export const HealthSchema = z
+let built: ReturnType<typeof buildHealthSchema> | undefined;
+
+/** Built on first use, as the manifest schemas are (schema.ts): commands that never read a manifest do not pay for it. */
+export const HealthSchema = (): ReturnType<typeof buildHealthSchema> => (built ??= buildHealthSchema());
+
+function buildHealthSchema() {
+  return z
   .strictObject({
     kind: z.enum(HEALTH_KINDS, { error: `must be one of ${HEALTH_KINDS.join(', ')}` }),
     /** tcp and http: the port inside the container's network namespace, or the VM's guest port. */
@@ -57,7 +63,8 @@ export const HealthSchema = z
     if (h.kind !== 'http') for (const f of ['path', 'expected_status'] as const) if (h[f] !== undefined) issue(f, 'is only for http checks');
     if (h.expected_status && h.expected_status[0] > h.expected_status[1]) issue('expected_status', 'must be [low, high] with low <= high');
   });
-export type HealthCheck = z.output<typeof HealthSchema>;
+}
+export type HealthCheck = z.output<ReturnType<typeof buildHealthSchema>>;
 
 /** The http defaults, applied where the check is run (so a stored check stays as written). */
 export const HTTP_DEFAULTS = { path: '/', expected_status: [200, 399] as [number, number] };

@@ -11,7 +11,7 @@ import { createRequire } from 'node:module';
 const require = createRequire(import.meta.url);
 import type { z } from 'zod';
 import { ValidationError, type FieldIssue } from '../errors.js';
-import { ComponentSpecSchema, ServiceManifestSchema, type ComponentSpec, type ServiceSpec } from './schema.js';
+import { manifestSchemas, type ComponentSpec, type ServiceSpec } from './schema.js';
 import { closest } from './suggest.js';
 
 export type ManifestFormat = 'toml' | 'yaml' | 'json';
@@ -97,6 +97,7 @@ export function parseText(text: string, format: ManifestFormat, source: string, 
 
 /** Validates one parsed manifest document and resolves defaults into a ServiceSpec. */
 export function toServiceSpec(doc: unknown, source: string): ServiceSpec {
+  const { ServiceManifestSchema, ComponentSpecSchema } = manifestSchemas();
   const parsed = ServiceManifestSchema.safeParse(doc);
   if (!parsed.success) throw new ValidationError(source, issuesOf(parsed.error, [], ServiceManifestSchema));
   const m = parsed.data;

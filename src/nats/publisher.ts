@@ -23,6 +23,8 @@ export class StatusPublisher {
   private last: NodeSummary | undefined;
   private timer: NodeJS.Timeout | undefined;
   private busy: Promise<void> = Promise.resolve();
+  /** A publish is queued and has not begun building its summary. */
+  private queued = false;
 
   constructor(private readonly o: PublisherOptions) {}
 
@@ -42,8 +44,13 @@ export class StatusPublisher {
   }
 
   private publish(heartbeat: boolean): void {
+    // A burst of passes and actions (hundreds of containers starting) queues one build, not one
+    // each: the queued one is built when its turn comes, so it sees all of them.
+    if (this.queued && !heartbeat) return;
+    this.queued = true;
     // One write at a time, in order: a slow put never lets an older summary land after a newer one.
     this.busy = this.busy.then(async () => {
+      this.queued = false;
       const kv = this.o.kv();
       if (!kv) return;
       let s: NodeSummary;

@@ -3,7 +3,7 @@
  * row, because a master may have written it with any SQLite client.
  */
 import { ValidationError } from '../errors.js';
-import { ComponentSpecSchema, type ComponentSpec, type ServiceSpec } from '../manifest/schema.js';
+import { manifestSchemas, type ComponentSpec, type ServiceSpec } from '../manifest/schema.js';
 import { issuesOf } from '../manifest/load.js';
 import { diffDesired, type CurrentService, type DesiredDiff, type Origin, type ServiceUpdate } from '../manifest/diff.js';
 import type { Db } from './open.js';
@@ -76,6 +76,7 @@ function rowToSpec(row: ComponentRow): DesiredComponent {
   } catch (err) {
     return { ...base, valid: false, error: `unreadable JSON column: ${(err as Error).message}` };
   }
+  const { ComponentSpecSchema } = manifestSchemas();
   const parsed = ComponentSpecSchema.safeParse(candidate);
   if (!parsed.success) {
     return { ...base, valid: false, error: issuesOf(parsed.error, [], ComponentSpecSchema).map((i) => `${i.field}: ${i.rule}`).join('; ') };
@@ -99,6 +100,9 @@ export interface ApplyOptions {
 }
 
 export class DesiredRepo {
+  /** The last read's components by their raw row (see readUnlocked). */
+  private parsed = new Map<string, DesiredComponent>();
+
   /** Writes here decide: on a disk that refuses them they throw RegistryUnwritableError, nothing written. */
   constructor(
     private readonly db: Db,
@@ -128,7 +132,18 @@ export class DesiredRepo {
          FROM components ORDER BY service, name`,
       )
       .all() as ComponentRow[];
-    return { services, components: rows.map(rowToSpec) };
+    // A row unchanged since the last read gives the same parsed component (and spec object, whose
+    // hashes are kept by object: identity.ts): the agent reads the desired state at every pass and
+    // every status request, and parsing hundreds of rows each time was most of a request's cost.
+    const parsed = new Map<string, DesiredComponent>();
+    const components = rows.map((row) => {
+      const raw = JSON.stringify(row);
+      const c = this.parsed.get(raw) ?? rowToSpec(row);
+      parsed.set(raw, c);
+      return c;
+    });
+    this.parsed = parsed;
+    return { services, components };
   }
 
   /**

@@ -1,5 +1,6 @@
 /** The registry: the only module that speaks SQL. One object, typed repositories. */
 import { DesiredRepo } from './desired.js';
+import { DrainRepo } from './drain.js';
 import { EventsRepo } from './events.js';
 import { InstancesRepo } from './instances.js';
 import { LeasesRepo } from './leases.js';
@@ -9,6 +10,7 @@ import { openDatabase, type Db, type OpenOptions } from './open.js';
 import { WriteGuard, type WritabilityLog } from './write-guard.js';
 
 export type { DesiredComponent, DesiredService, DesiredState } from './desired.js';
+export type { DrainState } from './drain.js';
 export type { AgentEvent, EventOutcome, NewEvent } from './events.js';
 export type { InstanceRecord, StoredHealth } from './instances.js';
 export type { Heartbeat, ReconcilerClaim } from './meta.js';
@@ -23,6 +25,8 @@ export class Registry {
   readonly events: EventsRepo;
   readonly meta: MetaRepo;
   readonly leases: LeasesRepo;
+  /** Whether the node is drained, and which workloads a drain stopped (meta rows). */
+  readonly drain: DrainRepo;
   /** The NATS source's changes and its position in the bucket. */
   readonly source: SourceRepo;
   /** Every write goes through it: bookkeeping is queued while the disk refuses, decisions throw. */
@@ -39,6 +43,7 @@ export class Registry {
     this.events = new EventsRepo(db, this.writes);
     this.meta = new MetaRepo(db, this.writes);
     this.leases = new LeasesRepo(db, this.writes);
+    this.drain = new DrainRepo(db, this.writes);
     this.source = new SourceRepo(db, this.writes, this.desired, this.meta, this.events);
   }
 

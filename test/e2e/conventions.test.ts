@@ -198,4 +198,29 @@ describe('operator conventions, end to end', () => {
     const again = await node.ok(['apply', '-f', dir]);
     assert.deepEqual(lines(again.trim()).sort(), [`service ${a} unchanged`, `service ${c} unchanged`].sort());
   });
+
+  it('apply takes -f more than once as one set; a service in two of them is refused naming both, and nothing is written', async (t) => {
+    const node = new TestNode();
+    t.after(() => node.cleanup());
+    const a = TestNode.serviceName('cvf');
+    const b = TestNode.serviceName('cvf');
+    const fa = join(node.dir, 'a.toml');
+    const fb = join(node.dir, 'b.toml');
+    writeFileSync(fa, containerService(a, { web: SLEEP }));
+    writeFileSync(fb, containerService(b, { web: SLEEP }));
+    const both = await node.ok(['apply', '-f', fa, '-f', fb]);
+    assert.match(both, new RegExp(`^service ${a} created \\(1 component\\)$`, 'm'));
+    assert.match(both, new RegExp(`^service ${b} created \\(1 component\\)$`, 'm'));
+
+    const before = node.query('SELECT service, name, memory_mib FROM components ORDER BY service');
+    writeFileSync(fb, containerService(a, { web: SLEEP }, { web: 'memory = 96' }));
+    const twice = await node.cli(['apply', '-f', fa, '-f', fb]);
+    assert.equal(twice.exitCode, 2);
+    assert.match(twice.stderr, new RegExp(`--file: service ${a} is in both ${fa} and ${fb}: a service may be given once`));
+    assert.deepEqual(node.query('SELECT service, name, memory_mib FROM components ORDER BY service'), before, 'nothing written');
+
+    const prune = await node.cli(['apply', '--prune', '-f', node.dir, '-f', fa]);
+    assert.equal(prune.exitCode, 2);
+    assert.match(prune.stderr, new RegExp(`--file: must be a directory with --prune.*; ${fa} is not`));
+  });
 });

@@ -3,7 +3,7 @@
 // the dir removed at cleanup, even when the test fails. Never the packaged systemd service.
 // The one builder of this fixture: test/e2e/nats.test.ts, test/e2e/fleet-nats.test.ts and
 // bench/nats.bench.ts all start their servers here.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -32,6 +32,14 @@ function accepts(port: number): Promise<boolean> {
   });
 }
 
+/** A server that speaks only TLS, with its certificate, and (verify) one that also checks clients' certificates against `ca`. */
+export interface ServerTls {
+  cert: string;
+  key: string;
+  ca: string;
+  verify: boolean;
+}
+
 export interface ClusterRole {
   name: string;
   clusterPort: number;
@@ -46,11 +54,12 @@ export class NatsServer {
   constructor(
     readonly port: number,
     private readonly cluster?: ClusterRole,
+    private readonly tls?: ServerTls,
   ) {}
 
   /** A single server on a free port, accepting connections. */
-  static async start(): Promise<NatsServer> {
-    const s = new NatsServer(await freePort());
+  static async start(opts: { tls?: ServerTls } = {}): Promise<NatsServer> {
+    const s = new NatsServer(await freePort(), undefined, opts.tls);
     await s.start();
     return s;
   }
@@ -67,6 +76,7 @@ export class NatsServer {
   async start(): Promise<void> {
     if (this.proc) throw new Error('nats-server is already running');
     const args = ['-js', '-a', '127.0.0.1', '-p', String(this.port), '-sd', join(this.dir, 'store')];
+    if (this.tls) args.push('--tls', '--tlscert', this.tls.cert, '--tlskey', this.tls.key, '--tlscacert', this.tls.ca, ...(this.tls.verify ? ['--tlsverify'] : []));
     if (this.cluster) {
       const c = this.cluster;
       args.push('-n', c.name, '--cluster_name', 'nx', '--cluster', `nats://127.0.0.1:${c.clusterPort}`, '--routes', c.routes.map((p) => `nats://127.0.0.1:${p}`).join(','));
@@ -123,8 +133,9 @@ export class TestMaster {
     readonly kv: KV,
   ) {}
 
-  static async open(urls: string[], bucket: string, opts: { replicas?: number; history?: number; create?: boolean } = {}): Promise<TestMaster> {
-    const nc = await connect({ servers: urls, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+  static async open(urls: string[], bucket: string, opts: { replicas?: number; history?: number; create?: boolean; tls?: { ca: string; cert: string; key: string } } = {}): Promise<TestMaster> {
+    const tls = opts.tls ? { tls: { caFile: opts.tls.ca, certFile: opts.tls.cert, keyFile: opts.tls.key } } : {};
+    const nc = await connect({ servers: urls, maxReconnectAttempts: -1, reconnectTimeWait: 250, ...tls });
     // A cluster elects its JetStream leader a few seconds after start: retry until it answers.
     let lastErr: unknown;
     for (let i = 0; i < 60; i++) {
@@ -176,4 +187,26 @@ export function nodeSummary(node: string, opts: { ageSeconds?: number; counts?: 
     source: { applied_revision: opts.appliedRevision ?? null, rejected: opts.rejected ?? [] },
     capacity: null,
   };
+}
+
+/** The files of a test CA: its cert, a server cert for 127.0.0.1 and a client cert, each with its key. */
+export interface TestCerts {
+  ca: string;
+  serverCert: string;
+  serverKey: string;
+  clientCert: string;
+  clientKey: string;
+}
+
+/** A throwaway CA and the certificates it signs, made with openssl in `dir` (ed25519: quick to make). */
+export async function makeTestCerts(dir: string): Promise<TestCerts> {
+  const f = (name: string): string => join(dir, name);
+  const ssl = (args: string[]) => execa('openssl', args, { cwd: dir, stdin: 'ignore' });
+  await ssl(['req', '-x509', '-newkey', 'ed25519', '-nodes', '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '1', '-subj', '/CN=agent test CA']);
+  for (const [who, ext] of [['server', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth'], ['client', 'extendedKeyUsage=clientAuth']] as const) {
+    await ssl(['req', '-newkey', 'ed25519', '-nodes', '-keyout', f(`${who}.key`), '-out', f(`${who}.csr`), '-subj', `/CN=agent test ${who}`]);
+    writeFileSync(f(`${who}.ext`), `${ext}\n`);
+    await ssl(['x509', '-req', '-in', f(`${who}.csr`), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f(`${who}.pem`), '-days', '1', '-extfile', f(`${who}.ext`)]);
+  }
+  return { ca: f('ca.pem'), serverCert: f('server.pem'), serverKey: f('server.key'), clientCert: f('client.pem'), clientKey: f('client.key') };
 }

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { placeVm } from '../../src/agent/placement.js';
 import type { VmNetwork } from '../../src/agent/network-drift.js';
-import { ComponentSpecSchema } from '../../src/manifest/schema.js';
+import { manifestSchemas } from '../../src/manifest/schema.js';
 import { Registry } from '../../src/registry/index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'agent-placement-net-'));
@@ -19,7 +19,7 @@ const PATHS = { home: dir, vmDir: join(dir, 'vm'), imagesDirs: [join(dir, 'image
 const NET = { bridge: { bridge: 'mcp-br0', gateway: '10.99.0.1', prefix: 24, table: 'mcp' }, subnet: '10.99.0.0/24' };
 const KEY = { service: 'web', component: 'vm' };
 const spec = (network: 'auto' | 'bridge' | 'slirp') =>
-  ComponentSpecSchema.parse({ service: 'web', name: 'vm', runtime: 'unikernel', network, memory: 128, kernel: 'vmlinux', initrd: 'initrd.cpio', ssh_host_key: 'ssh-ed25519 AAAAC3Nza' });
+  manifestSchemas().ComponentSpecSchema.parse({ service: 'web', name: 'vm', runtime: 'unikernel', network, memory: 128, kernel: 'vmlinux', initrd: 'initrd.cpio', ssh_host_key: 'ssh-ed25519 AAAAC3Nza' });
 
 let n = 0;
 const leasesOf = (registry: Registry) => registry.leases.forComponent(KEY).map((l) => `${l.kind}:${l.purpose}`).sort();

@@ -190,8 +190,10 @@ describe('apply --wait reading a status report', () => {
   const report = (components: StatusRow[]): StatusReport => ({
     registry: { path: 'x', writable: true } as StatusReport['registry'],
     agent: { running: true, pid: 1, last_pass_at: null, once_in_progress: false },
+    node: { drained: false, drained_since: null },
     runtimes: {},
     source: null,
+    resources: null,
     summary: {},
     components,
   });

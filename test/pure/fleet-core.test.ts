@@ -10,7 +10,7 @@ import { commandLine, shellQuote } from '../../src/fleet/quote.js';
 import { loadInventory, selectNodes } from '../../src/fleet/inventory.js';
 import { place, splitManifest } from '../../src/fleet/placement.js';
 import { hostKeysFromKnownHosts, fingerprint, keyBlobOf } from '../../src/fleet/host-keys.js';
-import { mergeByTime, parseDuration, type NodeEvent } from '../../src/fleet/operations.js';
+import { mergeByTime, parseTimeout, type NodeEvent } from '../../src/fleet/operations.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'fleet-unit-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -109,10 +109,14 @@ describe('host keys, durations, event merge', () => {
     assert.deepEqual(hostKeysFromKnownHosts(String(execFileSync('cat', [join(dir, 'kh')])), '10.1.2.4', 2222), []);
   });
   it('parses durations and merges events newest first', () => {
-    assert.equal(parseDuration('30s'), 30_000);
-    assert.equal(parseDuration('500ms'), 500);
-    assert.equal(parseDuration('2m'), 120_000);
-    assert.equal(parseDuration('x'), undefined);
+    assert.equal(parseTimeout('30s'), 30_000);
+    assert.equal(parseTimeout('500ms'), 500);
+    assert.equal(parseTimeout('2m'), 120_000);
+    assert.equal(parseTimeout('x'), undefined);
+    assert.equal(parseTimeout('1h30m'), 5_400_000, 'compounds, as every other duration flag takes them');
+    assert.equal(parseTimeout('45'), 45_000, 'a bare number is seconds, as before');
+    assert.equal(parseTimeout('0s'), undefined);
+    assert.equal(parseTimeout('2d'), undefined, 'at most a day');
     const ev = (node: string, at: string): NodeEvent => ({ node, at, service: null, component: null, workload: null, action: 'a', reason: '', outcome: 'ok', message: '' });
     const merged = mergeByTime([[ev('a', '2026-01-01T00:00:03Z'), ev('a', '2026-01-01T00:00:01Z')], [ev('b', '2026-01-01T00:00:02Z')]], 2);
     assert.deepEqual(merged.map((e) => e.node + e.at.slice(-3)), ['a03Z', 'b02Z']);

@@ -45,7 +45,7 @@ class GatedProber implements Prober {
 }
 
 const tick = (): Promise<void> => new Promise((r) => setTimeout(r, 5));
-const check = HealthSchema.parse({ kind: 'tcp', port: 80, interval_seconds: 1, failure_threshold: 2 });
+const check = HealthSchema().parse({ kind: 'tcp', port: 80, interval_seconds: 1, failure_threshold: 2 });
 
 function setup(n: number, parallelism: number, ok: (t: ProbeTarget) => boolean) {
   const registry = Registry.open(join(mkdtempSync(join(root, 'r-')), 'agent.db'), { create: true });

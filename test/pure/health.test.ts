@@ -68,13 +68,13 @@ describe('health: the manifest table', () => {
 
   it('a changed check does not change the spec hash (no replace), only the attempt hash', () => {
     const a = spec('web', 'api');
-    const b = spec('web', 'api', { health: HealthSchema.parse({ kind: 'tcp', port: 80 }) });
+    const b = spec('web', 'api', { health: HealthSchema().parse({ kind: 'tcp', port: 80 }) });
     assert.equal(specHash(a), specHash(b));
     assert.notEqual(attemptHash(a), attemptHash(b));
   });
 });
 
-const CHECK: HealthCheck = HealthSchema.parse({ kind: 'tcp', port: 80, failure_threshold: 3, success_threshold: 2, start_period_seconds: 10 });
+const CHECK: HealthCheck = HealthSchema().parse({ kind: 'tcp', port: 80, failure_threshold: 3, success_threshold: 2, start_period_seconds: 10 });
 const fail = { ok: false, output: 'refused' };
 const pass = { ok: true, output: 'connected' };
 
@@ -112,7 +112,7 @@ describe('health: the tracker', () => {
 });
 
 describe('health: the planner', () => {
-  const check = HealthSchema.parse({ kind: 'http', port: 80 });
+  const check = HealthSchema().parse({ kind: 'http', port: 80 });
   const verdict = (o: { id: string }, status: HealthVerdict['status'] = 'unhealthy'): HealthVerdict => ({ status, output: 'GET http://127.0.0.1:80/: 503 (expected 200-399)', run: o.id, since: '2024-05-01T11:59:00.000Z', failures: 3 });
   const input = (restart: 'always' | 'on-failure' | 'never', v?: (o: { id: string }) => HealthVerdict): PlanInput => {
     const s = spec('web', 'api', { restart, health: check });

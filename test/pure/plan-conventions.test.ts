@@ -78,9 +78,25 @@ describe('plan: actions held by a backoff', () => {
     const report = planDocument(r);
     assert.deepEqual(report.held.map((x) => [x.type, x.service, x.component, x.due_at, x.last_error]), [['start', 'web', 'api', at(8_000), 'image not known']]);
     assert.equal(planPending(report), true);
-    const text = formatPlan(report, NOW.getTime());
+    const text = formatPlan(report, { now: NOW.getTime() });
     assert.match(text, /^start web\/api held by backoff until \d\d:\d\d:\d\d \(in 8s\): image not known$/m);
     assert.doesNotMatch(text, /nothing to do/);
+  });
+
+  it('the action table fits 120 columns, the reason cut in the middle; --wide keeps it whole', () => {
+    const env = Object.fromEntries(Array.from({ length: 12 }, (_, i) => [`VARIABLE_NUMBER_${i}`, 'x']));
+    const before = spec('web', 'api', { memory: 64 });
+    const after = spec('web', 'api', { memory: 96, env });
+    const rec = record(before, { handle: observedFor(before).id });
+    const r = plan(input(desired([validRow(after)]), { container: ok(observedFor(before)) }, [rec]));
+    assert.deepEqual(r.actions.map((a) => a.type), ['replace']);
+    const report = planDocument(r);
+    const reason = report.actions[0]!.reason;
+    assert.ok(reason.length > 200, `a long reason to cut (${reason.length} characters)`);
+    const narrow = formatPlan(report, { now: NOW.getTime() });
+    assert.ok(Math.max(...narrow.split('\n').map((l) => l.length)) <= STATUS_WIDTH, narrow);
+    assert.match(narrow, /^replace +web\/api +container +spec changed: .*….*memory 64 → 96$/m);
+    assert.ok(formatPlan(report, { wide: true, now: NOW.getTime() }).includes(reason), 'the whole reason with --wide');
   });
 
   it('a backoff that has ended holds nothing: the action is due, and the last error stays on the assessment', () => {
@@ -138,7 +154,7 @@ function statusRow(over: Partial<StatusRow> = {}): StatusRow {
 function report(rows: StatusRow[]): StatusReport {
   const summary: Record<string, number> = {};
   for (const c of rows) summary[c.drift] = (summary[c.drift] ?? 0) + 1;
-  return { registry: { path: '/tmp/agent.db', writable: true, reason: null, free_bytes: null }, agent: { running: false, pid: null, last_pass_at: null, once_in_progress: false }, runtimes: { container: { ok: true, error: null, observed_at: null, age_seconds: null } }, source: null, summary, components: rows };
+  return { registry: { path: '/tmp/agent.db', writable: true, reason: null, free_bytes: null }, agent: { running: false, pid: null, last_pass_at: null, once_in_progress: false }, node: { drained: false, drained_since: null }, runtimes: { container: { ok: true, error: null, observed_at: null, age_seconds: null } }, source: null, resources: null, summary, components: rows };
 }
 
 describe('status: filter and --check', () => {

@@ -563,7 +563,7 @@ describe('plan: level-triggered and ordered', () => {
 
   it('an empty registry and nothing observed plans nothing', () => {
     const r = plan(input(desired([]), { container: ok(), unikernel: ok() }));
-    assert.deepEqual(r, { assessments: [], actions: [], held: [], unknown: [], housekeeping: [], requeueAt: undefined });
+    assert.deepEqual(r, { assessments: [], actions: [], held: [], unknown: [], housekeeping: [], requeueAt: undefined, notAdmitted: [], resources: undefined, drained: false });
   });
 });
 

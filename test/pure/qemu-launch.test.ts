@@ -3,7 +3,7 @@
 import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
 import { macFor } from '../../src/identity.js';
-import { ComponentSpecSchema } from '../../src/manifest/schema.js';
+import { manifestSchemas } from '../../src/manifest/schema.js';
 import { describeLaunch, type LaunchInput } from '../../src/runtime/qemu/launch.js';
 import { tapProblem } from '../../src/runtime/qemu/observe.js';
 import { VmRecordSchema } from '../../src/runtime/qemu/state.js';
@@ -16,7 +16,7 @@ const BRIDGE: VmNet = { mode: 'bridge', bridge: 'mcp-br0', tap: 'mcptap0', ip: '
 const SLIRP: VmNet = { mode: 'slirp', sshPort: 10042, forwards: [{ host: 18080, guest: 80, protocol: 'tcp' }] };
 
 function input(o: { spec?: Record<string, unknown>; files?: LaunchInput['w']['vm']['files']; net?: VmNet; disk?: string } = {}): LaunchInput {
-  const spec = ComponentSpecSchema.parse({ service: 'web', name: 'vm', runtime: 'unikernel', network: 'auto', memory: 256, vcpus: 2, kernel: 'vmlinux', initrd: 'initrd.cpio', cmdline: 'quiet', ...o.spec });
+  const spec = manifestSchemas().ComponentSpecSchema.parse({ service: 'web', name: 'vm', runtime: 'unikernel', network: 'auto', memory: 256, vcpus: 2, kernel: 'vmlinux', initrd: 'initrd.cpio', cmdline: 'quiet', ...o.spec });
   return {
     w: { name: 'web-vm', key: { service: 'web', component: 'vm' }, specHash: 'h1', spec, vm: { files: o.files ?? { kernel: '/srv/images/vmlinux', initrd: '/srv/images/initrd.cpio' }, hostKey: HOST_KEY, net: o.net ?? SLIRP } },
     dir: DIR,

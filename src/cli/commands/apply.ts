@@ -25,7 +25,7 @@ function readManifests(file: string, format: ManifestFormat | undefined): Servic
 }
 
 interface ApplyCliOpts {
-  file: string;
+  file: string[];
   prune?: boolean;
   allowEmpty?: boolean;
   format?: ManifestFormat;
@@ -34,6 +34,26 @@ interface ApplyCliOpts {
   json?: boolean;
   wait?: boolean;
   waitTimeout: string;
+}
+
+/**
+ * Every -f given, in order (kubectl's habit: `-f a.toml -f b.toml`), as one set: a service named
+ * by two of them is refused, naming both, rather than the later one silently winning.
+ */
+function readAll(files: string[], format: ManifestFormat | undefined): ServiceSpec[] {
+  if (files.filter((f) => f === '-').length > 1) throw new ValidationError('apply flags', [{ field: '--file', rule: '- (stdin) may be given once' }]);
+  const from = new Map<string, string>();
+  const specs: ServiceSpec[] = [];
+  const issues: Array<{ field: string; rule: string }> = [];
+  for (const file of files) {
+    for (const spec of readManifests(file, format)) {
+      const first = from.get(spec.name);
+      if (first !== undefined) issues.push({ field: '--file', rule: `service ${spec.name} is in both ${first} and ${file === '-' ? 'stdin' : file}: a service may be given once` });
+      else (from.set(spec.name, file === '-' ? 'stdin' : file), specs.push(spec));
+    }
+  }
+  if (issues.length > 0) throw new ValidationError('apply', issues);
+  return specs;
 }
 
 /** One line per service (or the JSON the master's `fleet` reads); `note` heads a dry run. */
@@ -55,7 +75,7 @@ function printApply(res: ApplyResult, specs: ServiceSpec[], opts: ApplyCliOpts, 
 export function applyCommand(): Command {
   return new Command('apply')
     .description('validate manifests and write them to the registry in one transaction')
-    .requiredOption('-f, --file <path>', 'a manifest (.toml, .yaml, .yml, .json), a directory of them, or - for stdin (one service, or a JSON/YAML array of them)')
+    .requiredOption('-f, --file <path>', 'a manifest (.toml, .yaml, .yml, .json), a directory of them, or - for stdin (one service, or a JSON/YAML array of them); repeat it for several', (v: string, prev: string[] = []) => [...prev, v])
     .option('--prune', 'with a directory or stdin: delete every service not in the set (with --origin master: only services a master sent)')
     .option('--allow-empty', 'with --prune: accept an empty set (deletes every service it may prune)')
     .addOption(new Option('--format <format>', 'format of stdin').choices(['toml', 'yaml', 'json']))
@@ -69,15 +89,16 @@ export function applyCommand(): Command {
       const waitMs = parseDuration(opts.waitTimeout);
       if (waitMs === undefined || waitMs <= 0) throw new ValidationError('apply flags', [{ field: '--wait-timeout', rule: `${DURATION_RULE}, above 0, got '${opts.waitTimeout}'` }]);
       if (opts.wait && opts.dryRun) throw new ValidationError('apply flags', [{ field: '--wait', rule: 'cannot go with --dry-run: nothing is written, so nothing will change' }]);
-      if (opts.prune && opts.file !== '-' && !statSync(opts.file, { throwIfNoEntry: false })?.isDirectory()) {
-        throw new ValidationError('apply --prune', [{ field: '--file', rule: 'must be a directory with --prune, or - for stdin (the whole desired state)' }]);
+      const notWhole = opts.file.filter((f) => f !== '-' && !statSync(f, { throwIfNoEntry: false })?.isDirectory());
+      if (opts.prune && notWhole.length > 0) {
+        throw new ValidationError('apply --prune', [{ field: '--file', rule: `must be a directory with --prune, or - for stdin (the whole desired state); ${notWhole.join(', ')} is not` }]);
       }
-      const specs = readManifests(opts.file, opts.format); // validated before the registry is opened
+      const specs = readAll(opts.file, opts.format); // validated before the registry is opened
       checkBootFiles(specs, vmPaths(cfg).imagesDirs);
       checkHealthSsh(specs, vmPaths(cfg).imagesDirs);
       if (opts.prune && specs.length === 0 && !opts.allowEmpty) {
         // An empty directory is far more often a mistake (wrong path, failed sync) than intent.
-        const where = opts.file === '-' ? 'stdin' : opts.file;
+        const where = opts.file.map((f) => (f === '-' ? 'stdin' : f)).join(', ');
         throw new ValidationError('apply --prune', [{ field: '--file', rule: `${where} holds no manifests; pass --allow-empty to delete every service it may prune` }]);
       }
       const applyOpts = { prune: opts.prune ?? false, origin: opts.origin };

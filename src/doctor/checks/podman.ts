@@ -6,7 +6,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { labelsFor } from '../../identity.js';
-import { ComponentSpecSchema } from '../../manifest/schema.js';
+import { manifestSchemas } from '../../manifest/schema.js';
 import { runBounded } from '../../runtime/command.js';
 import type { CheckResult } from '../report.js';
 import type { DoctorContext } from './context.js';
@@ -43,7 +43,7 @@ export async function checkPodman(ctx: DoctorContext): Promise<CheckResult> {
       facts,
     };
   }
-  const spec = ComponentSpecSchema.parse({ service: 'agent-doctor', name: 'probe', runtime: 'container', image: ctx.probeImage, cmd: ['true'], network: 'none', restart: 'never' });
+  const spec = manifestSchemas().ComponentSpecSchema.parse({ service: 'agent-doctor', name: 'probe', runtime: 'container', image: ctx.probeImage, cmd: ['true'], network: 'none', restart: 'never' });
   const key = { service: 'agent-doctor', component: 'probe' };
   const started = performance.now();
   let result: CheckResult;
