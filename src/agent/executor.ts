@@ -36,6 +36,8 @@ export interface ExecutorOptions {
   log: Logger;
   /** Called after each action finished, so the loop can verify the result. */
   onSettled?: () => void;
+  /** Told when an action on a workload begins and ends (the health monitor pauses its probes between). */
+  onAction?: ((a: Action, phase: 'begin' | 'end') => void) | undefined;
   /** The agent's live view: what a start may skip looking up, and where each action's result goes. */
   view?: ActionView;
   /** Where actions, their reaction times and restarts are counted (`agent run`). */
@@ -139,6 +141,7 @@ export class Executor {
       const unit = unitOf(a);
       if (this.isShuttingDown) break;
       if (this.inflight.has(unit)) continue; // one action at a time per component
+      this.o.onAction?.(a, 'begin');
       // apply() catches the action's errors, but its bookkeeping may still throw: never leave that unhandled.
       const p = this.withSlot(() => (this.isShuttingDown ? Promise.resolve(notStarted(a)) : this.issue(a, ctx)))
         .catch((err: Error): ActionOutcome => ({ action: a, ok: false, message: err.message }))
@@ -147,6 +150,7 @@ export class Executor {
           return o;
         })
         .finally(() => {
+          this.o.onAction?.(a, 'end');
           this.inflight.delete(unit);
           this.settledAt.set(unit, ++this.settledCount);
           this.o.onSettled?.();
@@ -269,6 +273,8 @@ export class Executor {
         // The workload exited: that is a failure of the component, and a crash loop must back off.
         // The restart happens now; the next one waits for the backoff.
         this.recordFailure(a, a.reason);
+        // An unhealthy workload still runs: it is stopped first (gracefully), then started again.
+        if (a.stopFirst) await this.runtime(a.runtime).stop(a.workload, this.o.stopGraceSeconds);
         return this.start(a, true, 'restarted', ctx);
       }
       case 'start':

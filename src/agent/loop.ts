@@ -21,6 +21,7 @@ import { HostNetWatchSwitch } from '../net/watch.js';
 import type { HostNet } from '../net/types.js';
 import { abortCommands } from '../runtime/command.js';
 import type { MetricsSink } from './metrics-sink.js';
+import { createHealthMonitor, healthTargets, killProbes, type HealthMonitor } from './health/index.js';
 
 export interface LoopOptions {
   registry: Registry;
@@ -52,9 +53,17 @@ export class AgentLoop {
   private lastPass: Date | undefined;
   /** The one requeue timer: set for the earliest requeueAt of the last pass, replaced by the next. */
   private requeue: NodeJS.Timeout | undefined;
+  /** Health probes on their own timers: `agent run` only (start), not a one-shot pass. */
+  private health: HealthMonitor | undefined;
 
   constructor(private readonly o: LoopOptions) {
-    this.reconciler = new Reconciler({ ...o, onActionSettled: () => this.wake('action finished'), onRuntimeAnswered: (k) => this.wake(`${k} runtime answers again`) });
+    this.reconciler = new Reconciler({
+      ...o,
+      onActionSettled: () => this.wake('action finished'),
+      onRuntimeAnswered: (k) => this.wake(`${k} runtime answers again`),
+      health: () => this.health?.verdicts() ?? new Map(),
+      onAction: (a, phase) => (phase === 'begin' ? this.health?.hold(a.workload) : this.health?.release(a.workload)),
+    });
   }
 
   /** One pass, then wait for its actions. Returns how many actions failed, and how many `interrupt` cut short. */
@@ -70,6 +79,8 @@ export class AgentLoop {
    */
   interrupt(why: string): void {
     this.stopping = true;
+    this.health?.stop();
+    killProbes();
     this.reconciler.executor.shutdown(why);
     // A pass waiting on a runtime that hangs is cut short (its components become `unknown`).
     abortCommands('the agent is stopping', { readsOnly: true });
@@ -132,6 +143,7 @@ export class AgentLoop {
       this.hostNet = hostNet;
       this.disposers.push(() => hostNet.follow(undefined));
     }
+    this.health = createHealthMonitor({ config, registry, runtimes, log, metrics: this.o.metrics, onChange: (why) => this.wake(why) });
     const job = CronJob.from({ cronTime: config.resync, onTick: () => this.resync('scheduled resync'), start: true });
     this.disposers.push(() => void job.stop());
     log.info({ db: registry.path, resync: config.resync, pid: process.pid }, 'agent started');
@@ -178,6 +190,7 @@ export class AgentLoop {
         const { result } = await this.reconciler.pass({ wokeAt });
         // The desired state the pass planned with says whether a VM could use the bridge.
         if (!this.stopping) this.hostNet?.follow(result.desired);
+        if (!this.stopping) this.health?.sync(healthTargets(result, this.o.registry.leases.all()));
         this.requeueAt(result.requeueAt);
         this.lastPass = new Date();
       } catch (err) {

@@ -13,7 +13,7 @@ export const ACTION_RESULTS = ['ok', 'failed', 'interrupted'] as const;
 export type ActionResult = (typeof ACTION_RESULTS)[number];
 
 /** Every drift and lease kind, so a gauge shows 0 for those absent rather than losing the series. */
-export const DRIFTS = ['in-sync', 'missing', 'stopped', 'exited', 'spec-changed', 'network', 'orphan', 'unknown', 'invalid', 'pending', 'drained'] as const satisfies readonly Drift[];
+export const DRIFTS = ['in-sync', 'missing', 'stopped', 'exited', 'spec-changed', 'network', 'orphan', 'unknown', 'invalid', 'pending', 'drained', 'unhealthy'] as const satisfies readonly Drift[];
 export const LEASE_KINDS = ['ip', 'host_port'] as const satisfies readonly LeaseKind[];
 export const ACTION_TYPES = ['start', 'restart', 'replace', 'remove', 'adopt', 'stop'] as const satisfies readonly ActionType[];
 /** `true` only when the list `L` names every member of the union `T`. */
@@ -49,6 +49,10 @@ export interface MetricsSink {
   reacted(seconds: number): void;
   /** A VM answered SSH `seconds` after QEMU was launched. */
   vmBooted(seconds: number): void;
+  /** A health probe ended (health/monitor.ts), `seconds` after it began (its wait for a slot not counted). */
+  healthChecked?(result: 'success' | 'failure', seconds: number): void;
+  /** How many workloads are unhealthy now, after a probe. */
+  unhealthyWorkloads?(count: number): void;
 }
 
 /** The gauges' view of one pass: counts by runtime and drift, backoffs, runtimes that listed, leases by kind. */

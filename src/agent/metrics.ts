@@ -26,6 +26,9 @@ export class AgentMetrics implements MetricsSink {
   private readonly restarts: Counter<'runtime'>;
   private readonly reaction: Histogram;
   private readonly vmBoot: Histogram;
+  private readonly healthChecks: Counter<'result'>;
+  private readonly unhealthy: Gauge;
+  private readonly probeSeconds: Histogram;
 
   constructor() {
     const registers = [this.registry];
@@ -137,6 +140,20 @@ export class AgentMetrics implements MetricsSink {
       buckets: VM_BOOT_BUCKETS,
       registers,
     });
+    this.healthChecks = new Counter({
+      name: 'mcp_agent_health_checks_total',
+      help: 'Health probes ended, by result (success, failure)',
+      labelNames: ['result'],
+      registers,
+    });
+    this.unhealthy = new Gauge({ name: 'mcp_agent_unhealthy_workloads', help: 'Workloads whose health check failed failure_threshold times in a row, now', registers });
+    this.probeSeconds = new Histogram({
+      name: 'mcp_agent_health_probe_seconds',
+      help: 'How long a health probe took (nsenter + nc/curl, podman exec, SSH exec, or a connect), its wait for a slot not counted',
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    });
+    for (const result of ['success', 'failure']) this.healthChecks.inc({ result }, 0);
     // Counters start at 0 for every label set: rate() and "did it rise" need the series before the first event.
     for (const action of ACTION_TYPES) for (const outcome of ACTION_RESULTS) this.actions.inc({ action, outcome }, 0);
     for (const runtime of RUNTIMES) this.restarts.inc({ runtime }, 0);
@@ -168,5 +185,14 @@ export class AgentMetrics implements MetricsSink {
 
   vmBooted(seconds: number): void {
     this.vmBoot.observe(seconds);
+  }
+
+  healthChecked(result: 'success' | 'failure', seconds: number): void {
+    this.healthChecks.inc({ result });
+    this.probeSeconds.observe(seconds);
+  }
+
+  unhealthyWorkloads(count: number): void {
+    this.unhealthy.set(count);
   }
 }

@@ -10,6 +10,7 @@ import type { Observed } from '../runtime/types.js';
 import type { AdmissionInput, NodeResources, NotAdmitted } from './admission.js';
 import type { Housekeeping } from './housekeeping.js';
 import type { BridgeFact, VmNetwork } from './network-drift.js';
+import type { HealthVerdict } from './health/verdict.js';
 
 export type Drift =
   | 'in-sync' // matches the registry
@@ -21,6 +22,7 @@ export type Drift =
   | 'orphan' // ours, but no (active) component wants it
   | 'unknown' // its runtime could not list: never treated as missing
   | 'invalid' // the registry row is not a valid component
+  | 'unhealthy' // running, but its health check failed failure_threshold times in a row (restarted unless restart = never)
   | 'pending' // in a transitional state (stopping, paused...), or its start does not fit the host (admission.ts)
   | 'drained'; // the node is drained (`agent drain`): stopped, or to be stopped; nothing starts (drain-plan.ts)
 
@@ -30,7 +32,8 @@ export interface StartLike { key: ComponentKey; workload: string; runtime: Runti
 /** What the reconcile would do. Reasons are for humans and land in the events log. */
 export type Action =
   | ({ type: 'start' } & StartLike)
-  | ({ type: 'restart' } & StartLike)
+  /** `stopFirst`: the workload still runs (it is unhealthy): it is stopped, then started again. */
+  | ({ type: 'restart'; stopFirst?: boolean } & StartLike)
   | ({ type: 'replace' } & StartLike)
   | { type: 'remove'; key: ComponentKey | undefined; workload: string; runtime: RuntimeKind; reason: string }
   /** A graceful stop that keeps the workload (its logs, a VM's exit record): the node is drained. */
@@ -72,6 +75,8 @@ export interface Assessment {
   address: string | undefined;
   network: string | undefined;
   handle: string | undefined;
+  /** The health verdict of the run observed now; undefined: no check, not running, or not probed yet. */
+  health?: HealthVerdict | undefined;
 }
 
 export type RuntimeListing = { ok: true; items: Observed[] } | { ok: false; error: string };
@@ -91,6 +96,8 @@ export interface PlanInput {
   leases?: Lease[];
   /** Runtimes listed in full this pass: their garbage may be collected. */
   listedInFull?: RuntimeKind[];
+  /** Health verdicts by workload (health/verdict.ts): the running agent's, or those stored in the registry. */
+  health?: ReadonlyMap<string, HealthVerdict>;
   /** The host's capacity and the admission settings; without it every start is admitted. */
   admission?: AdmissionInput | undefined;
   /** The node is drained: running workloads are stopped, nothing starts (drain-plan.ts). */

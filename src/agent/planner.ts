@@ -16,6 +16,7 @@ import { specChanges } from '../manifest/diff.js';
 import { admitPlanned } from './admission.js';
 import { planHousekeeping } from './housekeeping.js';
 import { networkDrift, vmNetwork, type NetworkDrift } from './network-drift.js';
+import { currentVerdict, unhealthyDrift } from './health/verdict.js';
 import { staleDrainMarks, stoppedByDrain, whileDrained } from './drain-plan.js';
 
 export type { Action, ActionType, Assessment, Drift, HeldAction, PlanInput, PlanResult, RuntimeListing, StartLike, UnknownRuntime } from './plan-types.js';
@@ -136,7 +137,8 @@ export function plan(input: PlanInput): PlanResult {
     }
 
     const rec = instances.get(workload);
-    const common = { ...base, runtime: spec.runtime, address: current?.address, network: current?.network, handle: current?.id, startedAt: current?.startedAt };
+    const verdict = spec.health ? currentVerdict(input.health, current) : undefined;
+    const common = { ...base, runtime: spec.runtime, address: current?.address, network: current?.network, handle: current?.id, startedAt: current?.startedAt, health: verdict };
 
     if (!active) {
       if (current) {
@@ -152,6 +154,7 @@ export function plan(input: PlanInput): PlanResult {
     let reason: string;
     let action: Action | undefined;
     let netDrift: NetworkDrift | undefined;
+    let sick: ReturnType<typeof unhealthyDrift>;
     const network = spec.runtime === 'unikernel' ? vmNetwork(spec, input.bridge) : undefined;
     const startLike = { key, workload, runtime: spec.runtime, spec, specHash: hash, ...(network ? { network } : {}) };
     if (input.drained) {
@@ -168,6 +171,11 @@ export function plan(input: PlanInput): PlanResult {
       drift = 'network';
       reason = netDrift.reason;
       action = netDrift.fixable ? { type: 'replace', ...startLike, reason: netDrift.reason } : undefined;
+    } else if (current.state === 'running' && (sick = unhealthyDrift(spec, verdict))) {
+      drift = 'unhealthy';
+      reason = sick.reason;
+      action = sick.restart ? { type: 'restart', ...startLike, stopFirst: true, reason: `${sick.reason}, restart policy ${spec.restart}` } : undefined;
+      if (!sick.restart) reason += `; restart policy ${spec.restart} leaves it running`;
     } else if (current.state === 'running') {
       drift = 'in-sync';
       reason = '';

@@ -13,7 +13,8 @@ import type { HostNet } from '../net/types.js';
 import { vmsMayUseBridge } from '../net/watch.js';
 import type { BridgeFact } from './network-drift.js';
 import type { Runtime, RuntimeEvent } from '../runtime/types.js';
-import { Executor, type ActionOutcome } from './executor.js';
+import { Executor, type ActionOutcome, type ExecutorOptions } from './executor.js';
+import { storedVerdicts, type HealthVerdict } from './health/verdict.js';
 import { passReport, type MetricsSink } from './metrics-sink.js';
 import { hostAdmission } from './capacity.js';
 import { withBootFilesChecked } from './images.js';
@@ -34,6 +35,9 @@ export interface ReconcilerOptions {
   onRuntimeAnswered?: (kind: RuntimeKind) => void;
   /** Where passes and actions are reported (`agent run`); none: nothing is recorded. */
   metrics?: MetricsSink | undefined;
+  /** The health monitor's verdicts (`agent run`); none: health is not planned with. */
+  health?: (() => ReadonlyMap<string, HealthVerdict>) | undefined;
+  onAction?: ExecutorOptions['onAction'];
 }
 
 /**
@@ -110,13 +114,16 @@ export async function assess(
   for (const [kind, l] of Object.entries(seen.listings) as Array<[RuntimeKind, RuntimeListing | undefined]>) if (l?.ok) listed[kind] = began;
   const times: ObservationTimes = { runtimes: listed, workload: (kind) => listed[kind] };
   const input = planInput(registry, config, seen, now);
-  return { ...plan(input), ...seen, times, instances: input.instances };
+  // Without a running agent, the verdicts its monitor last wrote (for the run they are about).
+  const health = storedVerdicts(input.instances);
+  return { ...plan({ ...input, health }), ...seen, times, instances: input.instances };
 }
 
 /** The desired state a pass plans with: the registry's rows, with this node's rules for boot files. */
 const readDesired = (registry: Registry, config: AgentConfig): DesiredState => withBootFilesChecked(registry.desired.read(), vmPaths(config).imagesDirs);
 
-const planInput = (registry: Registry, config: AgentConfig, seen: Observation, now: Date): PlanInput => ({
+const planInput = (registry: Registry, config: AgentConfig, seen: Observation, now: Date, health?: ReadonlyMap<string, HealthVerdict>): PlanInput => ({
+  health,
   desired: seen.desired,
   observed: seen.listings,
   instances: registry.instances.all(),
@@ -177,6 +184,7 @@ export class Reconciler {
       net: { bridge: bridgeSettings(o.config), subnet: o.config.net.subnet, host: o.hostNet },
       log: o.log,
       onSettled: o.onActionSettled,
+      onAction: o.onAction,
       view: this.view,
       metrics: o.metrics,
     });
@@ -242,7 +250,7 @@ export class Reconciler {
     const workload = (kind: RuntimeKind, name: string): number | undefined =>
       listed[kind] === undefined ? undefined : (snapshot[kind]?.seenAt.get(name) ?? listed[kind]);
     const seen: Observation = { desired, listings, bridge: this.bridgeSeen?.fact };
-    const input = planInput(registry, config, seen, now);
+    const input = planInput(registry, config, seen, now, this.o.health?.());
     return { ...plan(input), ...seen, times: { runtimes: listed, workload }, instances: input.instances };
   }
 
@@ -286,7 +294,7 @@ export class Reconciler {
     // in flux: planned for next pass (the action's end wakes one).
     const busy = this.executor.busySince(mark);
     // Garbage is looked for when a runtime was listed in full (start, resync), not on every event.
-    const input = { ...planInput(registry, config, seen, now), busy, leases: registry.leases.all(), listedInFull: relisted };
+    const input = { ...planInput(registry, config, seen, now, this.o.health?.()), busy, leases: registry.leases.all(), listedInFull: relisted };
     const result = plan(input);
     const { dispatched, isolation } = await this.executor.execute(result, mark, opts.wokeAt);
     if (isolation) this.afterIsolation(seen.bridge, isolation);

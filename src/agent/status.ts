@@ -36,6 +36,11 @@ export interface StatusRow {
   network: string | null;
   handle: string | null;
   restarts: number;
+  /** The health check's verdict of the run observed now: null when it has none, or it is not running or not probed yet. */
+  health: 'starting' | 'healthy' | 'unhealthy' | null;
+  /** The last probe's output, and since when the verdict holds; null with `health`. */
+  health_output: string | null;
+  health_since: string | null;
   last_event: { at: string; action: string; outcome: string; message: string } | null;
   /** When what this row shows was observed (a listing, an event, an action's result); null: not observed (runtime unknown). */
   observed_at: string | null;
@@ -143,6 +148,9 @@ export function statusReport(registry: Registry, result: Assessed, now = Date.no
       network: a.network ?? null,
       handle: a.handle ? a.handle.slice(0, 12) : null,
       restarts: instances.get(a.workload)?.restarts ?? 0,
+      health: a.health?.status ?? null,
+      health_output: a.health?.output ?? null,
+      health_since: a.health?.since ?? null,
       last_event: ev ? { at: ev.at, action: ev.action, outcome: ev.outcome, message: ev.message } : null,
       observed_at: iso(seen),
       observed_age_seconds: age(seen, now),

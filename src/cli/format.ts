@@ -100,8 +100,10 @@ function drainedText(since: string | null, now: number): string {
  * keeps the last error while the component fails, also after its backoff ended.
  */
 function narrowTable(rows: StatusRow[], now: number): string {
-  const head = ['COMPONENT', 'RUNTIME', 'OBSERVED', 'DRIFT', 'RESTARTS', 'AGE', 'REASON'];
-  const cells = rows.map((c) => [cut(`${c.service}/${c.component}`, 40), c.runtime ?? '-', c.observed, c.drift, restarts(c, now), age(c, now), shortReason(c, now)]);
+  // HEALTH only when some row has a verdict: the reason keeps its room on nodes without checks.
+  const health = rows.some((c) => c.health !== null);
+  const head = ['COMPONENT', 'RUNTIME', 'OBSERVED', 'DRIFT', ...(health ? ['HEALTH'] : []), 'RESTARTS', 'AGE', 'REASON'];
+  const cells = rows.map((c) => [cut(`${c.service}/${c.component}`, 40), c.runtime ?? '-', c.observed, c.drift, ...(health ? [c.health ?? '-'] : []), restarts(c, now), age(c, now), shortReason(c, now)]);
   return columns(head, cells, STATUS_WIDTH, fitReason);
 }
 
@@ -115,12 +117,12 @@ function fitReason(reason: string, n: number): string {
 }
 
 function wideTable(rows: StatusRow[], now: number): string {
-  const head = ['COMPONENT', 'WORKLOAD', 'RUNTIME', 'DESIRED', 'OBSERVED', 'DRIFT', 'RESTARTS', 'AGE', 'ADDRESS', 'HANDLE', 'NEXT', 'LAST EVENT', 'REASON'];
+  const head = ['COMPONENT', 'WORKLOAD', 'RUNTIME', 'DESIRED', 'OBSERVED', 'DRIFT', 'HEALTH', 'RESTARTS', 'AGE', 'ADDRESS', 'HANDLE', 'NEXT', 'LAST EVENT', 'REASON'];
   const cells = rows.map((c) => {
     const ev = c.last_event ? `${c.last_event.action} ${c.last_event.outcome} ${ago(c.last_event.at, now)}` : '-';
     const address = c.address ? `${c.address}${c.network ? ` (${c.network})` : ''}` : '-';
     const reason = c.last_error && !c.reason.includes(c.last_error) ? `${c.reason}; last error: ${c.last_error}` : c.reason;
-    return [`${c.service}/${c.component}`, c.workload, c.runtime ?? '-', c.desired, c.observed, c.drift, restarts(c, now), age(c, now), address, c.handle ?? '-', c.next_action ?? '-', ev, oneLine(reason) || '-'];
+    return [`${c.service}/${c.component}`, c.workload, c.runtime ?? '-', c.desired, c.observed, c.drift, c.health ?? '-', restarts(c, now), age(c, now), address, c.handle ?? '-', c.next_action ?? '-', ev, oneLine(reason) || '-'];
   });
   return columns(head, cells, Infinity);
 }

@@ -65,7 +65,7 @@ export const COMMANDS: Record<string, CommandEntry> = {
   },
   status: {
     term: 'status [options] [ref]',
-    description: 'drift per component: desired vs observed, reason, restarts, age (--wide: address, next action, last event); asks the running agent, computes live when none runs',
+    description: 'drift per component: desired vs observed, health, reason, restarts, age (--wide: address, next action, last event); asks the running agent, computes live when none runs',
     load: async () => (await import('./commands/status.js')).statusCommand(),
     later: () => Promise.all([import('../agent/status.js'), import('./compose.js'), import('../api/documents.js')]),
   },

@@ -66,6 +66,10 @@ export const ConfigSchema = z.strictObject({
    * operator who wants a scraper elsewhere to reach it writes the address to bind. "" turns it off.
    */
   metrics_listen: z.string().refine((s) => s === '' || parseListen(s) !== undefined, { message: LISTEN_RULE }).default('127.0.0.1:9469'),
+  /** Health probes (a component's `health` table): how many run at once across workloads. */
+  health: z
+    .strictObject({ parallelism: z.number().int().min(1, 'must be at least 1').max(256, 'must be at most 256').default(8) })
+    .default({ parallelism: 8 }),
   net: z.lazy(() => netSchema()).default({ bridge: 'mcp-br0', subnet: '10.99.0.0/24', table: 'mcp' }),
   /** Where desired state comes from besides `agent apply`: a NATS JetStream KV bucket (off when absent). */
   source: z.lazy(() => sourceSchema()).default({}),

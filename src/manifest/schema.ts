@@ -4,6 +4,7 @@
  * Every rule here is phrased so that an error message names the rule.
  */
 import { z } from 'zod';
+import { HealthSchema, healthComponentIssues } from './health-schema.js';
 
 export const NAME_PATTERN = /^[a-z0-9][a-z0-9-]*$/;
 export const NAME_MAX = 30;
@@ -135,6 +136,8 @@ function buildSchemas() {
     ports: z.array(PortSchema, { error: 'must be an array' }).max(64, 'must have at most 64 entries').default([]),
     volumes: z.array(VolumeSchema, { error: 'must be an array' }).max(64, 'must have at most 64 entries').default([]),
     restart: z.enum(RESTART_POLICIES, { error: `must be one of ${RESTART_POLICIES.join(', ')}` }).default('always'),
+    /** How the agent probes the running workload (health-schema.ts); none: running is healthy. */
+    health: HealthSchema().optional(),
   };
 
   const runtime = z.enum(RUNTIMES, { error: `must be one of ${RUNTIMES.join(', ')}` });
@@ -158,6 +161,7 @@ function buildSchemas() {
     .strictObject({ ...componentFields, service: name, runtime, network: z.enum(NETWORK_MODES, { error: `must be one of ${NETWORK_MODES.join(', ')}` }) })
     .superRefine((c, ctx) => {
       const issue = (path: string, message: string): void => ctx.addIssue({ code: 'custom', path: [path], message });
+      for (const [path, message] of healthComponentIssues(c)) ctx.addIssue({ code: 'custom', path, message });
       if (c.runtime === 'container') {
         if (c.image === undefined) issue('image', 'is required for container components');
         else {

@@ -5,6 +5,7 @@
  * registry, asks here, and writes exactly the answer.
  */
 import { checkBootFiles } from '../agent/images.js';
+import { checkHealthSsh } from '../agent/health/apply-check.js';
 import { ValidationError } from '../errors.js';
 import type { Origin } from '../manifest/diff.js';
 import { loadManifestText } from '../manifest/load.js';
@@ -54,6 +55,7 @@ export function decideEntry(e: SourceEntry, ctx: EntryContext): EntryDecision {
     const text = decoder.decode(e.value);
     spec = loadManifestText(text, 'json', `value of ${e.key}`);
     checkBootFiles([spec], ctx.imagesDirs);
+    checkHealthSsh([spec], ctx.imagesDirs);
   } catch (err) {
     return { kind: 'refuse', service, error: oneLine(err) };
   }

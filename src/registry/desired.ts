@@ -44,6 +44,8 @@ interface ComponentRow {
   cmdline: string | null;
   image_sha256: string | null;
   ssh_host_key: string | null;
+  /** JSON object or NULL (007); absent when a dry run reads an older schema as it is. */
+  health?: string | null;
 }
 
 function rowToSpec(row: ComponentRow): DesiredComponent {
@@ -69,6 +71,7 @@ function rowToSpec(row: ComponentRow): DesiredComponent {
       ports: JSON.parse(row.ports),
       volumes: JSON.parse(row.volumes),
       restart: row.restart,
+      health: row.health ? JSON.parse(row.health) : undefined,
     };
   } catch (err) {
     return { ...base, valid: false, error: `unreadable JSON column: ${(err as Error).message}` };
@@ -120,10 +123,12 @@ export class DesiredRepo {
         updated_at: string;
       }>
     ).map((r) => ({ name: r.name, active: r.active === 1, comment: r.comment, updatedAt: r.updated_at }));
+    // A dry run reads a registry not yet migrated to 007 as it is: no health column, no checks.
+    const hasHealth = this.db.prepare("SELECT 1 FROM pragma_table_info('components') WHERE name = 'health'").get() !== undefined;
     const rows = this.db
       .prepare(
         `SELECT service, name, runtime, image, cmd, env, memory_mib, vcpus, network, ports, volumes, restart,
-                kernel, initrd, cmdline, image_sha256, ssh_host_key
+                kernel, initrd, cmdline, image_sha256, ssh_host_key${hasHealth ? ', health' : ''}
          FROM components ORDER BY service, name`,
       )
       .all() as ComponentRow[];
@@ -186,9 +191,9 @@ export class DesiredRepo {
     const deleteComponents = this.db.prepare('DELETE FROM components WHERE service = ?');
     const insertComponent = this.db.prepare(
       `INSERT INTO components (service, name, runtime, image, cmd, env, memory_mib, vcpus, network, ports, volumes, restart,
-                               kernel, initrd, cmdline, image_sha256, ssh_host_key)
+                               kernel, initrd, cmdline, image_sha256, ssh_host_key, health)
        VALUES (@service, @name, @runtime, @image, @cmd, @env, @memory, @vcpus, @network, @ports, @volumes, @restart,
-               @kernel, @initrd, @cmdline, @image_sha256, @ssh_host_key)`,
+               @kernel, @initrd, @cmdline, @image_sha256, @ssh_host_key, @health)`,
     );
     const findWorkload = this.db.prepare('SELECT service, name FROM components WHERE workload = ?');
     const deleteService = this.db.prepare('DELETE FROM services WHERE name = ?');
@@ -231,6 +236,7 @@ export class DesiredRepo {
             ports: JSON.stringify(c.ports),
             volumes: JSON.stringify(c.volumes),
             restart: c.restart,
+            health: c.health ? JSON.stringify(c.health) : null,
           });
         });
       }

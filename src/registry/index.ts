@@ -12,7 +12,7 @@ import { WriteGuard, type WritabilityLog } from './write-guard.js';
 export type { DesiredComponent, DesiredService, DesiredState } from './desired.js';
 export type { DrainState } from './drain.js';
 export type { AgentEvent, EventOutcome, NewEvent } from './events.js';
-export type { InstanceRecord } from './instances.js';
+export type { InstanceRecord, StoredHealth } from './instances.js';
 export type { Heartbeat, ReconcilerClaim } from './meta.js';
 export type { Lease, LeaseKind } from './leases.js';
 export type { SourceChange, SourcePosition, SourceRejection, SourceState } from './source.js';

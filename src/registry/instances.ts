@@ -21,6 +21,19 @@ export interface InstanceRecord {
    * then wrote it. Null when unknown (started before migration 005) or unreadable.
    */
   spec: Record<string, unknown> | null;
+  /** The last health verdict an agent wrote (007); undefined when none or before 007. */
+  health?: StoredHealth | undefined;
+}
+
+/** A workload's health as the agent last wrote it: see migrations/007_health.sql. */
+export interface StoredHealth {
+  status: 'starting' | 'healthy' | 'unhealthy';
+  failures: number;
+  output: string;
+  checkedAt: string;
+  since: string;
+  /** The run it is about (its handle): a verdict of another run says nothing of this one. */
+  run: string;
 }
 
 interface Row {
@@ -39,7 +52,18 @@ interface Row {
   failed_spec_hash: string | null;
   /** Absent when a dry run reads an older schema as it is. */
   spec_json?: string | null;
+  health_status?: string | null;
+  health_failures?: number;
+  health_output?: string | null;
+  health_checked_at?: string | null;
+  health_since?: string | null;
+  health_run?: string | null;
 }
+
+const storedHealth = (r: Row): StoredHealth | undefined =>
+  r.health_status === 'starting' || r.health_status === 'healthy' || r.health_status === 'unhealthy'
+    ? { status: r.health_status, failures: r.health_failures ?? 0, output: r.health_output ?? '', checkedAt: r.health_checked_at ?? '', since: r.health_since ?? '', run: r.health_run ?? '' }
+    : undefined;
 
 /** The stored spec, if it is readable: a view of it only names fields, so a bad one is just unknown. */
 function parseSpec(json: string | null | undefined): Record<string, unknown> | null {
@@ -67,6 +91,7 @@ const fromRow = (r: Row): InstanceRecord => ({
   lastError: r.last_error,
   failedSpecHash: r.failed_spec_hash,
   spec: parseSpec(r.spec_json),
+  health: storedHealth(r),
 });
 
 export class InstancesRepo {
@@ -136,6 +161,16 @@ export class InstancesRepo {
     this.writes.record('instances', () => this.db
       .prepare('UPDATE instances SET failures = 0, next_attempt_at = NULL, last_error = NULL WHERE workload = ? AND failures > 0')
       .run(workload));
+  }
+
+  /** The agent's health verdict of a workload it runs (a row exists once it started or adopted it). */
+  recordHealth(workload: string, h: StoredHealth): void {
+    this.writes.record('instances', () => this.db
+      .prepare(
+        `UPDATE instances SET health_status = @status, health_failures = @failures, health_output = @output,
+           health_checked_at = @checkedAt, health_since = @since, health_run = @run WHERE workload = @workload`,
+      )
+      .run({ workload, ...h }));
   }
 
   forget(workload: string): void {

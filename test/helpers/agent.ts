@@ -343,6 +343,7 @@ export interface StatusRowJson {
   address: string | null;
   network: string | null;
   restarts: number;
+  health?: 'starting' | 'healthy' | 'unhealthy' | null;
   last_event: { action: string; outcome: string; message: string } | null;
 }
 

@@ -185,6 +185,7 @@ describe('apply --wait reading a status report', () => {
   const row = (service: string, component: string, drift: StatusRow['drift'], observed = 'running', reason = ''): StatusRow => ({
     service, component, workload: `${service}-${component}`, runtime: 'container', desired: 'running', observed, drift, reason,
     next_action: null, backoff_until: null, address: null, network: null, handle: null, restarts: 0, last_event: null, observed_at: null, observed_age_seconds: null, last_error: null, started_at: null,
+    health: null, health_output: null, health_since: null,
   });
   const report = (components: StatusRow[]): StatusReport => ({
     registry: { path: 'x', writable: true } as StatusReport['registry'],

@@ -59,6 +59,7 @@ describe('loadConfig: defaults', { skip: hasSystemConfig ? `${DEFAULT_CONFIG_PAT
       parallelism: 4,
       stop_grace_seconds: 10,
       stable_after_seconds: 30,
+      health: { parallelism: 8 },
       backoff: { base_ms: 1000, max_ms: 300_000 },
       log_level: 'info',
       metrics_listen: '127.0.0.1:9469',

@@ -149,6 +149,7 @@ describe('what a drained node shows', () => {
   const row = (component: string, observed: string, drift: StatusRow['drift'] = 'drained', reason = 'stopped (drained)'): StatusRow => ({
     service: 'web', component, workload: `web-${component}`, runtime: 'container', desired: 'running', observed, drift, reason, next_action: null, backoff_until: null,
     last_error: null, started_at: null, address: null, network: null, handle: null, restarts: 0, last_event: null, observed_at: null, observed_age_seconds: null,
+    health: null, health_output: null, health_since: null,
   });
   const report = (components: StatusRow[], drainedSince: string | null): StatusReport => ({
     registry: { path: '/tmp/agent.db', writable: true, reason: null, free_bytes: null },

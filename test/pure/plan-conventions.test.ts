@@ -146,7 +146,8 @@ describe('plan: runtimes that cannot list', () => {
 function statusRow(over: Partial<StatusRow> = {}): StatusRow {
   return {
     service: 'web', component: 'api', workload: 'web-api', runtime: 'container', desired: 'running', observed: 'running', drift: 'in-sync', reason: '',
-    next_action: null, backoff_until: null, last_error: null, started_at: at(-120_000), address: null, network: null, handle: 'abc', restarts: 0, last_event: null, observed_at: null, observed_age_seconds: null, ...over,
+    next_action: null, backoff_until: null, last_error: null, started_at: at(-120_000), address: null, network: null, handle: 'abc', restarts: 0, last_event: null, observed_at: null, observed_age_seconds: null,
+    health: null, health_output: null, health_since: null, ...over,
   };
 }
 

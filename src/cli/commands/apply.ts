@@ -2,6 +2,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { checkBootFiles } from '../../agent/images.js';
+import { checkHealthSsh } from '../../agent/health/apply-check.js';
 import { vmPaths } from '../../config/config.js';
 import { ValidationError } from '../../errors.js';
 import { APPLY_ORIGINS, type Origin } from '../../manifest/diff.js';
@@ -94,6 +95,7 @@ export function applyCommand(): Command {
       }
       const specs = readAll(opts.file, opts.format); // validated before the registry is opened
       checkBootFiles(specs, vmPaths(cfg).imagesDirs);
+      checkHealthSsh(specs, vmPaths(cfg).imagesDirs);
       if (opts.prune && specs.length === 0 && !opts.allowEmpty) {
         // An empty directory is far more often a mistake (wrong path, failed sync) than intent.
         const where = opts.file.map((f) => (f === '-' ? 'stdin' : f)).join(', ');

@@ -76,6 +76,8 @@ export function runCommand(): Command {
             actionDone: (a, rt, res) => (metrics?.actionDone(a, rt, res), onPass?.()),
             reacted: (sec) => metrics?.reacted(sec),
             vmBooted: (sec) => metrics?.vmBooted(sec),
+            healthChecked: (r, sec) => metrics?.healthChecked(r, sec),
+            unhealthyWorkloads: (n) => metrics?.unhealthyWorkloads(n),
           }
         : metrics;
       const loop = new AgentLoop({ registry, ...buildHost(cfg, registry.meta.agentId(), log, hooks), config: cfg, log, metrics: sink });

@@ -7,7 +7,7 @@ import { filterStatus, parseStatusRef, statusDrifted } from '../status-filter.js
 
 export function statusCommand(): Command {
   return new Command('status')
-    .description('drift per component: desired vs observed, reason, restarts, age (--wide: address, next action, last event); asks the running agent, computes live when none runs')
+    .description('drift per component: desired vs observed, health, reason, restarts, age (--wide: address, next action, last event); asks the running agent, computes live when none runs')
     .argument('[ref]', 'only this service, or SERVICE/COMPONENT (exit 4 when nothing matches)')
     .option('--json', 'print JSON')
     .option('--wide', 'every column, nothing cut (the default table fits 120 columns)')
