@@ -24,13 +24,19 @@ export function parseComponentLabel(value: string | undefined): ComponentKey | u
   return m ? { service: m[1]!, component: m[2]! } : undefined;
 }
 
+/**
+ * Plain code-unit order, for sorting names (ASCII by their rules). Not localeCompare: its first call
+ * in a process loads ICU's collator (~10 ms of a CLI call), and its order changes with the locale.
+ */
+export const byCodeUnits = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
 /** JSON with object keys sorted at every level, so equal specs always serialise equally. */
 export function canonicalJson(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
   if (value !== null && typeof value === 'object') {
     const entries = Object.entries(value as Record<string, unknown>)
       .filter(([, v]) => v !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+      .sort(([a], [b]) => byCodeUnits(a, b));
     return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
   }
   return JSON.stringify(value ?? null);

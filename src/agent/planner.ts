@@ -11,7 +11,7 @@ import { keyString, type ComponentKey } from '../errors.js';
 import type { ComponentSpec, RuntimeKind } from '../manifest/schema.js';
 import type { InstanceRecord } from '../registry/index.js';
 import type { Observed } from '../runtime/types.js';
-import { attemptHash, SHAPING_FIELDS, specHash, workloadName } from '../identity.js';
+import { attemptHash, byCodeUnits, SHAPING_FIELDS, specHash, workloadName } from '../identity.js';
 import { specChanges } from '../manifest/diff.js';
 import { admitPlanned } from './admission.js';
 import { planHousekeeping } from './housekeeping.js';
@@ -228,14 +228,14 @@ export function plan(input: PlanInput): PlanResult {
     }
   }
 
-  assessments.sort((a, b) => keyString(a.key).localeCompare(keyString(b.key)) || a.workload.localeCompare(b.workload));
+  assessments.sort((a, b) => byCodeUnits(keyString(a.key), keyString(b.key)) || byCodeUnits(a.workload, b.workload));
   const busy = input.busy ?? new Set<string>();
   // Starts that do not fit the host lose their action here: their components become `pending`.
   const admission = admitPlanned(input, assessments, busy);
   const actions = assessments.flatMap((a) => (a.action && !busy.has(unitOf(a.action)) ? [a.action] : []));
   const housekeeping = planHousekeeping({ assessments, settled, listings: observed, instances: input.instances, leases: input.leases, busy, listedInFull: input.listedInFull ?? [], bridge: input.bridge });
   housekeeping.push(...staleDrainMarks(input, assessments, busy));
-  held.sort((a, b) => unitOf(a.action).localeCompare(unitOf(b.action)));
+  held.sort((a, b) => byCodeUnits(unitOf(a.action), unitOf(b.action)));
   const requeueAt = Number.isFinite(due) ? new Date(due) : undefined;
   return { assessments, actions, held, unknown: [...unknown.values()], notAdmitted: admission?.notAdmitted ?? [], resources: admission?.resources, housekeeping, requeueAt, drained: input.drained ?? false };
 }

@@ -22,6 +22,7 @@ import { RuntimeObserver } from './observe.js';
 import { ObservedView } from './observed-view.js';
 import type { IsolationOutcome } from './housekeeper.js';
 import { plan, type PlanInput, type PlanResult, type RuntimeListing } from './planner.js';
+import { specHash } from '../identity.js';
 
 export interface ReconcilerOptions {
   registry: Registry;
@@ -88,6 +89,9 @@ async function observe(registry: Registry, config: AgentConfig, hostNet: HostNet
   listed.catch(() => undefined);
   // The node-dependent rules of `apply` (boot file paths), for rows a master wrote directly.
   const desired = readDesired(registry, config);
+  // The plan needs every spec's hash (kept by spec object: identity.ts): made now, while the
+  // runtimes list, rather than after they answer.
+  for (const c of desired.components) if (c.valid) specHash(c.spec);
   const [listings, bridge] = await Promise.all([
     listed,
     source.bridge(desired, () => bridgeFact(hostNet, config, desired, registry.meta.agentId())),

@@ -8,6 +8,7 @@
 import { toServiceSpec } from '../manifest/load.js';
 import { diffDesired, type CurrentService } from '../manifest/diff.js';
 import { desiredKey } from '../nats/keys.js';
+import { byCodeUnits } from '../identity.js';
 
 /** A live key of the bucket (deleted and purged keys are absent). */
 export interface StoredEntry {
@@ -92,7 +93,7 @@ export function planNodeKeys(
     else if (have.value === value || canonicalStored(have.value) === value) ops.push({ op: 'unchanged', key, service: w.name, revision: have.revision });
     else ops.push({ op: 'update', key, service: w.name, value, revision: have.revision, changes: changesOf(have.value, w.manifest, w.name) });
   }
-  const gone = [...current.entries()].filter(([name]) => !names.has(name)).sort(([a], [b]) => a.localeCompare(b));
+  const gone = [...current.entries()].filter(([name]) => !names.has(name)).sort(([a], [b]) => byCodeUnits(a, b));
   for (const [service, e] of gone) ops.push({ op: 'delete', key: desiredKey(node, service), service, revision: e.revision });
   if (wanted.length === 0 && gone.length > 0 && !opts.allowEmpty) {
     return { node, ops: [], refused: `its set is empty: pass --allow-empty to delete every key the master gave it (${gone.map(([s]) => desiredKey(node, s)).join(', ')})` };

@@ -9,6 +9,7 @@ import { RuntimeError } from '../errors.js';
 import { runBounded, type CommandBound } from '../runtime/command.js';
 import { isolationRuleset, removalRuleset, rulesetMatches } from './plan.js';
 import type { BridgeSettings, HostNet, NetStatus, RulesCheck } from './types.js';
+import { byCodeUnits } from '../identity.js';
 
 export const AGENT_ALIAS = 'mcp-agent';
 
@@ -133,7 +134,7 @@ export async function netStatus(s: BridgeSettings): Promise<NetStatus> {
   return {
     bridge: { name: s.bridge, present: !!l, created_by_agent: l?.ifalias === AGENT_ALIAS, address: addr ? `${addr.local}/${addr.prefixlen}` : null, up: l?.operstate !== 'DOWN' && !!l },
     rules: { loaded: rules.loaded, detail: rules.detail },
-    agents: Object.fromEntries([...owners].sort(([a], [b]) => a.localeCompare(b))),
+    agents: Object.fromEntries([...owners].sort(([a], [b]) => byCodeUnits(a, b))),
   };
 }
 
