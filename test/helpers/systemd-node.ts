@@ -53,11 +53,12 @@ export class SystemdNode {
    * Boots a fresh container and waits for systemd. Returns the node and what
    * `systemctl is-system-running` said (running, or degraded with the failed units named).
    */
-  static async boot(opts: SystemdNodeOptions = {}): Promise<{ node: SystemdNode; state: string }> {
+  static async boot(opts: SystemdNodeOptions = {}): Promise<{ node: SystemdNode; state: string; bootMs: number }> {
     const node = new SystemdNode(await systemdRootfs());
     try {
+      const t0 = Date.now();
       const state = await node.start(opts);
-      return { node, state };
+      return { node, state, bootMs: Date.now() - t0 };
     } catch (err) {
       await node.cleanup();
       throw err;
