@@ -3,14 +3,14 @@
  * The file (TOML, YAML or JSON) is validated with zod; unknown keys are errors, so a typo never
  * silently falls back to a default.
  */
-import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { isIP } from 'node:net';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
 import { ValidationError } from '../errors.js';
 import { formatOf, issuesOf, parseText } from '../manifest/load.js';
-import { BUCKET_NAME, BUCKET_RULE, DEFAULT_BUCKET, defaultNodeName, NATS_URL, NATS_URL_RULE, NODE_NAME, NODE_NAME_RULE } from '../nats/keys.js';
+import { authFileIssues, BUCKET_NAME, BUCKET_RULE, DEFAULT_BUCKET, defaultNodeName, NATS_URL, NATS_URL_RULE, NODE_NAME, NODE_NAME_RULE } from '../nats/keys.js';
 import { gatewayOf, parseSubnet } from '../net/plan.js';
 import type { BridgeSettings } from '../net/types.js';
 import { LOG_LEVELS } from './levels.js';
@@ -178,23 +178,13 @@ export function natsSettings(cfg: AgentConfig): NatsSettings | undefined {
  * `status` need not read the agent's credentials), and a cert without its key.
  */
 export function natsFileIssues(n: NatsSettings): Array<{ field: string; rule: string }> {
-  const issues: Array<{ field: string; rule: string }> = [];
-  const files: Array<[string, string | undefined]> = [
-    ['source.nats.creds', n.creds],
-    ['source.nats.tls.ca', n.tls?.ca],
-    ['source.nats.tls.cert', n.tls?.cert],
-    ['source.nats.tls.key', n.tls?.key],
-  ];
-  for (const [field, path] of files) {
-    if (path === undefined) continue;
-    try {
-      accessSync(path, constants.R_OK);
-    } catch (err) {
-      issues.push({ field, rule: `must be a readable file: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message} for ${path}` });
-    }
-  }
-  if ((n.tls?.cert === undefined) !== (n.tls?.key === undefined)) issues.push({ field: 'source.nats.tls', rule: 'cert and key go together: set both or neither' });
-  return issues;
+  return authFileIssues({
+    creds: { field: 'source.nats.creds', path: n.creds },
+    ca: { field: 'source.nats.tls.ca', path: n.tls?.ca },
+    cert: { field: 'source.nats.tls.cert', path: n.tls?.cert },
+    key: { field: 'source.nats.tls.key', path: n.tls?.key },
+    pair: { field: 'source.nats.tls', rule: 'cert and key go together: set both or neither' },
+  });
 }
 
 /** The agent's home is the registry's directory: images/ and vm/ live there unless configured. */

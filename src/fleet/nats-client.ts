@@ -4,11 +4,10 @@
  * becomes one NatsUnreachableError naming the URLs (exit 1, like a node the SSH path cannot
  * reach): with NATS down the master can do nothing for any node, so it stops before planning.
  */
-import { accessSync, constants } from 'node:fs';
 import { connect, type KV, type NatsConnection } from 'nats';
 import { AgentError, ValidationError } from '../errors.js';
 import { bucketMissing, connectionOptions, natsReason as reason } from '../nats/connection.js';
-import { BUCKET_NAME, BUCKET_RULE, NATS_URL, NATS_URL_RULE } from '../nats/keys.js';
+import { authFileIssues, BUCKET_NAME, BUCKET_RULE, NATS_URL, NATS_URL_RULE } from '../nats/keys.js';
 import type { StoredEntry } from './nats-plan.js';
 
 export class NatsUnreachableError extends AgentError {}
@@ -39,16 +38,12 @@ export interface MasterTls {
  * undefined when none is given (a plain connection).
  */
 export function checkTls(t: MasterTls): MasterTls | undefined {
-  const issues: Array<{ field: string; rule: string }> = [];
-  for (const [flag, path] of [['--nats-ca', t.ca], ['--nats-cert', t.cert], ['--nats-key', t.key]] as const) {
-    if (path === undefined) continue;
-    try {
-      accessSync(path, constants.R_OK);
-    } catch (err) {
-      issues.push({ field: flag, rule: `must be a readable file: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message} for ${path}` });
-    }
-  }
-  if ((t.cert === undefined) !== (t.key === undefined)) issues.push({ field: '--nats-cert', rule: 'and --nats-key go together: give both or neither' });
+  const issues = authFileIssues({
+    ca: { field: '--nats-ca', path: t.ca },
+    cert: { field: '--nats-cert', path: t.cert },
+    key: { field: '--nats-key', path: t.key },
+    pair: { field: '--nats-cert', rule: 'and --nats-key go together: give both or neither' },
+  });
   if (issues.length > 0) throw new ValidationError('fleet', issues);
   return t.ca === undefined && t.cert === undefined ? undefined : t;
 }

@@ -11,6 +11,7 @@
  * Dots separate tokens in a NATS subject, so neither a node nor a service name may hold one: a
  * hostname `web1.example.org` is node `web1`.
  */
+import { accessSync, constants } from 'node:fs';
 import { hostname } from 'node:os';
 
 export const DEFAULT_BUCKET = 'mcp-fleet';
@@ -48,4 +49,32 @@ export function parseDesiredKey(key: string): { node: string; service: string } 
 /** `status.<node>` to the node; undefined for any other key. */
 export function parseStatusKey(key: string): string | undefined {
   return /^status\.([^.]+)$/.exec(key)?.[1];
+}
+
+/** A client's auth files, each named by the field or flag an operator set it with. */
+export interface AuthFiles {
+  creds?: { field: string; path: string | undefined };
+  ca: { field: string; path: string | undefined };
+  cert: { field: string; path: string | undefined };
+  key: { field: string; path: string | undefined };
+  /** Where a cert without its key (or the other way) is reported, and how it is said. */
+  pair: { field: string; rule: string };
+}
+
+/**
+ * One rule for the agent's source.nats files and the master's --nats-* flags: every file given is
+ * readable, and a client cert goes with its key. Checked before any connection.
+ */
+export function authFileIssues(f: AuthFiles): Array<{ field: string; rule: string }> {
+  const issues: Array<{ field: string; rule: string }> = [];
+  for (const { field, path } of [f.creds, f.ca, f.cert, f.key].filter((x) => x !== undefined)) {
+    if (path === undefined) continue;
+    try {
+      accessSync(path, constants.R_OK);
+    } catch (err) {
+      issues.push({ field, rule: `must be a readable file: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message} for ${path}` });
+    }
+  }
+  if ((f.cert.path === undefined) !== (f.key.path === undefined)) issues.push(f.pair);
+  return issues;
 }
