@@ -43,8 +43,10 @@ const lazyBuiltins = {
     );
     b.onLoad({ filter: /.*/, namespace: 'lazy-builtin' }, (args) => {
       const id = JSON.stringify(`node:${args.path}`);
-      const members = Object.keys(require(`node:${args.path}`)).map((k) => `get ${JSON.stringify(k)}() { return require(${id})[${JSON.stringify(k)}]; }`);
-      return { contents: `module.exports = {\n${members.join(',\n')}\n};`, loader: 'js' };
+      // The real module is kept once loaded: a require() per member read goes through Node's
+      // loader each time (human-signals reads os.constants once per signal: ~40 ms in all).
+      const members = Object.keys(require(`node:${args.path}`)).map((k) => `get ${JSON.stringify(k)}() { return real()[${JSON.stringify(k)}]; }`);
+      return { contents: `let loaded;\nconst real = () => (loaded ??= require(${id}));\nmodule.exports = {\n${members.join(',\n')}\n};`, loader: 'js' };
     });
   },
 };

@@ -87,6 +87,9 @@ async function observe(registry: Registry, config: AgentConfig, hostNet: HostNet
   // its specs parsed, instead of after. Marked handled: a read that throws leaves it unawaited.
   const listed = source.listings();
   listed.catch(() => undefined);
+  // A listing spawns its command (`podman ps`) only after a few awaits; the registry read below is
+  // synchronous and would run first. One turn of the event loop lets every spawn happen before it.
+  await new Promise<void>((resolve) => setImmediate(resolve));
   // The node-dependent rules of `apply` (boot file paths), for rows a master wrote directly.
   const desired = readDesired(registry, config);
   // The plan needs every spec's hash (kept by spec object: identity.ts): made now, while the
