@@ -10,6 +10,7 @@ import { strict as assert } from 'node:assert';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import Database from 'better-sqlite3';
 import { TestNode, row, waitFor } from '../helpers/agent.js';
 import { SystemdNode, systemdUnavailable, IN_STATE } from '../helpers/systemd-node.js';
 import { UNIT, agentStatus, applyVm, installUnit, systemdCgroup, vmInSync, vmQemu } from '../helpers/systemd-service.js';
@@ -20,6 +21,17 @@ const skip = await systemdUnavailable();
 async function vmUnits(node: SystemdNode, all = false): Promise<string[]> {
   const out = await node.ok(['systemctl', 'list-units', 'mcp-vm-*', ...(all ? ['--all'] : []), '--no-legend', '--plain', '--no-pager']);
   return out.split('\n').map((l) => l.trim()).filter((l) => l !== '');
+}
+
+/** The service's actions and their outcomes from the registry's events log (the host side of the mount). */
+function actions(node: SystemdNode, svc: string): Array<[string, string]> {
+  const db = new Database(join(node.stateDir, 'agent.db'), { readonly: true });
+  try {
+    const rows = db.prepare("SELECT action, outcome FROM events WHERE service = ? AND outcome != 'info' ORDER BY id").all(svc) as Array<{ action: string; outcome: string }>;
+    return rows.map((r) => [r.action, r.outcome]);
+  } finally {
+    db.close();
+  }
 }
 
 /** PID 1's lines about the agent's unit that mean a process outlived it in its cgroup. */
@@ -56,6 +68,9 @@ describe('VMs in their own systemd scopes', { skip }, () => {
     assert.equal(await node.prop(unit, 'MemoryMax'), String((128 + 64) * 1024 * 1024));
     assert.equal(await node.prop(unit, 'CPUQuotaPerSecUSec'), '2s');
     assert.equal(await node.prop(unit, 'CollectMode'), 'inactive-or-failed');
+    // What an operator sees (docs/systemd-testing.md quotes it).
+    t.diagnostic((await node.ok(['systemctl', 'list-units', 'mcp-vm-*', '--no-pager'])).split('\n').slice(0, 2).join('\n'));
+    t.diagnostic((await node.exec(['systemctl', 'status', unit, '--no-pager', '--lines', '0'])).stdout);
     // Recorded, not enforced here (cgroup v1 hybrid, no controllers delegated to this systemd).
     t.diagnostic(`MemoryCurrent=${await node.prop(unit, 'MemoryCurrent')} (limits recorded, not enforced in this container)`);
 
@@ -110,6 +125,9 @@ describe('VMs in their own systemd scopes', { skip }, () => {
     assert.ok((await systemdCgroup(node, vm.pid!)).endsWith(`/machine.slice/${unit}`));
     assert.equal((await node.exec(['kill', '-0', String(stale)])).exitCode, 1, 'the leftover in the old unit was stopped with it');
     assert.equal(row(await agentStatus(node), svc, 'k').restarts, 0);
+    // Converged by its first start, not by a retry after a failed one (a failed start also ends
+    // the scope it named, so a retry would hide a launch that the leftover unit blocked).
+    assert.deepEqual(actions(node, svc), [['start', 'ok']]);
 
     // The service goes: its QEMU and its scope with it. `--all` would show an inactive, failed or
     // still-"active" empty scope (this container's systemd is not told when a cgroup empties).
