@@ -9,6 +9,7 @@ import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { TestNode, waitFor, row, type StatusJson } from '../helpers/agent.js';
 import { SystemdNode, systemdUnavailable, IN_STATE, IN_CHECKOUT } from '../helpers/systemd-node.js';
+import { systemdCgroup } from '../helpers/systemd-service.js';
 
 const UNIT = 'mcp-agent.service';
 const skip = await systemdUnavailable();
@@ -72,7 +73,7 @@ describe('the agent under a real systemd', { skip }, () => {
     // With qemu.systemd_scope = auto (the default) under systemd, QEMU sits in its own scope
     // (…/machine.slice/mcp-vm-<workload>.scope), no longer in the service's cgroup: shown here,
     // asserted in systemd-scopes.test.ts.
-    const cg = (await node.ok(['cat', `/proc/${first.pid!}/cgroup`])).trim().split('\n')[0];
+    const cg = await systemdCgroup(node, first.pid!);
     t.diagnostic(`QEMU pid ${first.pid}, cgroup ${cg}; agent MainPID ${mainPid}`);
 
     // stop: the agent alone gets SIGTERM (KillMode=process), exits 0 before TimeoutStopSec, QEMU stays.
