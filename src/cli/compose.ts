@@ -10,6 +10,8 @@ import type { HostNet } from '../net/types.js';
 import { PodmanRuntime } from '../runtime/podman.js';
 import { defaultApiSocket, type RuntimeLog } from '../runtime/podman-service.js';
 import { QemuRuntime } from '../runtime/qemu/runtime.js';
+import { scopeMode } from '../runtime/qemu/scope.js';
+import { hostSystemd } from '../runtime/qemu/scope-unit.js';
 import type { BootProgress, Runtime } from '../runtime/types.js';
 
 /** What the agent drives on this host: one runtime per kind, and the VM networking. */
@@ -74,6 +76,7 @@ function buildRuntimes(cfg: AgentConfig, agentId: string, net: HostNet, log: Run
         sshKeyPath: paths.sshKey,
         baseCmdline: cfg.qemu.base_cmdline,
         taps: net,
+        scope: scopeMode(cfg.qemu.systemd_scope, hostSystemd, cfg.qemu.overhead_mib),
         onBooted: onVmBooted && ((_name, seconds) => onVmBooted(seconds)),
         onBootProgress,
       }),

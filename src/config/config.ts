@@ -12,6 +12,7 @@ import { ValidationError } from '../errors.js';
 import { formatOf, issuesOf, parseText } from '../manifest/load.js';
 import { authFileIssues, BUCKET_NAME, BUCKET_RULE, DEFAULT_BUCKET, defaultNodeName, NATS_URL, NATS_URL_RULE, NODE_NAME, NODE_NAME_RULE } from '../nats/keys.js';
 import { gatewayOf, parseSubnet } from '../net/plan.js';
+import { SCOPE_SETTINGS } from '../runtime/qemu/scope.js';
 import type { BridgeSettings } from '../net/types.js';
 import { LOG_LEVELS } from './levels.js';
 
@@ -119,8 +120,14 @@ export const ConfigSchema = z.strictObject({
       base_cmdline: z.string().max(1024).default('console=ttyS0 quiet panic=-1'),
       /** Host memory a VM holds besides its guest's (measured ~65 MiB under TCG: docs/admission.md). */
       overhead_mib: z.number().int('must be a whole number of MiB').min(0, 'must be at least 0').max(4096, 'must be at most 4096').default(64),
+      /**
+       * Each QEMU in its own systemd scope (mcp-vm-<workload>.scope in machine.slice, bounded by
+       * MemoryMax/CPUQuota): auto = when systemd is PID 1, systemd-run is there and the agent is
+       * root; on = always (`agent run` refuses to start where systemd is not running); off = never.
+       */
+      systemd_scope: z.enum(SCOPE_SETTINGS, { error: 'must be auto, on or off' }).default('auto'),
     }))
-    .default({ binary: 'qemu-system-x86_64', img_binary: 'qemu-img', accel: 'auto', boot_timeout_seconds: 90, ssh_user: 'root', base_cmdline: 'console=ttyS0 quiet panic=-1', overhead_mib: 64 }),
+    .default({ binary: 'qemu-system-x86_64', img_binary: 'qemu-img', accel: 'auto', boot_timeout_seconds: 90, ssh_user: 'root', base_cmdline: 'console=ttyS0 quiet panic=-1', overhead_mib: 64, systemd_scope: 'auto' }),
   host: z.lazy(() => hostSchema()).default({ reserved_memory_mib: 512, cpu_overcommit: 4, default_container_memory_mib: 0 }),
 });
 export type AgentConfig = z.output<typeof ConfigSchema>;

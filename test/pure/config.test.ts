@@ -64,7 +64,7 @@ describe('loadConfig: defaults', { skip: hasSystemConfig ? `${DEFAULT_CONFIG_PAT
       log_level: 'info',
       metrics_listen: '127.0.0.1:9469',
       podman: { binary: 'podman', oci_runtime: 'runc', ulimits: ['nofile=20000:20000', 'nproc=32768:32768'], list_timeout_seconds: 10, timeout_seconds: 60, api: 'auto' },
-      qemu: { binary: 'qemu-system-x86_64', img_binary: 'qemu-img', accel: 'auto', boot_timeout_seconds: 90, ssh_user: 'root', base_cmdline: 'console=ttyS0 quiet panic=-1', overhead_mib: 64 },
+      qemu: { binary: 'qemu-system-x86_64', img_binary: 'qemu-img', accel: 'auto', boot_timeout_seconds: 90, ssh_user: 'root', base_cmdline: 'console=ttyS0 quiet panic=-1', overhead_mib: 64, systemd_scope: 'auto' },
       host: { reserved_memory_mib: 512, cpu_overcommit: 4, default_container_memory_mib: 0 },
       net: { bridge: 'mcp-br0', subnet: '10.99.0.0/24', table: 'mcp' },
       configFile: undefined,

@@ -11,6 +11,8 @@ import { claimRegistry } from '../../agent/claim.js';
 import { createLogger } from '../../log.js';
 import { Registry } from '../../registry/index.js';
 import { buildHost } from '../compose.js';
+import { scopeMode } from '../../runtime/qemu/scope.js';
+import { hostSystemd } from '../../runtime/qemu/scope-unit.js';
 import { settings } from '../common.js';
 import { ApiServer } from '../../api/server.js';
 import { apiSocketPath } from '../../api/socket-path.js';
@@ -29,6 +31,9 @@ export function runCommand(): Command {
         const issues = natsFileIssues(nats);
         if (issues.length > 0) throw new ValidationError('settings source.nats', issues);
       }
+      // "on" where systemd is not running: said once, at start, not at each VM's launch.
+      const scope = scopeMode(cfg.qemu.systemd_scope, hostSystemd, cfg.qemu.overhead_mib);
+      if (!scope.on && scope.problem) throw new ValidationError('settings qemu.systemd_scope', [{ field: 'qemu.systemd_scope', rule: scope.problem }]);
       // --once is run by a person waiting for it: VM boots are told as they go (stderr, like the logs).
       const live = opts.once ? new LiveLines(process.stderr) : undefined;
       const progress = live ? new BootProgressView(live) : undefined;

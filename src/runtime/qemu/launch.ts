@@ -7,6 +7,7 @@ import { macFor } from '../../identity.js';
 import type { WorkloadSpec } from '../types.js';
 import type { Accel } from './accel.js';
 import { qemuArgs } from './args.js';
+import { scopeUnit, type ScopeLaunch } from './scope.js';
 import type { VmRecord } from './state.js';
 
 export interface LaunchInput {
@@ -23,11 +24,16 @@ export interface LaunchInput {
   baseCmdline: string;
   /** The launch time recorded (the caller's clock). */
   now: Date;
+  /** Set when the VM starts in its own systemd scope (scope.ts): QEMU's overhead, for MemoryMax. */
+  scope?: { overheadMib: number } | undefined;
 }
 
 export interface LaunchDescription {
+  /** QEMU's own arguments (also in the record: they identify the process, see state.ts). */
   args: string[];
   record: VmRecord;
+  /** The scope to wrap the launch in (scope.ts scopeArgs), when scopes are on. */
+  scope: ScopeLaunch | undefined;
 }
 
 export function describeLaunch(i: LaunchInput): LaunchDescription {
@@ -40,10 +46,12 @@ export function describeLaunch(i: LaunchInput): LaunchDescription {
   // string `agent.ip=` for a disk image (the guest image's /init reads both; docs/guest-image.md).
   const ipArg = net.mode === 'bridge' ? `${net.ip}/${net.prefix}:${net.gateway}` : undefined;
   const append = vm.files.kernel ? [i.baseCmdline, ipArg ? `ip=${ipArg}` : '', s.cmdline ?? ''].filter(Boolean).join(' ') : undefined;
+  const memoryMib = s.memory ?? 128;
+  const vcpus = s.vcpus ?? 1;
   const args = qemuArgs({
     name: w.name,
-    memoryMib: s.memory ?? 128,
-    vcpus: s.vcpus ?? 1,
+    memoryMib,
+    vcpus,
     accel: i.accel,
     stateDir: dir,
     boot: { disk: i.disk, diskFormat: 'qcow2', kernel: vm.files.kernel, initrd: vm.files.initrd, append },
@@ -68,6 +76,8 @@ export function describeLaunch(i: LaunchInput): LaunchDescription {
     bridge: net.mode === 'bridge' ? net.bridge : undefined,
     args,
     launchedAt: i.now.toISOString(),
+    ...(i.scope ? { scope: scopeUnit(w.name) } : {}),
   };
-  return { args, record };
+  const scope = i.scope && { workload: w.name, service: w.key.service, component: w.key.component, memoryMib, vcpus, overheadMib: i.scope.overheadMib };
+  return { args, record, scope };
 }

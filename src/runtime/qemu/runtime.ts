@@ -10,7 +10,8 @@
  * - A disk image is never written: each VM boots a qcow2 overlay of it in its state dir.
  * This class sequences a VM's life; the parts are beside it: the launch as data (launch.ts,
  * args.ts), boot files and overlay (disk.ts), QMP watching (watch.ts), what a VM is now
- * (observe.ts), its process (process.ts). TAPs are the host's (HostTaps, given).
+ * (observe.ts), its process (process.ts), its systemd scope when scopes are on (scope.ts,
+ * scope-unit.ts). TAPs are the host's (HostTaps, given).
  */
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -25,6 +26,8 @@ import { attest, checkBootFiles, ensureOverlay } from './disk.js';
 import { describeLaunch } from './launch.js';
 import { observeVm } from './observe.js';
 import { consoleText, killVm, untilAborted, waitGone } from './process.js';
+import type { ScopeMode } from './scope.js';
+import { endScope, launchQemu } from './scope-unit.js';
 import { consoleTail as tailOf, isReady, livePid, readRecord, type VmRecord } from './state.js';
 import { QmpWatch } from './watch.js';
 
@@ -42,6 +45,8 @@ export interface QemuOptions {
   baseCmdline: string;
   /** The host's TAPs, for VMs on the bridge. */
   taps: HostTaps;
+  /** Whether each QEMU starts in its own systemd scope (qemu.systemd_scope, resolved: scope.ts). */
+  scope: ScopeMode;
   /** Told each boot's launch → SSH ready time (the agent's metrics); none for one-shot commands. */
   onBooted?: ((name: string, seconds: number) => void) | undefined;
   /** Told when a start begins and ends waiting for SSH: progress output for an operator, nothing else. */
@@ -130,6 +135,7 @@ export class QemuRuntime implements Runtime {
     if (!vm) throw new RuntimeError('qemu', 'start', w.name, 'no VM placement (files, ports) was given');
     w.signal?.throwIfAborted();
     await this.requireQemu('start', w.name);
+    if (!this.o.scope.on && this.o.scope.problem) throw new RuntimeError('qemu', 'start', w.name, `qemu.systemd_scope ${this.o.scope.problem}`);
     const dir = this.dirOf(w.name);
     const files = stateFiles(dir);
     if (Buffer.byteLength(files.qmp) > SOCKET_PATH_MAX) {
@@ -171,8 +177,9 @@ export class QemuRuntime implements Runtime {
       }
       return await this.awaitReady(w, dir, record, pid, !existed);
     } catch (err) {
-      // Nothing half-started stays behind: no QEMU, no TAP, and no state dir for a VM that never ran.
+      // Nothing half-started stays behind: no QEMU, no scope, no TAP, and no state dir for a VM that never ran.
       await killVm(w.name, dir).catch(() => undefined);
+      await this.endScopeOf(w.name);
       if (w.vm?.net.mode === 'bridge') await this.o.taps.tapDown(w.vm.net.tap, `${this.o.agentId}:${w.name}`).catch(() => undefined);
       if (!existed) rmSync(dir, { recursive: true, force: true });
       else {
@@ -190,7 +197,7 @@ export class QemuRuntime implements Runtime {
     const files = stateFiles(dir);
     const net = vm.net;
     const disk = await ensureOverlay(this.o.imgBinary, w, dir);
-    const { args, record } = describeLaunch({
+    const { args, record, scope } = describeLaunch({
       w: { ...w, vm },
       dir,
       agentId: this.o.agentId,
@@ -199,6 +206,7 @@ export class QemuRuntime implements Runtime {
       sshUser: this.o.sshUser,
       baseCmdline: this.o.baseCmdline,
       now: new Date(),
+      scope: this.o.scope.on ? { overheadMib: this.o.scope.overheadMib } : undefined,
     });
     // The record is written before the TAP and QEMU exist: an agent that dies right after
     // finds the VM (its pid, its TAP) on its next list, and removes what is left.
@@ -206,7 +214,7 @@ export class QemuRuntime implements Runtime {
     writeFileSync(files.console, '');
     if (net.mode === 'bridge') await this.o.taps.tapUp(net.tap, net.bridge, `${this.o.agentId}:${w.name}`);
     try {
-      await runBounded(this.o.binary, args, { runtime: 'qemu', operation: 'start', workload: w.name, timeoutMs: LAUNCH_TIMEOUT_MS });
+      await launchQemu(this.o.binary, args, scope, { runtime: 'qemu', operation: 'start', workload: w.name, timeoutMs: LAUNCH_TIMEOUT_MS });
     } catch (err) {
       if (err instanceof RuntimeError) throw err;
       const e = err as { stderr?: string; shortMessage?: string };
@@ -247,8 +255,19 @@ export class QemuRuntime implements Runtime {
     return observeVm(dir, rec);
   }
 
-  /** Graceful: ACPI powerdown, the grace period, then QMP quit, SIGTERM, SIGKILL. */
+  /** Graceful: ACPI powerdown, the grace period, then QMP quit, SIGTERM, SIGKILL. Its scope ends with it. */
   async stop(name: string, graceSeconds: number): Promise<string> {
+    const how = await this.stopQemu(name, graceSeconds);
+    await this.endScopeOf(name);
+    return how;
+  }
+
+  /** The scope the VM's record names, once its QEMU is gone: no spawn for a VM started without one. */
+  private async endScopeOf(name: string): Promise<void> {
+    await endScope(readRecord(this.dirOf(name))?.scope, name);
+  }
+
+  private async stopQemu(name: string, graceSeconds: number): Promise<string> {
     const dir = this.dirOf(name);
     if (livePid(dir, name) === undefined) return 'not running';
     if (graceSeconds > 0) {
@@ -265,6 +284,7 @@ export class QemuRuntime implements Runtime {
     const dir = this.dirOf(name);
     this.qmp.drop(name);
     await killVm(name, dir);
+    await this.endScopeOf(name);
     const tap = readRecord(dir)?.tap;
     if (tap) await this.o.taps.tapDown(tap, `${this.o.agentId}:${name}`);
     rmSync(dir, { recursive: true, force: true });

@@ -26,6 +26,8 @@ export const VmRecordSchema = z.object({
   address: z.string(),
   args: z.array(z.string()),
   launchedAt: z.string(),
+  /** The systemd scope QEMU was started in (scope.ts), when it was: what a stop or removal ends. */
+  scope: z.string().optional(),
 });
 export type VmRecord = z.infer<typeof VmRecordSchema>;
 
