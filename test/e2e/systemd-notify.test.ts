@@ -31,11 +31,46 @@ async function restarted(node: SystemdNode, oldPid: number, timeoutMs: number): 
   }, timeoutMs, 250);
 }
 
+/**
+ * A podman that lists no containers (there is none inside), installed through the settings file
+ * with the CLI only (`api = "off"`). Its first `ps` takes 5 s (a runtime slow to list: the first
+ * pass waits for it); `ps` after the file <state>/hang appears sleeps far past its bound (once).
+ */
+async function fakePodman(node: SystemdNode, settings = ''): Promise<void> {
+  const fake = join(node.stateDir, 'fake-podman');
+  writeFileSync(fake, `#!/bin/sh
+case "$1" in
+  ps)
+    if [ ! -e ${IN_STATE}/ps-seen ]; then touch ${IN_STATE}/ps-seen; sleep 5; fi
+    if [ -e ${IN_STATE}/hang ]; then rm -f ${IN_STATE}/hang; exec sleep 100000; fi
+    echo '[]' ;;
+  version) echo 4.3.1 ;;
+  events) exec sleep 100000 ;;
+  *) echo "fake podman: $*" >&2; exit 125 ;;
+esac
+`);
+  chmodSync(fake, 0o755);
+  await node.ok(['mkdir', '-p', '/etc/mcp-agent']);
+  await node.ok(['sh', '-c', 'cat > /etc/mcp-agent/agent.toml'], {
+    input: `${settings}\n[podman]\nbinary = "${IN_STATE}/fake-podman"\nlist_timeout_seconds = 600\napi = "off"\n`,
+  });
+}
+
+/** When the unit last became active (systemd received READY=1), in ms since the epoch. */
+async function activeSince(node: SystemdNode): Promise<number> {
+  const v = (await node.ok(['systemctl', 'show', UNIT, '-p', 'ActiveEnterTimestamp', '--value', '--timestamp=us+utc'])).trim();
+  // "Mon 2026-11-30 04:53:33.664123 UTC"
+  const m = /(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2})\.(\d{6}) UTC/.exec(v);
+  if (!m) throw new Error(`unexpected ActiveEnterTimestamp: ${v}`);
+  return Date.parse(`${m[1]}T${m[2]}.${m[3]!.slice(0, 3)}Z`);
+}
+
 describe('readiness and watchdog under a real systemd', { skip }, () => {
   it('systemctl start returns after the first pass: status already shows the VM handled, StatusText the summary', async (t) => {
     const { node } = await SystemdNode.boot({ guestImages: true });
     t.after(() => node.cleanup());
     const svc = await applyVm(node, 'sdn');
+    await fakePodman(node);
     await placeUnit(node);
     assert.equal(await node.prop(UNIT, 'Type'), 'notify');
 
@@ -48,18 +83,20 @@ describe('readiness and watchdog under a real systemd', { skip }, () => {
     assert.equal(s.agent.pid, mainPid);
     const r = row(s, svc, 'k');
     t.diagnostic(`right after start: ${JSON.stringify({ drift: r.drift, observed: r.observed, last_event: r.last_event, next_action: r.next_action })}`);
-    // The first pass dispatched the VM's start: its event is in the registry already.
+    // The first pass (held 5 s by podman's first listing) dispatched the VM's start: its event is
+    // in the registry, written before systemd marked the unit active (READY=1 came after it).
     assert.equal(r.last_event?.action, 'start', JSON.stringify(r));
-    const firstStatus = await node.prop(UNIT, 'StatusText');
-    t.diagnostic(`StatusText after the first pass: ${firstStatus}`);
-    // No podman inside: containers cannot be listed, and the summary says so after the counts.
-    assert.match(firstStatus, /^1 missing(; |$)/);
+    const eventAt = Date.parse((r.last_event as { at?: string } | null)?.at ?? '');
+    const readyAt = await activeSince(node);
+    t.diagnostic(`start event ${new Date(eventAt).toISOString()}, unit active ${new Date(readyAt).toISOString()}`);
+    assert.ok(eventAt <= readyAt, `READY=1 came before the first pass dispatched the start (${eventAt} > ${readyAt})`);
+    assert.equal(await node.prop(UNIT, 'StatusText'), '1 missing');
 
     // STATUS= follows the passes: once the VM runs, the summary says so.
     await vmInSync(node, svc, 'the VM to converge');
     const last = await waitFor('StatusText to say 1 in sync', async () => {
       const st = await node.prop(UNIT, 'StatusText');
-      return /^1 in sync(; |$)/.test(st) ? st : undefined;
+      return st === '1 in sync' ? st : undefined;
     }, 30_000, 250);
     t.diagnostic(`StatusText once in sync: ${last}; WatchdogUSec=${await node.prop(UNIT, 'WatchdogUSec')}`);
     assert.equal(await node.prop(UNIT, 'NRestarts'), '0');
@@ -99,23 +136,9 @@ describe('readiness and watchdog under a real systemd', { skip }, () => {
   it('a pass stuck on a runtime command that hangs: no more pings, the watchdog restarts the agent', async (t) => {
     const { node } = await SystemdNode.boot();
     t.after(() => node.cleanup());
-    // A podman that lists no containers, until the hang file exists: then its next `ps` sleeps (once),
-    // far past its bound (list_timeout_seconds = 600), so the pass that asked waits on it.
-    const fake = join(node.stateDir, 'fake-podman');
-    writeFileSync(fake, `#!/bin/sh
-case "$1" in
-  ps) if [ -e ${IN_STATE}/hang ]; then rm -f ${IN_STATE}/hang; exec sleep 100000; fi; echo '[]' ;;
-  version) echo 4.3.1 ;;
-  events) exec sleep 100000 ;;
-  *) echo "fake podman: $*" >&2; exit 125 ;;
-esac
-`);
-    chmodSync(fake, 0o755);
-    await node.ok(['mkdir', '-p', '/etc/mcp-agent']);
-    // A resync every 2 s lists podman again soon after the hang file appears.
-    await node.ok(['sh', '-c', 'cat > /etc/mcp-agent/agent.toml'], {
-      input: `resync = "*/2 * * * * *"\n\n[podman]\nbinary = "${IN_STATE}/fake-podman"\nlist_timeout_seconds = 600\napi = "off"\n`,
-    });
+    // A resync every 2 s lists podman again soon after the hang file appears; that `ps` sleeps
+    // past its bound (600 s), so the pass that asked waits on it.
+    await fakePodman(node, 'resync = "*/2 * * * * *"\n');
     await placeUnit(node, SHORT_WATCHDOG);
     await node.ok(['systemctl', 'start', 'mcp-agent']);
     const mainPid = Number(await node.prop(UNIT, 'MainPID'));

@@ -21,7 +21,7 @@ import { LiveLines } from '../live-lines.js';
 
 export function runCommand(): Command {
   return new Command('run')
-    .description('reconcile until SIGTERM/SIGINT (workloads keep running after the agent stops), serving the local API on <registry dir>/agent.sock and Prometheus metrics on metrics_listen; one reconciler per registry: exit 5 if another runs')
+    .description('reconcile until SIGTERM/SIGINT (workloads keep running after the agent stops), serving the local API on <registry dir>/agent.sock and Prometheus metrics on metrics_listen; one reconciler per registry: exit 5 if another runs; under systemd (NOTIFY_SOCKET): READY=1 after the first pass, STATUS= summaries, watchdog pings while passes complete')
     .option('--once', 'one reconcile pass: plan, apply, wait for the actions (VM boots waiting for SSH shown on stderr), exit (1 if any failed)')
     .action(async (opts: { once?: boolean }, cmd: Command) => {
       const cfg = settings(cmd);
