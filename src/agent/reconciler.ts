@@ -275,8 +275,9 @@ export class Reconciler {
   /**
    * One pass: observe (the live view, one bridge fact), plan (pure: actions and housekeeping),
    * execute (housekeeping, then the actions of idle components). Resolves when the actions are
-   * dispatched (not finished), with the pass's counts (what metrics and the service STATUS show). `wokeAt` (performance.now()): when the signal that asked for this
-   * pass arrived, for the reaction time of the actions it issues.
+   * dispatched (not finished), with the pass's counts (what metrics and systemd's STATUS show).
+   * `wokeAt` (performance.now()): when the signal that asked for this pass arrived, for the
+   * reaction time of the actions it issues.
    */
   async pass(opts: { wokeAt?: number | undefined } = {}): Promise<{ result: PlanResult & Observation; dispatched: Promise<ActionOutcome>[]; report: PassReport }> {
     const { registry, config, log } = this.o;

@@ -25,12 +25,17 @@ export function systemdNotifier(socket: string, log: Logger, binary = 'systemd-n
     new Promise<void>((resolve) => {
       // NOTIFY_SOCKET only for this child: the agent took it out of its own environment (podman
       // would otherwise hand it to containers, and conmon's messages would be credited to the agent).
-      const child = spawn(binary, notifyLines(m), { env: { ...process.env, NOTIFY_SOCKET: socket }, stdio: ['ignore', 'ignore', 'pipe'], timeout: SEND_TIMEOUT_MS });
+      const child = spawn(binary, notifyLines(m), {
+        env: { ...process.env, NOTIFY_SOCKET: socket },
+        stdio: ['ignore', 'ignore', 'pipe'],
+        timeout: SEND_TIMEOUT_MS,
+      });
       let err = '';
       child.stderr.on('data', (d: Buffer) => (err += d.toString()));
       const fail = (why: string): void => {
         // Once: a missing systemd-notify would otherwise log on every ping.
-        if (!warned) log.error({ binary, message: notifyLines(m) }, `cannot tell systemd: ${why} (readiness and watchdog pings do not reach it)`);
+        const what = `cannot tell systemd: ${why} (readiness and watchdog pings do not reach it)`;
+        if (!warned) log.error({ binary, message: notifyLines(m) }, what);
         warned = true;
       };
       child.on('error', (e) => (fail(e.message), resolve()));
