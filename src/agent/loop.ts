@@ -21,6 +21,7 @@ import { HostNetWatchSwitch } from '../net/watch.js';
 import type { HostNet } from '../net/types.js';
 import { abortCommands } from '../runtime/command.js';
 import type { MetricsSink } from './metrics-sink.js';
+import type { ServiceWatch } from './service-watch.js';
 import { createHealthMonitor, healthTargets, killProbes, type HealthMonitor } from './health/index.js';
 
 export interface LoopOptions {
@@ -33,6 +34,8 @@ export interface LoopOptions {
   watchRegistry?: typeof watchRegistryFiles;
   /** Where passes, actions and reaction times are reported (`agent run`); none: nothing is recorded. */
   metrics?: MetricsSink | undefined;
+  /** Readiness and watchdog for systemd (`agent run` under a notify service); none: nothing is sent. */
+  service?: ServiceWatch | undefined;
 }
 
 /** setTimeout holds at most 2^31-1 ms (24.8 days); a longer wait is re-armed when it ends. */
@@ -146,6 +149,7 @@ export class AgentLoop {
     this.health = createHealthMonitor({ config, registry, runtimes, log, metrics: this.o.metrics, onChange: (why) => this.wake(why) });
     const job = CronJob.from({ cronTime: config.resync, onTick: () => this.resync('scheduled resync'), start: true });
     this.disposers.push(() => void job.stop());
+    this.o.service?.start({ passRunning: () => this.passRunning !== undefined, wake: (why) => this.wake(why) });
     log.info({ db: registry.path, resync: config.resync, pid: process.pid }, 'agent started');
     this.wake('agent start');
   }
@@ -187,12 +191,14 @@ export class AgentLoop {
       this.wokeAt = undefined;
       this.o.log.debug({ reasons }, 'wake');
       try {
-        const { result } = await this.reconciler.pass({ wokeAt });
+        const { result, report } = await this.reconciler.pass({ wokeAt });
         // The desired state the pass planned with says whether a VM could use the bridge.
         if (!this.stopping) this.hostNet?.follow(result.desired);
         if (!this.stopping) this.health?.sync(healthTargets(result, this.o.registry.leases.all()));
         this.requeueAt(result.requeueAt);
         this.lastPass = new Date();
+        // READY=1 after the first, STATUS= as the counts change, WATCHDOG=1 only while passes complete.
+        if (!this.stopping) this.o.service?.passDone(report);
       } catch (err) {
         this.o.log.error({ err: (err as Error).message }, 'reconcile pass failed');
       }
@@ -228,6 +234,7 @@ export class AgentLoop {
    * Leaves every running workload running.
    */
   async stop(why = 'stop', timeoutMs = 30_000): Promise<void> {
+    this.o.service?.stopping(why);
     this.interrupt(why);
     for (const d of this.disposers.splice(0)) d();
     await this.passRunning;
@@ -236,6 +243,7 @@ export class AgentLoop {
     // Whatever command is still running after the drain is killed, and its action given 2 s to end.
     if (abortCommands('the agent is stopping') > 0) await Promise.race([this.reconciler.executor.drain(), new Promise((r) => setTimeout(r, 2000).unref())]);
     this.o.registry.meta.delete('heartbeat');
+    await this.o.service?.close();
     this.o.log.info('agent stopped; workloads left running');
   }
 }

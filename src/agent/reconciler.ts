@@ -15,7 +15,7 @@ import type { BridgeFact } from './network-drift.js';
 import type { Runtime, RuntimeEvent } from '../runtime/types.js';
 import { Executor, type ActionOutcome, type ExecutorOptions } from './executor.js';
 import { storedVerdicts, type HealthVerdict } from './health/verdict.js';
-import { passReport, type MetricsSink } from './metrics-sink.js';
+import { passReport, type MetricsSink, type PassReport } from './metrics-sink.js';
 import { hostAdmission } from './capacity.js';
 import { withBootFilesChecked } from './images.js';
 import { RuntimeObserver } from './observe.js';
@@ -278,10 +278,11 @@ export class Reconciler {
   /**
    * One pass: observe (the live view, one bridge fact), plan (pure: actions and housekeeping),
    * execute (housekeeping, then the actions of idle components). Resolves when the actions are
-   * dispatched (not finished). `wokeAt` (performance.now()): when the signal that asked for this
-   * pass arrived, for the reaction time of the actions it issues.
+   * dispatched (not finished), with the pass's counts (what metrics and systemd's STATUS show).
+   * `wokeAt` (performance.now()): when the signal that asked for this pass arrived, for the
+   * reaction time of the actions it issues.
    */
-  async pass(opts: { wokeAt?: number | undefined } = {}): Promise<{ result: PlanResult & Observation; dispatched: Promise<ActionOutcome>[] }> {
+  async pass(opts: { wokeAt?: number | undefined } = {}): Promise<{ result: PlanResult & Observation; dispatched: Promise<ActionOutcome>[]; report: PassReport }> {
     const { registry, config, log } = this.o;
     const began = performance.now();
     const now = new Date();
@@ -306,9 +307,10 @@ export class Reconciler {
     const { dispatched, isolation } = await this.executor.execute(result, mark, opts.wokeAt);
     if (isolation) this.afterIsolation(seen.bridge, isolation);
     registry.meta.beat(process.pid, now);
-    this.o.metrics?.passDone(passReport({ ...result, listings: seen.listings, leases: input.leases }, (performance.now() - began) / 1000, new Date()));
+    const report = passReport({ ...result, listings: seen.listings, leases: input.leases }, (performance.now() - began) / 1000, new Date());
+    this.o.metrics?.passDone(report);
     const drifted = result.assessments.filter((a) => a.drift !== 'in-sync').length;
     log.debug({ components: result.assessments.length, drifted, actions: dispatched.length, housekeeping: result.housekeeping.length }, 'reconcile pass');
-    return { result: { ...result, ...seen }, dispatched };
+    return { result: { ...result, ...seen }, dispatched, report };
   }
 }

@@ -28,7 +28,7 @@ export interface CommandEntry {
 export const COMMANDS: Record<string, CommandEntry> = {
   run: {
     term: 'run [options]',
-    description: 'reconcile until SIGTERM/SIGINT (workloads keep running after the agent stops), serving the local API on <registry dir>/agent.sock and Prometheus metrics on metrics_listen; one reconciler per registry: exit 5 if another runs',
+    description: 'reconcile until SIGTERM/SIGINT (workloads keep running after the agent stops), serving the local API on <registry dir>/agent.sock and Prometheus metrics on metrics_listen; one reconciler per registry: exit 5 if another runs; under systemd (NOTIFY_SOCKET): READY=1 after the first pass, STATUS= summaries, watchdog pings while passes complete',
     load: async () => (await import('./commands/run.js')).runCommand(),
   },
   apply: {

@@ -31,4 +31,11 @@ describe('contrib/systemd/mcp-agent.service', () => {
     assert.match(setting('ExecStart') ?? '', / \/opt\/mcp-agent\/bin\/agent\.js run$/);
     assert.ok(existsSync(join(ROOT, 'bin/agent.js')));
   });
+
+  it('is a notify service with a watchdog, and lets systemd-notify (a child of the agent) speak for it', () => {
+    assert.equal(setting('Type'), 'notify');
+    // src/cli/systemd-notify.ts sends from a child process: with NotifyAccess=main systemd drops every message.
+    assert.equal(setting('NotifyAccess'), 'all');
+    assert.match(setting('WatchdogSec') ?? '', /^[1-9]\d*s?$/);
+  });
 });

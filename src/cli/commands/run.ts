@@ -9,6 +9,8 @@ import { natsFileIssues, natsSettings, vmPaths, type AgentConfig, type NatsSetti
 import { ValidationError } from '../../errors.js';
 import { claimRegistry } from '../../agent/claim.js';
 import { createLogger } from '../../log.js';
+import { notifyEnv, NOTIFY_VARIABLES } from '../../agent/service-notify.js';
+import { ServiceWatch } from '../../agent/service-watch.js';
 import { Registry } from '../../registry/index.js';
 import { buildHost } from '../compose.js';
 import { scopeMode } from '../../runtime/qemu/scope.js';
@@ -21,7 +23,7 @@ import { LiveLines } from '../live-lines.js';
 
 export function runCommand(): Command {
   return new Command('run')
-    .description('reconcile until SIGTERM/SIGINT (workloads keep running after the agent stops), serving the local API on <registry dir>/agent.sock and Prometheus metrics on metrics_listen; one reconciler per registry: exit 5 if another runs')
+    .description('reconcile until SIGTERM/SIGINT (workloads keep running after the agent stops), serving the local API on <registry dir>/agent.sock and Prometheus metrics on metrics_listen; one reconciler per registry: exit 5 if another runs; under systemd (NOTIFY_SOCKET): READY=1 after the first pass, STATUS= summaries, watchdog pings while passes complete')
     .option('--once', 'one reconcile pass: plan, apply, wait for the actions (VM boots waiting for SSH shown on stderr), exit (1 if any failed)')
     .action(async (opts: { once?: boolean }, cmd: Command) => {
       const cfg = settings(cmd);
@@ -56,6 +58,11 @@ export function runCommand(): Command {
       };
       process.on('SIGTERM', onSignal);
       process.on('SIGINT', onSignal);
+      // Under a notify service (systemd's NOTIFY_SOCKET): READY=1, STATUS= and watchdog pings.
+      // The variables leave the agent's environment either way: a child that inherits them (podman,
+      // conmon) would speak for this service.
+      const sd = opts.once ? undefined : notifyEnv(process.env, process.pid);
+      for (const v of NOTIFY_VARIABLES) delete process.env[v];
       const registry = Registry.open(cfg.db, { create: true, log });
       let release: () => void;
       try {
@@ -85,7 +92,8 @@ export function runCommand(): Command {
             unhealthyWorkloads: (n) => metrics?.unhealthyWorkloads(n),
           }
         : metrics;
-      const loop = new AgentLoop({ registry, ...buildHost(cfg, registry.meta.agentId(), log, hooks), config: cfg, log, metrics: sink });
+      const service = sd && new ServiceWatch(sd, (await import('../systemd-notify.js')).systemdNotifier(sd.socket, log));
+      const loop = new AgentLoop({ registry, ...buildHost(cfg, registry.meta.agentId(), log, hooks), config: cfg, log, metrics: sink, service });
       // A source no longer configured is not shown in status.
       if (!opts.once && !nats) registry.source.setState(undefined);
       if (opts.once) {
