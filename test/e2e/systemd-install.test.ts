@@ -12,9 +12,12 @@ import { SystemdNode, systemdUnavailable, IN_STATE, IN_CHECKOUT, IN_DB } from '.
 const UNIT = 'mcp-agent.service';
 const skip = await systemdUnavailable();
 
-/** The CLI as an operator on the node types it: no --db (the settings file names the registry). */
+/**
+ * The CLI as an operator on the node types it: `agent` on PATH (the README's symlink), no --db
+ * (the settings file names the registry).
+ */
 function cli(node: SystemdNode, args: string[]): ReturnType<SystemdNode['exec']> {
-  return node.exec(['env', 'AGENT_LOG_LEVEL=warn', 'node', `${IN_CHECKOUT}/bin/agent.js`, ...args]);
+  return node.exec(['env', 'AGENT_LOG_LEVEL=warn', 'agent', ...args]);
 }
 
 async function status(node: SystemdNode): Promise<StatusJson> {
@@ -23,9 +26,10 @@ async function status(node: SystemdNode): Promise<StatusJson> {
   return JSON.parse(r.stdout) as StatusJson;
 }
 
-/** The README's steps: settings file, unit file, daemon-reload, enable --now. */
+/** The README's steps (after the build): settings file, the CLI on PATH, unit file, daemon-reload, enable --now. */
 async function install(node: SystemdNode): Promise<void> {
   await node.ok(['mkdir', '-p', '/etc/mcp-agent']);
+  await node.ok(['ln', '-sf', `${IN_CHECKOUT}/bin/agent.js`, '/usr/local/bin/agent']);
   await node.ok(['sh', '-c', `printf 'db = "%s"\\n' ${IN_DB} > /etc/mcp-agent/agent.toml`]);
   await node.ok(['install', '-m', '0644', `${IN_CHECKOUT}/contrib/systemd/mcp-agent.service`, '/etc/systemd/system/']);
   await node.ok(['systemctl', 'daemon-reload']);
@@ -128,7 +132,7 @@ describe('installing, upgrading and removing the agent as a systemd service', { 
     assert.equal(await node.prop(UNIT, 'Result'), 'success');
     await node.ok(['mount', '--bind', '/srv/next', IN_CHECKOUT]);
     await node.ok(['systemctl', 'start', 'mcp-agent']);
-    assert.equal((await node.ok(['node', `${IN_CHECKOUT}/bin/agent.js`, '--version'])).trim(), `${version}-upgraded`);
+    assert.equal((await cli(node, ['--version'])).stdout.trim(), `${version}-upgraded`);
     const after = await settled(node, 'both to be in sync under the new build');
     const journal = await node.ok(['journalctl', `_SYSTEMD_UNIT=${UNIT}`, `_PID=${await node.prop(UNIT, 'MainPID')}`, '-o', 'cat', '--no-pager']);
     assert.match(journal, /upgrade marker/, 'the service runs the new build');
