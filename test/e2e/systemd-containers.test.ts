@@ -104,6 +104,12 @@ describe('containers under a real systemd', { skip }, () => {
     assert.equal(stopped.pid, first.pid, 'the same container process');
     assert.equal(await alive(node, first.conmonPid), true, 'conmon survives systemctl stop');
     assert.equal(await alive(node, qemuPid), true, 'QEMU survives systemctl stop');
+    // What stays in the stopped unit's cgroup: the workloads' processes only (conmon, QEMU), not
+    // the agent's helpers (its own `podman system service`, `podman events`).
+    const left = await node.ok(['sh', '-c', 'for p in $(cat /sys/fs/cgroup/systemd/system.slice/mcp-agent.service/cgroup.procs); do echo "$p $(cat /proc/$p/comm)"; done']);
+    t.diagnostic(`left in the unit's cgroup after stop: ${JSON.stringify(left.trim().split('\n'))}`);
+    const comms = left.trim().split('\n').map((l) => l.split(' ')[1]).sort();
+    assert.deepEqual(comms, ['conmon', 'qemu-system-x86'], left);
 
     // start: a new agent adopts both; nothing restarted.
     await node.ok(['systemctl', 'start', 'mcp-agent']);
@@ -118,6 +124,25 @@ describe('containers under a real systemd', { skip }, () => {
     // Exactly one container for the service: nothing was started twice.
     const all = (await node.ok(['podman', 'ps', '-a', '--format', '{{.Names}}'])).trim().split('\n');
     assert.deepEqual(all, [workload]);
+    const fromSystemd = (await node.ok(['journalctl', '-u', UNIT, '-o', 'cat', '--no-pager'])).split('\n').filter((l) => l.trim() !== '' && !l.startsWith('{'));
+    t.diagnostic(`systemd's own lines about the unit: ${JSON.stringify(fromSystemd)}`);
+    // The inner podman logs its events to the journal (events_logger is journald under systemd)
+    // from the unit's cgroup, so they are the unit's lines too, plain text. The agent's own lines
+    // (SYSLOG_IDENTIFIER node: its stderr) are all JSON.
+    const unitLines = (await node.ok(['journalctl', `_SYSTEMD_UNIT=${UNIT}`, '-o', 'json', '--no-pager', '--output-fields=SYSLOG_IDENTIFIER,MESSAGE'])).split('\n').filter((l) => l.trim() !== '');
+    const entries = unitLines.map((l) => JSON.parse(l) as { SYSLOG_IDENTIFIER?: string; MESSAGE?: unknown });
+    const byId = new Map<string, number>();
+    for (const e of entries) byId.set(String(e.SYSLOG_IDENTIFIER), (byId.get(String(e.SYSLOG_IDENTIFIER)) ?? 0) + 1);
+    t.diagnostic(`_SYSTEMD_UNIT=${UNIT} lines by SYSLOG_IDENTIFIER: ${JSON.stringify(Object.fromEntries(byId))}`);
+    const agentLines = entries.filter((e) => e.SYSLOG_IDENTIFIER === 'node');
+    assert.ok(agentLines.length > 0, 'the agent logged to the journal');
+    for (const e of agentLines) assert.equal(typeof (JSON.parse(String(e.MESSAGE)) as { level?: unknown }).level, 'number', String(e.MESSAGE));
+    assert.ok((byId.get('podman') ?? 0) > 0, "podman's events are in the unit's journal");
+    assert.deepEqual([...byId.keys()].sort(), ['node', 'podman']);
+    // What the README tells an operator to run for the agent's own lines.
+    const viaT = (await node.ok(['journalctl', `_SYSTEMD_UNIT=${UNIT}`, '-t', 'node', '-o', 'cat', '--no-pager'])).split('\n').filter((l) => l.trim() !== '');
+    assert.equal(viaT.length, agentLines.length);
+    assert.ok(viaT.every((l) => l.startsWith('{')));
   });
 
   it('kill -9 of the agent: systemd restarts it and the new agent adopts the container', async (t) => {
