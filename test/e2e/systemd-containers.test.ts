@@ -10,6 +10,7 @@ import { TestNode, waitFor, row, containerService, vmService, SLEEP, VM_KERNEL, 
 import { SystemdNode, systemdUnavailable, IN_STATE, IN_CHECKOUT } from '../helpers/systemd-node.js';
 
 const UNIT = 'mcp-agent.service';
+const HELLO = 'hello from the container';
 const skip = await systemdUnavailable();
 
 async function status(node: SystemdNode): Promise<StatusJson> {
@@ -73,7 +74,7 @@ describe('containers under a real systemd', { skip }, () => {
     t.diagnostic(`systemd in ${node.name}: ${state}`);
     const ctr = TestNode.serviceName('sdc');
     const vm = TestNode.serviceName('sdv');
-    await apply(node, 'ctr.toml', containerService(ctr, { c: SLEEP }));
+    await apply(node, 'ctr.toml', containerService(ctr, { c: ['sh', '-c', `echo ${HELLO}; exec sleep 2147483647`] }));
     await apply(node, 'vm.toml', vmService(vm, { k: VM_KERNEL }));
     await installUnit(node);
     await inSync(node, [[ctr, 'c'], [vm, 'k']], 'the container and the VM to converge under systemd');
@@ -126,23 +127,20 @@ describe('containers under a real systemd', { skip }, () => {
     assert.deepEqual(all, [workload]);
     const fromSystemd = (await node.ok(['journalctl', '-u', UNIT, '-o', 'cat', '--no-pager'])).split('\n').filter((l) => l.trim() !== '' && !l.startsWith('{'));
     t.diagnostic(`systemd's own lines about the unit: ${JSON.stringify(fromSystemd)}`);
-    // The inner podman logs its events to the journal (events_logger is journald under systemd)
-    // from the unit's cgroup, so they are the unit's lines too, plain text. The agent's own lines
-    // (SYSLOG_IDENTIFIER node: its stderr) are all JSON.
-    const unitLines = (await node.ok(['journalctl', `_SYSTEMD_UNIT=${UNIT}`, '-o', 'json', '--no-pager', '--output-fields=SYSLOG_IDENTIFIER,MESSAGE'])).split('\n').filter((l) => l.trim() !== '');
-    const entries = unitLines.map((l) => JSON.parse(l) as { SYSLOG_IDENTIFIER?: string; MESSAGE?: unknown });
-    const byId = new Map<string, number>();
-    for (const e of entries) byId.set(String(e.SYSLOG_IDENTIFIER), (byId.get(String(e.SYSLOG_IDENTIFIER)) ?? 0) + 1);
-    t.diagnostic(`_SYSTEMD_UNIT=${UNIT} lines by SYSLOG_IDENTIFIER: ${JSON.stringify(Object.fromEntries(byId))}`);
+    // The unit's journal: the agent's own lines (SYSLOG_IDENTIFIER node, its stderr) are all JSON.
+    // The container's output is there too: the log driver is journald (podman's default under
+    // systemd) and conmon runs in the unit's cgroup. (The rootfs sets podman's events_logger to
+    // "file"; with journald, podman's event lines would come as well.)
+    const entries = (await node.ok(['journalctl', `_SYSTEMD_UNIT=${UNIT}`, '-o', 'json', '--no-pager', '--output-fields=SYSLOG_IDENTIFIER,MESSAGE,_COMM'])).split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as { SYSLOG_IDENTIFIER?: string; MESSAGE?: unknown; _COMM?: string });
     const agentLines = entries.filter((e) => e.SYSLOG_IDENTIFIER === 'node');
     assert.ok(agentLines.length > 0, 'the agent logged to the journal');
     for (const e of agentLines) assert.equal(typeof (JSON.parse(String(e.MESSAGE)) as { level?: unknown }).level, 'number', String(e.MESSAGE));
-    assert.ok((byId.get('podman') ?? 0) > 0, "podman's events are in the unit's journal");
-    assert.deepEqual([...byId.keys()].sort(), ['node', 'podman']);
+    const others = entries.filter((e) => e.SYSLOG_IDENTIFIER !== 'node').map((e) => `${e.SYSLOG_IDENTIFIER}/${e._COMM}: ${JSON.stringify(e.MESSAGE)}`);
+    t.diagnostic(`the unit's journal: ${agentLines.length} agent lines; others: ${JSON.stringify(others)}`);
+    assert.ok(others.some((o) => o.includes(HELLO)), "the container's output is in the unit's journal");
     // What the README tells an operator to run for the agent's own lines.
     const viaT = (await node.ok(['journalctl', `_SYSTEMD_UNIT=${UNIT}`, '-t', 'node', '-o', 'cat', '--no-pager'])).split('\n').filter((l) => l.trim() !== '');
     assert.equal(viaT.length, agentLines.length);
-    assert.ok(viaT.every((l) => l.startsWith('{')));
   });
 
   it('kill -9 of the agent: systemd restarts it and the new agent adopts the container', async (t) => {
