@@ -92,7 +92,7 @@ export const COMMANDS: Record<string, CommandEntry> = {
   },
   doctor: {
     term: 'doctor [options]',
-    description: 'check this host for the agent: node, registry, podman (a real throwaway container), ulimits, qemu, accelerator, nft/ip, bridge, images, disk; exit 1 if any check fails (warnings do not)',
+    description: 'check this host for the agent: node, registry, podman (a real throwaway container), ulimits, qemu, accelerator, nft/ip, bridge, images, disk, systemd unit (KillMode, Restart, RestartPreventExitStatus); exit 1 if any check fails (warnings do not)',
     load: async () => (await import('./commands/doctor.js')).doctorCommand(),
   },
   fleet: {

@@ -22,9 +22,9 @@ export interface CheckResult {
 
 /**
  * The order of the report: the ground first (node, registry), then what runs containers, then
- * what runs VMs, then the network and the disk. A check not listed here goes last, by name.
+ * what runs VMs, then the network and the disk, then how the agent is run (its systemd unit). A check not listed here goes last, by name.
  */
-export const CHECK_ORDER = ['node', 'registry', 'podman', 'ulimits', 'qemu', 'accelerator', 'net-tools', 'bridge', 'images', 'disk'] as const;
+export const CHECK_ORDER = ['node', 'registry', 'podman', 'ulimits', 'qemu', 'accelerator', 'net-tools', 'bridge', 'images', 'disk', 'systemd'] as const;
 
 export interface DoctorReport {
   /** No check failed (warnings allowed). */

@@ -11,6 +11,7 @@ import type { DoctorContext } from './checks/context.js';
 import { checkAccel, checkDisk, checkNode, checkUlimits } from './checks/host.js';
 import { checkPodman } from './checks/podman.js';
 import { checkImages, checkRegistry } from './checks/registry.js';
+import { checkSystemd } from './checks/systemd.js';
 import { checkNetTools, checkQemu } from './checks/tools.js';
 
 export interface Check {
@@ -34,6 +35,7 @@ export const CHECKS: Check[] = [
   { name: 'bridge', run: checkBridge, timeoutMs: quick },
   { name: 'images', run: checkImages, timeoutMs: quick },
   { name: 'disk', run: checkDisk, timeoutMs: quick },
+  { name: 'systemd', run: checkSystemd, timeoutMs: quick },
 ];
 
 /** One check under its bound; whatever it throws becomes its fail. */

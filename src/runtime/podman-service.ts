@@ -94,7 +94,7 @@ export class PodmanService {
     void new PodmanApi(this.o.socketPath).ping(1000).then((ok) => {
       if (this.stopped || child !== this.child) return;
       if (ok) this.becameReady(new PodmanApi(this.o.socketPath));
-      else child?.kill('SIGKILL'); // its exit starts it again
+      else if (child) killTree(child, 'SIGKILL'); // its exit starts it again
     });
   }
 
@@ -105,7 +105,7 @@ export class PodmanService {
     this.api?.close();
     this.api = undefined;
     if (this.o.external) return;
-    this.child?.kill('SIGTERM');
+    if (this.child) killTree(this.child, 'SIGTERM');
     this.child = undefined;
     this.removeSocket();
   }
@@ -120,7 +120,9 @@ export class PodmanService {
       return this.later(() => this.launch());
     }
     const [file, args] = boundToAgent(this.o.binary, ['system', 'service', '--time', '0', `unix://${this.o.socketPath}`]);
-    const child = spawn(file, args, { env: { ...process.env, ...this.o.env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    // Its own process group: podman may re-exec itself into a child (seen inside a container
+    // without CAP_SYS_ADMIN: `_CONTAINERS_USERNS_CONFIGURED=init`), and stop() must end both.
+    const child = spawn(file, args, { env: { ...process.env, ...this.o.env }, stdio: ['ignore', 'ignore', 'pipe'], detached: true });
     this.child = child;
     let stderr = '';
     child.stderr?.on('data', (c: Buffer) => void (stderr = (stderr + c.toString('utf8')).slice(-2000)));
@@ -144,7 +146,7 @@ export class PodmanService {
         if (await api.ping(Math.max(100, deadline - Date.now()))) return this.becameReady(api, child.pid);
         if (Date.now() >= deadline) {
           this.o.log?.warn({ socket: this.o.socketPath, pid: child.pid }, `the podman API service did not answer within ${this.o.readyTimeoutMs} ms: killed, started again later`);
-          child.kill('SIGKILL');
+          killTree(child, 'SIGKILL');
           return;
         }
         await new Promise((r) => setTimeout(r, PING_EVERY_MS));
@@ -189,4 +191,20 @@ export class PodmanService {
       /* not empty, or not there */
     }
   }
+}
+
+/**
+ * Signals the service's whole process group (a re-exec'd podman child included), and lets go of
+ * its stderr: a process that outlives the signal must not hold the agent's event loop open (seen
+ * under systemd: the agent logged "stopped", then waited for the orphan until TimeoutStopSec).
+ */
+function killTree(child: ChildProcess, signal: NodeJS.Signals): void {
+  try {
+    if (child.pid !== undefined) process.kill(-child.pid, signal);
+    else child.kill(signal);
+  } catch {
+    child.kill(signal); // no group (already gone, or not a group leader)
+  }
+  child.stderr?.destroy();
+  child.unref();
 }

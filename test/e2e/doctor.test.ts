@@ -71,6 +71,10 @@ describe('agent doctor', () => {
     }
     assert.match(check(doc, 'images').detail, /1 VM/);
     assert.match(check(doc, 'bridge').detail, /absent: VMs with network auto use SLIRP/);
+    // These machines do not boot with systemd: the check says so and passes (the systemd suite
+    // checks a real unit: test/e2e/systemd-install.test.ts).
+    assert.equal(check(doc, 'systemd').status, 'ok');
+    assert.match(check(doc, 'systemd').detail, /not booted with systemd/);
 
     const container = String(check(doc, 'podman').facts.container);
     assert.match(container, /^agent-doctor-\d+-[0-9a-f]+$/);

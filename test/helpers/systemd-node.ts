@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { execa } from 'execa';
-import { ROOT, type CliResult } from './agent.js';
+import { ROOT, IMAGE, type CliResult } from './agent.js';
 
 /** Where the checkout and the agent's state live inside, as the unit in contrib/systemd expects. */
 export const IN_CHECKOUT = '/opt/mcp-agent';
@@ -17,9 +17,20 @@ export const IN_DB = `${IN_STATE}/agent.db`;
 // CAP_SYS_RESOURCE), no network (the default one adds a bridge and NAT rules to the host).
 const PODMAN_RUN_FLAGS = ['--runtime', 'runc', '--ulimit', 'nofile=20000:20000', '--ulimit', 'nproc=32768:32768', '--network', 'none', '--systemd=always'];
 
+// Podman inside (containers: true). On these cgroup v1 hybrid hosts podman's --systemd=always mounts
+// the cgroup controllers read-only, so an inner `podman run` cannot make its cgroups (tried:
+// SYS_ADMIN & co. instead of --privileged -> "mkdir /sys/fs/cgroup/cpuset/machine.slice: read-only
+// file system"). --privileged makes them writable; --cgroupns=private makes the paths in
+// /proc/self/cgroup match the mounts, without which runc fails with "error mounting cgroup … stat
+// /sys/fs/cgroup/…: no such file". Inside, podman's default cgroup manager under systemd (systemd)
+// works; cgroupfs fails the same way. Storage is vfs (baked in by scripts/systemd-rootfs).
+const CONTAINER_FLAGS = ['--privileged', '--cgroupns=private'];
+
 export interface SystemdNodeOptions {
   /** Bind-mount the guest image dir (var/images) read-only at <state>/images. */
   guestImages?: boolean;
+  /** Make podman work inside and load the tests' IMAGE into its storage (no registry here). */
+  containers?: boolean;
 }
 
 /**
@@ -81,9 +92,28 @@ export class SystemdNode {
     // `:O` mounts the cached rootfs as an overlay: the cache is never written, and parallel
     // containers share it.
     this.started = true;
-    const r = await execa('podman', ['run', '-d', '--name', this.name, ...PODMAN_RUN_FLAGS, ...mounts, '--rootfs', `${this.rootfs}:O`, '/sbin/init'], { reject: false });
+    const extra = opts.containers ? CONTAINER_FLAGS : [];
+    const r = await execa('podman', ['run', '-d', '--name', this.name, ...PODMAN_RUN_FLAGS, ...extra, ...mounts, '--rootfs', `${this.rootfs}:O`, '/sbin/init'], { reject: false });
     if (r.exitCode !== 0) throw new Error(`podman run ${this.name} failed (${r.exitCode}): ${String(r.stderr)}`);
-    return this.waitForSystemd();
+    const state = await this.waitForSystemd();
+    if (opts.containers) await this.loadImage(IMAGE);
+    return state;
+  }
+
+  /**
+   * Copies a host image into the inner podman's storage: `podman save` here into the state dir
+   * (bind-mounted), `podman load` inside. No registry is reachable, and the inner podman has its
+   * own storage (vfs, in the container's overlay), so this is the only way in.
+   */
+  private async loadImage(image: string): Promise<void> {
+    const tar = join(this.stateDir, 'image.tar');
+    const saved = await execa('podman', ['save', '--quiet', '--output', tar, image], { reject: false });
+    if (saved.exitCode !== 0) throw new Error(`podman save ${image} failed (${saved.exitCode}): ${String(saved.stderr)}; scripts/build-image makes it`);
+    try {
+      await this.ok(['podman', 'load', '--quiet', '--input', `${IN_STATE}/image.tar`]);
+    } finally {
+      rmSync(tar, { force: true });
+    }
   }
 
   /** Waits until systemd has finished booting: `running`, or `degraded` (then names the failed units). */

@@ -27,7 +27,7 @@ function doctorSettings(cfg: AgentConfig): AgentConfig {
 
 export function doctorCommand(): Command {
   return new Command('doctor')
-    .description('check this host for the agent: node, registry, podman (a real throwaway container), ulimits, qemu, accelerator, nft/ip, bridge, images, disk; exit 1 if any check fails (warnings do not)')
+    .description('check this host for the agent: node, registry, podman (a real throwaway container), ulimits, qemu, accelerator, nft/ip, bridge, images, disk, systemd unit (KillMode, Restart, RestartPreventExitStatus); exit 1 if any check fails (warnings do not)')
     .option('--json', 'print JSON: {ok, summary, checks: [{name, status, detail, fix, facts}]}')
     .action(async (opts: { json?: boolean }, cmd: Command) => {
       const cfg = doctorSettings(settings(cmd));
