@@ -3,21 +3,13 @@
 // the README says, one container service (the tests' busybox image, `podman load`ed inside) and, in
 // the first test, one VM beside it. Skips only where podman cannot run systemd at all.
 import { strict as assert } from 'node:assert';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { TestNode, waitFor, row, containerService, vmService, SLEEP, VM_KERNEL, type StatusJson } from '../helpers/agent.js';
-import { SystemdNode, systemdUnavailable, IN_STATE, IN_CHECKOUT } from '../helpers/systemd-node.js';
+import { TestNode, waitFor, row, containerService, vmService, SLEEP, VM_KERNEL } from '../helpers/agent.js';
+import { SystemdNode, systemdUnavailable, IN_STATE } from '../helpers/systemd-node.js';
+import { UNIT, agentStatus as status, applyToml as apply, installUnit, pidAlive as alive, systemdCgroup } from '../helpers/systemd-service.js';
 
-const UNIT = 'mcp-agent.service';
 const HELLO = 'hello from the container';
 const skip = await systemdUnavailable();
-
-async function status(node: SystemdNode): Promise<StatusJson> {
-  const r = await node.agent(['status', '--json']);
-  if (r.exitCode !== 0) throw new Error(`status exited ${r.exitCode}: ${r.stderr}`);
-  return JSON.parse(r.stdout) as StatusJson;
-}
 
 /** What the inner podman says of a container: id, state, its main pid and conmon's. */
 interface Inner {
@@ -32,29 +24,6 @@ async function inner(node: SystemdNode, name: string): Promise<Inner | undefined
   if (r.exitCode !== 0) return undefined;
   const [id, running, pid, conmonPid] = r.stdout.trim().split(' ');
   return { id: id!, running: running === 'true', pid: Number(pid), conmonPid: Number(conmonPid) };
-}
-
-/** The name=systemd line of a process's /proc/PID/cgroup: where systemd accounts it. */
-async function systemdCgroup(node: SystemdNode, pid: number): Promise<string> {
-  const lines = (await node.ok(['cat', `/proc/${pid}/cgroup`])).split('\n');
-  return (lines.find((l) => l.includes(':name=systemd:')) ?? lines[0]!).split(':').slice(2).join(':');
-}
-
-async function alive(node: SystemdNode, pid: number): Promise<boolean> {
-  const st = await node.exec(['sh', '-c', `awk '{print $3}' /proc/${pid}/stat`]);
-  return st.exitCode === 0 && st.stdout.trim() !== '' && st.stdout.trim() !== 'Z';
-}
-
-async function installUnit(node: SystemdNode): Promise<void> {
-  await node.ok(['install', '-m', '0644', `${IN_CHECKOUT}/contrib/systemd/mcp-agent.service`, '/etc/systemd/system/']);
-  await node.ok(['systemctl', 'daemon-reload']);
-  await node.ok(['systemctl', 'enable', '--now', 'mcp-agent']);
-}
-
-async function apply(node: SystemdNode, file: string, toml: string): Promise<void> {
-  writeFileSync(join(node.stateDir, file), toml);
-  const r = await node.agent(['apply', '-f', `${IN_STATE}/${file}`]);
-  assert.equal(r.exitCode, 0, r.stderr);
 }
 
 async function inSync(node: SystemdNode, rows: Array<[string, string]>, what: string): Promise<void> {
@@ -86,13 +55,15 @@ describe('containers under a real systemd', { skip }, () => {
     const mainPid = Number(await node.prop(UNIT, 'MainPID'));
     // Where they are accounted (podman's cgroup manager inside is systemd, its default under
     // systemd): the container in its own transient scope in machine.slice, but conmon in the
-    // agent's unit (podman leaves conmon where it is when it runs inside a systemd unit), like
-    // QEMU. So KillMode=process is what keeps conmon alive across `systemctl stop`.
+    // agent's unit (podman leaves conmon where it is when it runs inside a systemd unit). So
+    // KillMode=process is what keeps conmon alive across `systemctl stop`. QEMU is in its own
+    // scope (qemu.systemd_scope, auto under systemd: systemd-scopes.test.ts).
     // (The `/../../` prefix: the node has its own cgroup namespace, rooted below systemd's view.)
     const cg = { container: await systemdCgroup(node, first.pid), conmon: await systemdCgroup(node, first.conmonPid), qemu: await systemdCgroup(node, qemuPid), agent: await systemdCgroup(node, mainPid) };
     t.diagnostic(`cgroups: ${JSON.stringify(cg)}`);
     assert.match(cg.container, new RegExp(`machine\\.slice/libpod-${first.id}\\.scope$`));
-    for (const p of [cg.conmon, cg.qemu, cg.agent]) assert.match(p, /system\.slice\/mcp-agent\.service$/);
+    for (const p of [cg.conmon, cg.agent]) assert.match(p, /system\.slice\/mcp-agent\.service$/);
+    assert.match(cg.qemu, new RegExp(`machine\\.slice/mcp-vm-${vm}-k\\.scope$`));
     assert.equal(await node.prop(`libpod-${first.id}.scope`, 'ActiveState'), 'active', 'systemctl knows the container scope');
 
     // stop: the agent alone gets SIGTERM, exits 0 before TimeoutStopSec; container and VM stay.
@@ -105,12 +76,12 @@ describe('containers under a real systemd', { skip }, () => {
     assert.equal(stopped.pid, first.pid, 'the same container process');
     assert.equal(await alive(node, first.conmonPid), true, 'conmon survives systemctl stop');
     assert.equal(await alive(node, qemuPid), true, 'QEMU survives systemctl stop');
-    // What stays in the stopped unit's cgroup: the workloads' processes only (conmon, QEMU), not
-    // the agent's helpers (its own `podman system service`, `podman events`).
+    // What stays in the stopped unit's cgroup: the containers' conmon only, not the agent's
+    // helpers (its own `podman system service`, `podman events`) nor QEMU (in its scope).
     const left = await node.ok(['sh', '-c', 'for p in $(cat /sys/fs/cgroup/systemd/system.slice/mcp-agent.service/cgroup.procs); do echo "$p $(cat /proc/$p/comm)"; done']);
     t.diagnostic(`left in the unit's cgroup after stop: ${JSON.stringify(left.trim().split('\n'))}`);
     const comms = left.trim().split('\n').map((l) => l.split(' ')[1]).sort();
-    assert.deepEqual(comms, ['conmon', 'qemu-system-x86'], left);
+    assert.deepEqual(comms, ['conmon'], left);
 
     // start: a new agent adopts both; nothing restarted.
     await node.ok(['systemctl', 'start', 'mcp-agent']);

@@ -8,8 +8,8 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { TestNode, waitFor, containerService, vmService, SLEEP, VM_KERNEL, type StatusJson } from '../helpers/agent.js';
 import { SystemdNode, systemdUnavailable, IN_STATE, IN_CHECKOUT, IN_DB } from '../helpers/systemd-node.js';
+import { UNIT } from '../helpers/systemd-service.js';
 
-const UNIT = 'mcp-agent.service';
 const skip = await systemdUnavailable();
 
 /**

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { waitFor, row } from '../helpers/agent.js';
 import { SystemdNode, systemdUnavailable, IN_STATE } from '../helpers/systemd-node.js';
-import { agentStatus, applyVm, placeUnit, qemuOf, UNIT, vmInSync } from '../helpers/systemd-workload.js';
+import { agentStatus, applyVm, placeUnit, vmQemu, UNIT, vmInSync } from '../helpers/systemd-service.js';
 
 const skip = await systemdUnavailable();
 
@@ -69,7 +69,7 @@ describe('readiness and watchdog under a real systemd', { skip }, () => {
   it('systemctl start returns after the first pass: status already shows the VM handled, StatusText the summary', async (t) => {
     const { node } = await SystemdNode.boot({ guestImages: true });
     t.after(() => node.cleanup());
-    const svc = await applyVm(node, 'sdn');
+    const svc = await applyVm(node, { prefix: 'sdn' });
     await fakePodman(node);
     await placeUnit(node);
     assert.equal(await node.prop(UNIT, 'Type'), 'notify');
@@ -104,17 +104,17 @@ describe('readiness and watchdog under a real systemd', { skip }, () => {
     // stop: STOPPING=1 and a clean exit, as before.
     await node.ok(['systemctl', 'stop', 'mcp-agent']);
     assert.equal(await node.prop(UNIT, 'Result'), 'success');
-    assert.equal((await qemuOf(node, `${svc}-k`)).alive, true, 'QEMU survives systemctl stop');
+    assert.equal((await vmQemu(node, `${svc}-k`)).alive, true, 'QEMU survives systemctl stop');
   });
 
   it('SIGSTOP of the agent: the watchdog restarts it (Result=watchdog) and the new agent adopts the VM', async (t) => {
     const { node } = await SystemdNode.boot({ guestImages: true });
     t.after(() => node.cleanup());
-    const svc = await applyVm(node, 'sdn');
+    const svc = await applyVm(node, { prefix: 'sdn' });
     await placeUnit(node, SHORT_WATCHDOG);
     await node.ok(['systemctl', 'start', 'mcp-agent']);
     await vmInSync(node, svc, 'the VM to converge');
-    const vm = await qemuOf(node, `${svc}-k`);
+    const vm = await vmQemu(node, `${svc}-k`);
     const mainPid = Number(await node.prop(UNIT, 'MainPID'));
     // Idle and healthy: no restart while the watchdog runs a few periods (passes complete).
     assert.equal(await node.prop(UNIT, 'NRestarts'), '0');
@@ -127,7 +127,7 @@ describe('readiness and watchdog under a real systemd', { skip }, () => {
     assert.ok(lines.some((l) => /Watchdog timeout/.test(l)), lines.join('\n'));
     assert.ok(lines.some((l) => /Failed with result 'watchdog'/.test(l)), lines.join('\n'));
     await vmInSync(node, svc, 'the VM to be in sync after the watchdog restart');
-    const after = await qemuOf(node, `${svc}-k`);
+    const after = await vmQemu(node, `${svc}-k`);
     assert.equal(after.pid, vm.pid, 'adopted: same QEMU pid');
     assert.equal(after.alive, true);
     assert.equal(row(await agentStatus(node), svc, 'k').restarts, 0);

@@ -3,58 +3,14 @@
 // unikernel VM (QEMU, TCG, SLIRP) from the project's guest image. Skips only where podman cannot
 // run systemd at all (not root, no podman).
 import { strict as assert } from 'node:assert';
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
-import { TestNode, waitFor, row, type StatusJson } from '../helpers/agent.js';
+import { waitFor, row } from '../helpers/agent.js';
+import { UNIT, agentStatus, applyVm, installUnit, placeUnit, vmInSync, vmQemu, systemdCgroup } from '../helpers/systemd-service.js';
 import { SystemdNode, systemdUnavailable, IN_STATE, IN_CHECKOUT } from '../helpers/systemd-node.js';
-import { systemdCgroup } from '../helpers/systemd-service.js';
 
-const UNIT = 'mcp-agent.service';
 const skip = await systemdUnavailable();
-
-async function status(node: SystemdNode): Promise<StatusJson> {
-  const r = await node.agent(['status', '--json']);
-  if (r.exitCode !== 0) throw new Error(`status exited ${r.exitCode}: ${r.stderr}`);
-  return JSON.parse(r.stdout) as StatusJson;
-}
-
-/**
- * The VM's QEMU pid (in the container's pid namespace) from its pidfile, and whether it lives. No
- * pidfile is "not running": QEMU deletes its own pidfile when it exits cleanly.
- */
-async function qemu(node: SystemdNode, workload: string): Promise<{ pid: number | undefined; alive: boolean }> {
-  const r = await node.exec(['cat', `${IN_STATE}/vm/${workload}/qemu.pid`]);
-  if (r.exitCode !== 0 || r.stdout.trim() === '') return { pid: undefined, alive: false };
-  const pid = Number(r.stdout.trim());
-  // State Z (a zombie PID 1 has not reaped yet) counts as gone (HOST-FACTS).
-  const st = await node.exec(['sh', '-c', `awk '{print $3}' /proc/${pid}/stat`]);
-  return { pid, alive: st.exitCode === 0 && st.stdout.trim() !== '' && st.stdout.trim() !== 'Z' };
-}
-
-/** Installs contrib/systemd's unit as the README's "Running as a service" says (enable --now). */
-async function installUnit(node: SystemdNode): Promise<void> {
-  await node.ok(['install', '-m', '0644', `${IN_CHECKOUT}/contrib/systemd/mcp-agent.service`, '/etc/systemd/system/']);
-  await node.ok(['systemctl', 'daemon-reload']);
-  await node.ok(['systemctl', 'enable', '--now', 'mcp-agent']);
-}
-
-/** One VM service (kernel + initrd from the guest image), applied before the agent starts. */
-async function applyVm(node: SystemdNode): Promise<string> {
-  const svc = TestNode.serviceName('sd');
-  writeFileSync(join(node.stateDir, 'svc.toml'), `name = "${svc}"\nruntime = "unikernel"\n\n[[components]]\nname = "k"\nkernel = "vmlinux"\ninitrd = "initrd.gz"\nmemory = 128\n`);
-  const applied = await node.agent(['apply', '-f', `${IN_STATE}/svc.toml`]);
-  assert.equal(applied.exitCode, 0, applied.stderr);
-  return svc;
-}
-
-async function inSync(node: SystemdNode, svc: string, what: string, timeoutMs = 120_000): Promise<void> {
-  await waitFor(what, async () => {
-    const r = row(await status(node), svc, 'k');
-    return r.drift === 'in-sync' && r.observed === 'running';
-  }, timeoutMs, 500);
-}
 
 describe('the agent under a real systemd', { skip }, () => {
   it('start converges a VM; stop leaves it running; start adopts it; logs reach the journal as JSON', async (t) => {
@@ -65,8 +21,8 @@ describe('the agent under a real systemd', { skip }, () => {
     const svc = await applyVm(node);
     await installUnit(node);
     assert.equal(await node.prop(UNIT, 'ActiveState'), 'active');
-    await inSync(node, svc, 'the VM to converge under systemd');
-    const first = await qemu(node, `${svc}-k`);
+    await vmInSync(node, svc, 'the VM to converge under systemd');
+    const first = await vmQemu(node, `${svc}-k`);
     assert.ok(first.alive, 'QEMU runs');
     const mainPid = Number(await node.prop(UNIT, 'MainPID'));
     assert.ok(mainPid > 0);
@@ -84,17 +40,17 @@ describe('the agent under a real systemd', { skip }, () => {
     // Result=timeout would mean systemd had to SIGKILL the agent after TimeoutStopSec.
     assert.equal(await node.prop(UNIT, 'Result'), 'success');
     assert.equal(await node.prop(UNIT, 'ExecMainStatus'), '0');
-    assert.equal((await qemu(node, `${svc}-k`)).alive, true, 'QEMU survives systemctl stop');
+    assert.equal((await vmQemu(node, `${svc}-k`)).alive, true, 'QEMU survives systemctl stop');
 
     // start: the new agent adopts the same QEMU; nothing is restarted.
     await node.ok(['systemctl', 'start', 'mcp-agent']);
     const secondPid = Number(await node.prop(UNIT, 'MainPID'));
     assert.notEqual(secondPid, mainPid, 'a new agent process');
-    await inSync(node, svc, 'the VM to be in sync again');
-    const again = await qemu(node, `${svc}-k`);
+    await vmInSync(node, svc, 'the VM to be in sync again');
+    const again = await vmQemu(node, `${svc}-k`);
     assert.equal(again.pid, first.pid, 'adopted: same QEMU pid');
     assert.equal(again.alive, true);
-    assert.equal(row(await status(node), svc, 'k').restarts, 0);
+    assert.equal(row(await agentStatus(node), svc, 'k').restarts, 0);
 
     // The agent's own lines in the journal (its stderr) are pino JSON. `-u` also shows systemd's
     // lines about the unit (Started…, Stopping…; "remains running" when VM scopes are off): those come from PID 1.
@@ -114,8 +70,8 @@ describe('the agent under a real systemd', { skip }, () => {
     t.after(() => node.cleanup());
     const svc = await applyVm(node);
     await installUnit(node);
-    await inSync(node, svc, 'the VM to converge under systemd');
-    const vm = await qemu(node, `${svc}-k`);
+    await vmInSync(node, svc, 'the VM to converge under systemd');
+    const vm = await vmQemu(node, `${svc}-k`);
     const mainPid = Number(await node.prop(UNIT, 'MainPID'));
     await node.ok(['kill', '-9', String(mainPid)]);
     // RestartSec=2: systemd starts a new agent; NRestarts counts it.
@@ -125,11 +81,11 @@ describe('the agent under a real systemd', { skip }, () => {
     }, 30_000, 250);
     t.diagnostic(`agent ${mainPid} killed; systemd started ${newPid}`);
     assert.equal(await node.prop(UNIT, 'NRestarts'), '1');
-    await inSync(node, svc, 'the VM to be in sync after the restart');
-    const after = await qemu(node, `${svc}-k`);
+    await vmInSync(node, svc, 'the VM to be in sync after the restart');
+    const after = await vmQemu(node, `${svc}-k`);
     assert.equal(after.pid, vm.pid, 'adopted: same QEMU pid');
     assert.equal(after.alive, true);
-    assert.equal(row(await status(node), svc, 'k').restarts, 0);
+    assert.equal(row(await agentStatus(node), svc, 'k').restarts, 0);
   });
 
   it('exit 5 (another agent reconciles the registry) is not retried (RestartPreventExitStatus=5)', async (t) => {
@@ -138,9 +94,8 @@ describe('the agent under a real systemd', { skip }, () => {
     // An agent started by hand, outside the unit, holds the registry's claim.
     await node.ok(['sh', '-c', `AGENT_LOG_LEVEL=warn nohup node ${IN_CHECKOUT}/bin/agent.js --db ${IN_STATE}/agent.db run >/dev/null 2>${IN_STATE}/by-hand.log &`]);
     await waitFor('the hand-started agent to claim the registry', async () => (await node.agent(['status', '--json'])).exitCode === 0 && (await node.exec(['test', '-S', `${IN_STATE}/agent.sock`])).exitCode === 0, 30_000, 250);
-    await node.ok(['install', '-m', '0644', `${IN_CHECKOUT}/contrib/systemd/mcp-agent.service`, '/etc/systemd/system/']);
-    await node.ok(['systemctl', 'daemon-reload']);
-    // enable --now returns once the process started; it then exits 5 on its own.
+    await placeUnit(node);
+    // Type=notify: enable --now fails, as the agent exits 5 before READY=1; the unit's state says what happened.
     await node.exec(['systemctl', 'enable', '--now', 'mcp-agent']);
     await waitFor('the unit to fail', async () => (await node.prop(UNIT, 'ActiveState')) === 'failed', 30_000, 250);
     assert.equal(await node.prop(UNIT, 'ExecMainStatus'), '5');
@@ -165,8 +120,8 @@ describe('the agent under a real systemd', { skip }, () => {
     }, 60_000, 100);
     await node.ok(['systemctl', 'restart', 'mcp-agent']);
     assert.equal(await node.prop(UNIT, 'ActiveState'), 'active');
-    await inSync(node, svc, 'the VM to converge after the restart');
-    const vm = await qemu(node, `${svc}-k`);
+    await vmInSync(node, svc, 'the VM to converge after the restart');
+    const vm = await vmQemu(node, `${svc}-k`);
     t.diagnostic(`QEMU ${booting} was booting at the restart; now ${vm.pid}`);
     // Exactly one QEMU, one state dir, and the first QEMU gone (rolled back) or adopted.
     const qemus = (await node.exec(['pgrep', '-x', 'qemu-system-x86'])).stdout.split('\n').filter((l) => l.trim() !== '');

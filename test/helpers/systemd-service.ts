@@ -23,9 +23,13 @@ export async function vmQemu(node: SystemdNode, workload: string): Promise<{ pid
   const r = await node.exec(['cat', `${IN_STATE}/vm/${workload}/qemu.pid`]);
   if (r.exitCode !== 0 || r.stdout.trim() === '') return { pid: undefined, alive: false };
   const pid = Number(r.stdout.trim());
-  // State Z (a zombie PID 1 has not reaped yet) counts as gone (HOST-FACTS).
+  return { pid, alive: await pidAlive(node, pid) };
+}
+
+/** Whether a process lives inside the node; state Z (a zombie PID 1 has not reaped yet) counts as gone (HOST-FACTS). */
+export async function pidAlive(node: SystemdNode, pid: number): Promise<boolean> {
   const st = await node.exec(['sh', '-c', `awk '{print $3}' /proc/${pid}/stat`]);
-  return { pid, alive: st.exitCode === 0 && st.stdout.trim() !== '' && st.stdout.trim() !== 'Z' };
+  return st.exitCode === 0 && st.stdout.trim() !== '' && st.stdout.trim() !== 'Z';
 }
 
 /** The process's cgroup in systemd's own hierarchy (cgroup v1 `name=systemd`, or v2's single one). */
@@ -36,11 +40,27 @@ export async function systemdCgroup(node: SystemdNode, pid: number): Promise<str
   return line.slice(line.indexOf(':', line.indexOf(':') + 1) + 1);
 }
 
+/** Copies contrib/systemd's unit in and reloads (no start), plus an optional drop-in (`[Service]` lines). */
+export async function placeUnit(node: SystemdNode, dropIn?: string): Promise<void> {
+  await node.ok(['install', '-m', '0644', `${IN_CHECKOUT}/contrib/systemd/mcp-agent.service`, '/etc/systemd/system/']);
+  if (dropIn !== undefined) {
+    await node.ok(['mkdir', '-p', `/etc/systemd/system/${UNIT}.d`]);
+    await node.ok(['sh', '-c', `cat > /etc/systemd/system/${UNIT}.d/test.conf`], { input: `[Service]\n${dropIn}\n` });
+  }
+  await node.ok(['systemctl', 'daemon-reload']);
+}
+
 /** Installs contrib/systemd's unit as the README's "Running as a service" says (enable --now). */
 export async function installUnit(node: SystemdNode): Promise<void> {
-  await node.ok(['install', '-m', '0644', `${IN_CHECKOUT}/contrib/systemd/mcp-agent.service`, '/etc/systemd/system/']);
-  await node.ok(['systemctl', 'daemon-reload']);
+  await placeUnit(node);
   await node.ok(['systemctl', 'enable', '--now', 'mcp-agent']);
+}
+
+/** Writes a manifest into the node's state dir and applies it with the CLI inside. */
+export async function applyToml(node: SystemdNode, file: string, toml: string): Promise<void> {
+  writeFileSync(join(node.stateDir, file), toml);
+  const r = await node.agent(['apply', '-f', `${IN_STATE}/${file}`]);
+  assert.equal(r.exitCode, 0, r.stderr);
 }
 
 /** One VM service (kernel + initrd from the guest image, component `k`); returns its name. */
