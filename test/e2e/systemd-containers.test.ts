@@ -54,15 +54,16 @@ describe('containers under a real systemd', { skip }, () => {
     const qemuPid = Number((await node.ok(['cat', `${IN_STATE}/vm/${vm}-k/qemu.pid`])).trim());
     const mainPid = Number(await node.prop(UNIT, 'MainPID'));
     // Where they are accounted (podman's cgroup manager inside is systemd, its default under
-    // systemd): the container in its own transient scope in machine.slice, but conmon in the
-    // agent's unit (podman leaves conmon where it is when it runs inside a systemd unit). So
-    // KillMode=process is what keeps conmon alive across `systemctl stop`. QEMU is in its own
+    // systemd): the container and its conmon each in a transient scope of machine.slice (the agent
+    // takes systemd's INVOCATION_ID out of its environment: with it podman leaves conmon in the
+    // calling unit, and `systemctl stop` would count on KillMode=process alone). QEMU is in its own
     // scope (qemu.systemd_scope, auto under systemd: systemd-scopes.test.ts).
     // (The `/../../` prefix: the node has its own cgroup namespace, rooted below systemd's view.)
     const cg = { container: await systemdCgroup(node, first.pid), conmon: await systemdCgroup(node, first.conmonPid), qemu: await systemdCgroup(node, qemuPid), agent: await systemdCgroup(node, mainPid) };
     t.diagnostic(`cgroups: ${JSON.stringify(cg)}`);
     assert.match(cg.container, new RegExp(`machine\\.slice/libpod-${first.id}\\.scope$`));
-    for (const p of [cg.conmon, cg.agent]) assert.match(p, /system\.slice\/mcp-agent\.service$/);
+    assert.match(cg.agent, /system\.slice\/mcp-agent\.service$/);
+    assert.match(cg.conmon, new RegExp(`machine\\.slice/libpod-conmon-${first.id}\\.scope$`));
     assert.match(cg.qemu, new RegExp(`machine\\.slice/mcp-vm-${vm}-k\\.scope$`));
     assert.equal(await node.prop(`libpod-${first.id}.scope`, 'ActiveState'), 'active', 'systemctl knows the container scope');
 
@@ -76,12 +77,11 @@ describe('containers under a real systemd', { skip }, () => {
     assert.equal(stopped.pid, first.pid, 'the same container process');
     assert.equal(await alive(node, first.conmonPid), true, 'conmon survives systemctl stop');
     assert.equal(await alive(node, qemuPid), true, 'QEMU survives systemctl stop');
-    // What stays in the stopped unit's cgroup: the containers' conmon only, not the agent's
-    // helpers (its own `podman system service`, `podman events`) nor QEMU (in its scope).
+    // Nothing stays in the stopped unit's cgroup: not the agent's helpers (its own `podman system
+    // service`, `podman events`), nor conmon or QEMU (in their scopes).
     const left = await node.ok(['sh', '-c', 'for p in $(cat /sys/fs/cgroup/systemd/system.slice/mcp-agent.service/cgroup.procs); do echo "$p $(cat /proc/$p/comm)"; done']);
     t.diagnostic(`left in the unit's cgroup after stop: ${JSON.stringify(left.trim().split('\n'))}`);
-    const comms = left.trim().split('\n').map((l) => l.split(' ')[1]).sort();
-    assert.deepEqual(comms, ['conmon'], left);
+    assert.equal(left.trim(), '', `processes left in the stopped unit: ${left}`);
 
     // start: a new agent adopts both; nothing restarted.
     await node.ok(['systemctl', 'start', 'mcp-agent']);
@@ -98,17 +98,20 @@ describe('containers under a real systemd', { skip }, () => {
     assert.deepEqual(all, [workload]);
     const fromSystemd = (await node.ok(['journalctl', '-u', UNIT, '-o', 'cat', '--no-pager'])).split('\n').filter((l) => l.trim() !== '' && !l.startsWith('{'));
     t.diagnostic(`systemd's own lines about the unit: ${JSON.stringify(fromSystemd)}`);
+    assert.deepEqual(fromSystemd.filter((l) => /remains running|left-over process/.test(l)), [], 'no workload process is left in the unit');
     // The unit's journal: the agent's own lines (SYSLOG_IDENTIFIER node, its stderr) are all JSON.
-    // The container's output is there too: the log driver is journald (podman's default under
-    // systemd) and conmon runs in the unit's cgroup. (The rootfs sets podman's events_logger to
-    // "file"; with journald, podman's event lines would come as well.)
+    // The container's output is not: the log driver is journald (podman's default under systemd)
+    // and conmon, which writes it, is in its own scope; it is under the container's name. (The
+    // rootfs sets podman's events_logger to "file"; with journald, podman's event lines would come.)
     const entries = (await node.ok(['journalctl', `_SYSTEMD_UNIT=${UNIT}`, '-o', 'json', '--no-pager', '--output-fields=SYSLOG_IDENTIFIER,MESSAGE,_COMM'])).split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as { SYSLOG_IDENTIFIER?: string; MESSAGE?: unknown; _COMM?: string });
     const agentLines = entries.filter((e) => e.SYSLOG_IDENTIFIER === 'node');
     assert.ok(agentLines.length > 0, 'the agent logged to the journal');
     for (const e of agentLines) assert.equal(typeof (JSON.parse(String(e.MESSAGE)) as { level?: unknown }).level, 'number', String(e.MESSAGE));
     const others = entries.filter((e) => e.SYSLOG_IDENTIFIER !== 'node').map((e) => `${e.SYSLOG_IDENTIFIER}/${e._COMM}: ${JSON.stringify(e.MESSAGE)}`);
     t.diagnostic(`the unit's journal: ${agentLines.length} agent lines; others: ${JSON.stringify(others)}`);
-    assert.ok(others.some((o) => o.includes(HELLO)), "the container's output is in the unit's journal");
+    assert.ok(!others.some((o) => o.includes(HELLO)), "the container's output is not in the agent unit's journal");
+    const own = await node.ok(['journalctl', `CONTAINER_NAME=${workload}`, '-o', 'cat', '--no-pager']);
+    assert.ok(own.includes(HELLO), `the container's output is in the journal under its name: ${own}`);
     // What the README tells an operator to run for the agent's own lines.
     const viaT = (await node.ok(['journalctl', `_SYSTEMD_UNIT=${UNIT}`, '-t', 'node', '-o', 'cat', '--no-pager'])).split('\n').filter((l) => l.trim() !== '');
     assert.equal(viaT.length, agentLines.length);

@@ -63,6 +63,11 @@ export function runCommand(): Command {
       // conmon) would speak for this service.
       const sd = opts.once ? undefined : notifyEnv(process.env, process.pid);
       for (const v of NOTIFY_VARIABLES) delete process.env[v];
+      // systemd's INVOCATION_ID tells podman it runs inside a service, and podman then leaves each
+      // container's conmon in that service's cgroup (libpod/oci_conmon_linux.go; its own API
+      // service unsets it for the same reason). Without it conmon gets its own scope
+      // (machine.slice/libpod-conmon-<id>.scope), so the agent's unit holds no workload process.
+      delete process.env.INVOCATION_ID;
       const registry = Registry.open(cfg.db, { create: true, log });
       let release: () => void;
       try {
