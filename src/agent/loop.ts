@@ -43,7 +43,8 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export class AgentLoop {
   private readonly reconciler: Reconciler;
-  private readonly disposers: Array<() => void> = [];
+  /** What start set up, undone by stop; a promise: stop waits for it (a child process to exit). */
+  private readonly disposers: Array<() => void | Promise<void>> = [];
   private passRunning: Promise<void> | undefined;
   private wakeAgain = false;
   private stopping = false;
@@ -144,7 +145,7 @@ export class AgentLoop {
         this.wake(why);
       } });
       this.hostNet = hostNet;
-      this.disposers.push(() => hostNet.follow(undefined));
+      this.disposers.push(() => hostNet.close());
     }
     this.health = createHealthMonitor({ config, registry, runtimes, log, metrics: this.o.metrics, onChange: (why) => this.wake(why) });
     const job = CronJob.from({ cronTime: config.resync, onTick: () => this.resync('scheduled resync'), start: true });
@@ -236,13 +237,14 @@ export class AgentLoop {
   async stop(why = 'stop', timeoutMs = 30_000): Promise<void> {
     this.o.service?.stopping(why);
     this.interrupt(why);
-    for (const d of this.disposers.splice(0)) d();
+    const disposed = Promise.all(this.disposers.splice(0).map((d) => d()));
     await this.passRunning;
     clearTimeout(this.requeue);
     await Promise.race([this.reconciler.executor.drain(), new Promise((r) => setTimeout(r, timeoutMs).unref())]);
     // Whatever command is still running after the drain is killed, and its action given 2 s to end.
     if (abortCommands('the agent is stopping') > 0) await Promise.race([this.reconciler.executor.drain(), new Promise((r) => setTimeout(r, 2000).unref())]);
     this.o.registry.meta.delete('heartbeat');
+    await disposed;
     await this.o.service?.close();
     this.o.log.info('agent stopped; workloads left running');
   }

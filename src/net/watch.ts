@@ -30,7 +30,11 @@ export function concernsAgent(line: string, bridge: string, table: string): bool
   return new RegExp(`\\b(inet|bridge) ${esc(table)}\\b`).test(line) || new RegExp(`(^|[\\s:])${esc(bridge)}[:\\s@]`).test(line) || /\btap-[0-9a-f]{11}\b/.test(line);
 }
 
-function watchStream(cmd: string, args: string[], env: Record<string, string>, onLine: (line: string) => void): () => void {
+/** How long a stop waits for a monitor to exit after SIGTERM. */
+const STOP_WAIT_MS = 2000;
+
+/** Runs a monitor command, restarting it when it ends early; the returned stop resolves once it exited (bounded). */
+function watchStream(cmd: string, args: string[], env: Record<string, string>, onLine: (line: string) => void): () => Promise<void> {
   let stopped = false;
   let child: ResultPromise | undefined;
   let retry: NodeJS.Timeout | undefined;
@@ -48,25 +52,29 @@ function watchStream(cmd: string, args: string[], env: Record<string, string>, o
     });
   };
   spawnOnce();
-  return () => {
+  return async () => {
     stopped = true;
     if (retry) clearTimeout(retry);
-    child?.kill('SIGTERM');
+    if (!child) return;
+    child.kill('SIGTERM');
+    // Waited for: an agent that exits while its monitor still runs leaves it behind in a systemd
+    // unit ("remains running after unit stopped").
+    await Promise.race([child.then(() => undefined, () => undefined), new Promise((r) => setTimeout(r, STOP_WAIT_MS).unref())]);
   };
 }
 
-export function watchHostNet(o: HostNetWatch): () => void {
+export function watchHostNet(o: HostNetWatch): () => Promise<void> {
   const onLine = (source: string) => (line: string) => {
     if (concernsAgent(line, o.bridge, o.table)) o.onChange(`${source}: ${line.slice(0, 100)}`);
   };
   const env = { MCP_AGENT_ID: o.agentId };
   const stops = [watchStream('nft', ['monitor'], env, onLine('nft')), watchStream('ip', ['-o', 'monitor', 'link'], env, onLine('ip'))];
-  return () => stops.forEach((s) => s());
+  return async () => void (await Promise.all(stops.map((s) => s())));
 }
 
 /** The host-net monitors, on only while desired state has a VM that could use the bridge. */
 export class HostNetWatchSwitch {
-  private stop: (() => void) | undefined;
+  private stop: (() => Promise<void>) | undefined;
 
   constructor(private readonly o: HostNetWatch) {}
 
@@ -74,9 +82,13 @@ export class HostNetWatchSwitch {
   follow(desired: DesiredState | undefined): void {
     const wanted = desired !== undefined && vmsMayUseBridge(desired);
     if (wanted && !this.stop) this.stop = watchHostNet(this.o);
-    else if (!wanted && this.stop) {
-      this.stop();
-      this.stop = undefined;
-    }
+    else if (!wanted && this.stop) void this.close();
+  }
+
+  /** Stops the monitors; resolves once they exited (bounded). */
+  async close(): Promise<void> {
+    const stop = this.stop;
+    this.stop = undefined;
+    await stop?.();
   }
 }

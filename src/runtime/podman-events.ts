@@ -72,9 +72,9 @@ export function parsePodmanEvent(line: string): PodmanEvent | undefined {
  * events to a file there (podman-event-file.ts, at once and at no cost while idle), otherwise, or
  * when that watch fails, from a `podman events` stream.
  */
-export function watchPodmanEvents(o: PodmanEventsOptions): () => void {
+export function watchPodmanEvents(o: PodmanEventsOptions): () => Promise<void> {
   let stopped = false;
-  let stopCurrent: (() => void) | undefined;
+  let stopCurrent: (() => void | Promise<void>) | undefined;
   const useStream = (): void => {
     if (!stopped) stopCurrent = streamPodmanEvents(o);
   };
@@ -106,9 +106,9 @@ export function watchPodmanEvents(o: PodmanEventsOptions): () => void {
       o.onGap('podman events are read from its events file from now on');
     })();
   }
-  return () => {
+  return async () => {
     stopped = true;
-    stopCurrent?.();
+    await stopCurrent?.();
   };
 }
 
@@ -118,8 +118,11 @@ async function eventLogger(o: PodmanEventsOptions): Promise<string> {
   return String(r.stdout).trim();
 }
 
+/** How long a stop waits for `podman events` to exit after SIGTERM. */
+const STOP_WAIT_MS = 2000;
+
 /** The `podman events` process, in contiguous windows (see the file's header). */
-function streamPodmanEvents(o: PodmanEventsOptions): () => void {
+function streamPodmanEvents(o: PodmanEventsOptions): () => Promise<void> {
   const windowSeconds = o.windowSeconds ?? 60;
   let stopped = false;
   let child: ResultPromise | undefined;
@@ -159,9 +162,12 @@ function streamPodmanEvents(o: PodmanEventsOptions): () => void {
   };
   spawnOnce();
 
-  return () => {
+  return async () => {
     stopped = true;
     if (retry) clearTimeout(retry);
-    child?.kill('SIGTERM');
+    if (!child) return;
+    child.kill('SIGTERM');
+    // Waited for (bounded): an agent that exits first leaves it running in a systemd unit.
+    await Promise.race([child.then(() => undefined, () => undefined), new Promise((r) => setTimeout(r, STOP_WAIT_MS).unref())]);
   };
 }

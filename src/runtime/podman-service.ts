@@ -98,16 +98,20 @@ export class PodmanService {
     });
   }
 
-  /** Ends the service (ours: SIGTERM, its socket and directory removed); nothing starts again. */
-  stop(): void {
+  /**
+   * Ends the service (ours: SIGTERM, its socket and directory removed); nothing starts again.
+   * Resolves once it exited (bounded): an agent that exits first leaves it running in a systemd unit.
+   */
+  async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
     this.api?.close();
     this.api = undefined;
     if (this.o.external) return;
-    if (this.child) killTree(this.child, 'SIGTERM');
+    const child = this.child;
     this.child = undefined;
     this.removeSocket();
+    if (child) await endTree(child);
   }
 
   private launch(): void {
@@ -198,6 +202,16 @@ export class PodmanService {
  * its stderr: a process that outlives the signal must not hold the agent's event loop open (seen
  * under systemd: the agent logged "stopped", then waited for the orphan until TimeoutStopSec).
  */
+/** How long a stop waits for the service to exit after SIGTERM. */
+const STOP_WAIT_MS = 2000;
+
+/** SIGTERM to the service's group; resolves when it exited, or after STOP_WAIT_MS. */
+function endTree(child: ChildProcess): Promise<void> {
+  const exited = child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise<void>((r) => child.once('exit', () => r()));
+  killTree(child, 'SIGTERM');
+  return Promise.race([exited, new Promise<void>((r) => setTimeout(r, STOP_WAIT_MS).unref())]);
+}
+
 function killTree(child: ChildProcess, signal: NodeJS.Signals): void {
   try {
     if (child.pid !== undefined) process.kill(-child.pid, signal);

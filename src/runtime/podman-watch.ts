@@ -26,7 +26,7 @@ export interface ContainerWatchOptions {
   onEvent: (e: RuntimeEvent) => void;
 }
 
-export function watchContainers(o: ContainerWatchOptions): () => void {
+export function watchContainers(o: ContainerWatchOptions): () => Promise<void> {
   const hints = new Map<string, number[]>();
   const stopExits = watchExitFiles(o.exitDir, (x) => {
     const known = o.byId(x.id);
@@ -57,9 +57,9 @@ export function watchContainers(o: ContainerWatchOptions): () => void {
     },
     onGap: (why) => o.onEvent({ runtime: 'container', gap: true, why }),
   });
-  return () => {
+  return async () => {
     stopExits();
-    stopEvents();
+    await stopEvents();
   };
 }
 

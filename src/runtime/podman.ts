@@ -249,10 +249,9 @@ export class PodmanRuntime implements Runtime {
       seenNow: (o) => this.seenNow(o),
       onEvent,
     });
-    return () => {
-      stopWatch();
+    return async () => {
       if (service && this.service === service) this.service = undefined;
-      service?.stop();
+      await Promise.all([stopWatch(), service?.stop()]);
     };
   }
 

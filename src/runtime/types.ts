@@ -118,7 +118,7 @@ export interface Runtime {
   /** Frees everything the workload holds. A workload already gone is not an error. */
   remove(name: string): Promise<void>;
   /** Calls `onEvent` for workload events until the returned function is called. */
-  watch(onEvent: (e: RuntimeEvent) => void): () => void;
+  watch(onEvent: (e: RuntimeEvent) => void): () => void | Promise<void>;
   /** Frees what no workload owns any more (e.g. TAPs left by a crash); returns what it freed. */
   collectGarbage?(): Promise<string[]>;
   /**
