@@ -7,6 +7,7 @@ import { strict as assert } from 'node:assert';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import Database from 'better-sqlite3';
 import { execa, type ResultPromise } from 'execa';
 import { PodmanSwitch, SLEEP, TestNode, containerService, row, waitFor, type StatusJson } from '../helpers/agent.js';
 
@@ -81,11 +82,29 @@ describe('local API', () => {
         curl.stdout?.on('data', (b: Buffer) => (seen += b.toString()));
         await waitFor('the backlog line', async () => seen.includes('\n'));
         await node.apply(containerService(svc, { web: SLEEP, api: SLEEP }));
+        type Line = { id: number; component: string; action: string; outcome: string };
+        const parsed = (): Line[] => seen.trim().split('\n').map((l) => JSON.parse(l) as Line);
         const lines = await waitFor('the start of the new component on the stream', async () => {
-          const events = seen.trim().split('\n').map((l) => JSON.parse(l) as { component: string; action: string; outcome: string });
+          const events = parsed();
           return events.some((e) => e.component === 'api' && e.action === 'start' && e.outcome === 'ok') && events;
         }, 30_000);
-        assert.ok(lines.some((e) => e.component === 'api' && e.outcome === 'pending'), 'the intent came first, then its outcome');
+        // The agent's intent may be written and settled within one poll (a start through podman's
+        // API can take less than 200 ms): then the stream has its settled row only. When it showed
+        // the intent, the intent came first.
+        const ok = lines.findIndex((e) => e.component === 'api' && e.action === 'start' && e.outcome === 'ok');
+        const pending = lines.findIndex((e) => e.id === lines[ok]!.id && e.outcome === 'pending');
+        assert.ok(pending < ok, 'an intent on the stream comes before its outcome');
+        // A pending intent settled later is sent again, same id, with its outcome: written here as
+        // another connection would (the agent's own writes are as above), so no race decides it.
+        const db = new Database(node.db);
+        try {
+          const id = Number(db.prepare("INSERT INTO events (service, component, workload, action, reason, outcome, message) VALUES (?, 'probe', 'x', 'start', 'test', 'pending', 'intent')").run(svc).lastInsertRowid);
+          await waitFor('the intent on the stream', async () => parsed().some((e) => e.id === id && e.outcome === 'pending'), 10_000);
+          db.prepare("UPDATE events SET outcome = 'ok', message = 'settled' WHERE id = ?").run(id);
+          await waitFor('the settled intent sent again', async () => parsed().some((e) => e.id === id && e.outcome === 'ok'), 10_000);
+        } finally {
+          db.close();
+        }
       } finally {
         curl.kill('SIGTERM');
         await curl;
