@@ -7,7 +7,11 @@
  * shell in between: their children would not inherit the death signal).
  */
 
-/** The command line that runs `cmd args` so that it ends when the agent does. */
-export function boundToAgent(cmd: string, args: string[]): [string, string[]] {
-  return ['setpriv', ['--pdeathsig', 'KILL', cmd, ...args]];
+/**
+ * The command line that runs `cmd args` so that it ends when the agent does: SIGKILL by default;
+ * `TERM` for a helper that must finish what it is doing first (podman's API service: killed in the
+ * middle of a container start it leaves a container process podman has no record of).
+ */
+export function boundToAgent(cmd: string, args: string[], signal: 'KILL' | 'TERM' = 'KILL'): [string, string[]] {
+  return ['setpriv', ['--pdeathsig', signal, cmd, ...args]];
 }

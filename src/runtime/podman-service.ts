@@ -1,6 +1,6 @@
 /**
  * podman's REST API service (`podman system service --time 0 unix://SOCKET`) as a part of a running
- * agent: started as its child, bound to its life (setpriv --pdeathsig KILL, MCP_AGENT_ID in its
+ * agent: started as its child, bound to its life (setpriv --pdeathsig TERM, MCP_AGENT_ID in its
  * environment like every helper), waited on until `_ping` answers, started again with a backoff
  * when it exits, and ended (its socket and directory removed) when the agent's watch ends. Or a
  * socket someone else serves (`podman.api_socket`): then it is only pinged, never started.
@@ -123,7 +123,9 @@ export class PodmanService {
       this.o.log?.warn({ socket: this.o.socketPath, err: (err as Error).message }, 'cannot make the podman API socket\'s directory: using the podman CLI');
       return this.later(() => this.launch());
     }
-    const [file, args] = boundToAgent(this.o.binary, ['system', 'service', '--time', '0', `unix://${this.o.socketPath}`]);
+    // SIGTERM when the agent dies: podman then finishes the requests under way (a start holds off
+    // its shutdown) and exits; SIGKILL in the middle of a start left an untracked container process.
+    const [file, args] = boundToAgent(this.o.binary, ['system', 'service', '--time', '0', `unix://${this.o.socketPath}`], 'TERM');
     // Its own process group: podman may re-exec itself into a child (seen inside a container
     // without CAP_SYS_ADMIN: `_CONTAINERS_USERNS_CONFIGURED=init`), and stop() must end both.
     const child = spawn(file, args, { env: { ...process.env, ...this.o.env }, stdio: ['ignore', 'ignore', 'pipe'], detached: true });
