@@ -6,7 +6,7 @@ import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
 import { TestNode, waitFor, row, containerService, vmService, SLEEP, VM_KERNEL } from '../helpers/agent.js';
 import { SystemdNode, systemdUnavailable, IN_STATE } from '../helpers/systemd-node.js';
-import { UNIT, agentStatus as status, applyToml as apply, installUnit, pidAlive as alive, systemdCgroup } from '../helpers/systemd-service.js';
+import { UNIT, restartedAgent, agentStatus as status, applyToml as apply, installUnit, pidAlive as alive, systemdCgroup } from '../helpers/systemd-service.js';
 
 const HELLO = 'hello from the container';
 const skip = await systemdUnavailable();
@@ -129,10 +129,7 @@ describe('containers under a real systemd', { skip }, () => {
     assert.ok(first?.running);
     const mainPid = Number(await node.prop(UNIT, 'MainPID'));
     await node.ok(['kill', '-9', String(mainPid)]);
-    const newPid = await waitFor('systemd to restart the agent', async () => {
-      const p = Number(await node.prop(UNIT, 'MainPID'));
-      return p > 0 && p !== mainPid && (await node.prop(UNIT, 'ActiveState')) === 'active' ? p : undefined;
-    }, 30_000, 250);
+    const newPid = await restartedAgent(node, mainPid);
     t.diagnostic(`agent ${mainPid} killed; systemd started ${newPid}`);
     assert.equal(await node.prop(UNIT, 'NRestarts'), '1');
     await inSync(node, [[ctr, 'c']], 'the container to be in sync after the restart');

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { waitFor, row } from '../helpers/agent.js';
 import { SystemdNode, systemdUnavailable, IN_STATE } from '../helpers/systemd-node.js';
-import { agentStatus, applyVm, placeUnit, vmQemu, UNIT, vmInSync } from '../helpers/systemd-service.js';
+import { agentStatus, applyVm, placeUnit, restartedAgent, vmQemu, UNIT, vmInSync } from '../helpers/systemd-service.js';
 
 const skip = await systemdUnavailable();
 
@@ -21,14 +21,6 @@ const SHORT_WATCHDOG = 'WatchdogSec=10';
 async function systemdLines(node: SystemdNode): Promise<string[]> {
   const all = await node.ok(['journalctl', '-u', UNIT, '-o', 'cat', '--no-pager']);
   return all.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('{'));
-}
-
-/** Waits for systemd to have started a new agent after `oldPid`, and for it to be active (READY). */
-async function restarted(node: SystemdNode, oldPid: number, timeoutMs: number): Promise<number> {
-  return waitFor('systemd to restart the agent', async () => {
-    const p = Number(await node.prop(UNIT, 'MainPID'));
-    return p > 0 && p !== oldPid && (await node.prop(UNIT, 'ActiveState')) === 'active' ? p : undefined;
-  }, timeoutMs, 250);
 }
 
 /**
@@ -120,7 +112,7 @@ describe('readiness and watchdog under a real systemd', { skip }, () => {
     assert.equal(await node.prop(UNIT, 'NRestarts'), '0');
 
     await node.ok(['kill', '-STOP', String(mainPid)]);
-    const newPid = await restarted(node, mainPid, 60_000);
+    const newPid = await restartedAgent(node, mainPid, 60_000);
     t.diagnostic(`agent ${mainPid} stopped; systemd started ${newPid}`);
     assert.equal(await node.prop(UNIT, 'NRestarts'), '1');
     const lines = await systemdLines(node);
@@ -145,7 +137,7 @@ describe('readiness and watchdog under a real systemd', { skip }, () => {
     assert.equal(await node.prop(UNIT, 'StatusText'), 'no workloads');
 
     writeFileSync(join(node.stateDir, 'hang'), '');
-    const newPid = await restarted(node, mainPid, 60_000);
+    const newPid = await restartedAgent(node, mainPid, 60_000);
     t.diagnostic(`agent ${mainPid} stuck in podman ps; systemd started ${newPid}`);
     const lines = await systemdLines(node);
     assert.ok(lines.some((l) => /Failed with result 'watchdog'/.test(l)), lines.join('\n'));

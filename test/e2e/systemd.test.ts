@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { waitFor, row } from '../helpers/agent.js';
-import { UNIT, agentStatus, applyVm, installUnit, placeUnit, vmInSync, vmQemu, systemdCgroup } from '../helpers/systemd-service.js';
+import { UNIT, agentStatus, applyVm, installUnit, placeUnit, restartedAgent, vmInSync, vmQemu, systemdCgroup } from '../helpers/systemd-service.js';
 import { SystemdNode, systemdUnavailable, IN_STATE, IN_CHECKOUT } from '../helpers/systemd-node.js';
 
 const skip = await systemdUnavailable();
@@ -75,10 +75,7 @@ describe('the agent under a real systemd', { skip }, () => {
     const mainPid = Number(await node.prop(UNIT, 'MainPID'));
     await node.ok(['kill', '-9', String(mainPid)]);
     // RestartSec=2: systemd starts a new agent; NRestarts counts it.
-    const newPid = await waitFor('systemd to restart the agent', async () => {
-      const p = Number(await node.prop(UNIT, 'MainPID'));
-      return p > 0 && p !== mainPid && (await node.prop(UNIT, 'ActiveState')) === 'active' ? p : undefined;
-    }, 30_000, 250);
+    const newPid = await restartedAgent(node, mainPid);
     t.diagnostic(`agent ${mainPid} killed; systemd started ${newPid}`);
     assert.equal(await node.prop(UNIT, 'NRestarts'), '1');
     await vmInSync(node, svc, 'the VM to be in sync after the restart');

@@ -80,3 +80,11 @@ export async function vmInSync(node: SystemdNode, svc: string, what: string, tim
     return r.drift === 'in-sync' && r.observed === 'running';
   }, timeoutMs, 500);
 }
+
+/** Waits for systemd to have started a new agent after `oldPid`, and for it to be active (READY); returns its pid. */
+export async function restartedAgent(node: SystemdNode, oldPid: number, timeoutMs = 30_000): Promise<number> {
+  return waitFor('systemd to restart the agent', async () => {
+    const p = Number(await node.prop(UNIT, 'MainPID'));
+    return p > 0 && p !== oldPid && (await node.prop(UNIT, 'ActiveState')) === 'active' ? p : undefined;
+  }, timeoutMs, 250);
+}
