@@ -15,3 +15,16 @@
 export function boundToAgent(cmd: string, args: string[], signal: 'KILL' | 'TERM' = 'KILL'): [string, string[]] {
   return ['setpriv', ['--pdeathsig', signal, cmd, ...args]];
 }
+
+/** How long stopping a helper waits for it to exit after its signal. */
+const HELPER_EXIT_WAIT_MS = 2000;
+
+/**
+ * Resolves once `exited` settles, or after HELPER_EXIT_WAIT_MS: what a helper's stop awaits after
+ * signalling it. An agent that exits before its helpers leaves them running in its systemd unit
+ * ("remains running after unit stopped").
+ */
+export function helperExited(exited: PromiseLike<unknown>): Promise<void> {
+  const ended = Promise.resolve(exited).then(() => undefined, () => undefined);
+  return Promise.race([ended, new Promise<void>((r) => setTimeout(r, HELPER_EXIT_WAIT_MS).unref())]);
+}

@@ -8,7 +8,7 @@
  */
 import { execa, type ResultPromise } from 'execa';
 import { createInterface } from 'node:readline';
-import { boundToAgent } from '../child-lifetime.js';
+import { boundToAgent, helperExited } from '../child-lifetime.js';
 import type { DesiredState } from '../registry/desired.js';
 
 export interface HostNetWatch {
@@ -29,9 +29,6 @@ export function concernsAgent(line: string, bridge: string, table: string): bool
   const esc = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   return new RegExp(`\\b(inet|bridge) ${esc(table)}\\b`).test(line) || new RegExp(`(^|[\\s:])${esc(bridge)}[:\\s@]`).test(line) || /\btap-[0-9a-f]{11}\b/.test(line);
 }
-
-/** How long a stop waits for a monitor to exit after SIGTERM. */
-const STOP_WAIT_MS = 2000;
 
 /** Runs a monitor command, restarting it when it ends early; the returned stop resolves once it exited (bounded). */
 function watchStream(cmd: string, args: string[], env: Record<string, string>, onLine: (line: string) => void): () => Promise<void> {
@@ -57,9 +54,7 @@ function watchStream(cmd: string, args: string[], env: Record<string, string>, o
     if (retry) clearTimeout(retry);
     if (!child) return;
     child.kill('SIGTERM');
-    // Waited for: an agent that exits while its monitor still runs leaves it behind in a systemd
-    // unit ("remains running after unit stopped").
-    await Promise.race([child.then(() => undefined, () => undefined), new Promise((r) => setTimeout(r, STOP_WAIT_MS).unref())]);
+    await helperExited(child);
   };
 }
 

@@ -11,7 +11,7 @@
 import { execa, type ResultPromise } from 'execa';
 import { createInterface } from 'node:readline';
 import { z } from 'zod';
-import { boundToAgent } from '../child-lifetime.js';
+import { boundToAgent, helperExited } from '../child-lifetime.js';
 import { runBounded } from './command.js';
 import { DEFAULT_EVENTS_FILE, tailEventFile } from './podman-event-file.js';
 
@@ -118,9 +118,6 @@ async function eventLogger(o: PodmanEventsOptions): Promise<string> {
   return String(r.stdout).trim();
 }
 
-/** How long a stop waits for `podman events` to exit after SIGTERM. */
-const STOP_WAIT_MS = 2000;
-
 /** The `podman events` process, in contiguous windows (see the file's header). */
 function streamPodmanEvents(o: PodmanEventsOptions): () => Promise<void> {
   const windowSeconds = o.windowSeconds ?? 60;
@@ -167,7 +164,6 @@ function streamPodmanEvents(o: PodmanEventsOptions): () => Promise<void> {
     if (retry) clearTimeout(retry);
     if (!child) return;
     child.kill('SIGTERM');
-    // Waited for (bounded): an agent that exits first leaves it running in a systemd unit.
-    await Promise.race([child.then(() => undefined, () => undefined), new Promise((r) => setTimeout(r, STOP_WAIT_MS).unref())]);
+    await helperExited(child);
   };
 }

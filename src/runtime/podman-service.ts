@@ -13,7 +13,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, rmSync, rmdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { boundToAgent } from '../child-lifetime.js';
+import { boundToAgent, helperExited } from '../child-lifetime.js';
 import { PodmanApi, type ApiFailureKind } from './podman-api.js';
 
 /** Structured log lines (pino's shape): what the service does is worth an operator's line. */
@@ -199,21 +199,18 @@ export class PodmanService {
   }
 }
 
+/** SIGTERM to the service's group; resolves when it exited (bounded: helperExited). */
+function endTree(child: ChildProcess): Promise<void> {
+  const exited = child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise<void>((r) => child.once('exit', () => r()));
+  killTree(child, 'SIGTERM');
+  return helperExited(exited);
+}
+
 /**
  * Signals the service's whole process group (a re-exec'd podman child included), and lets go of
  * its stderr: a process that outlives the signal must not hold the agent's event loop open (seen
  * under systemd: the agent logged "stopped", then waited for the orphan until TimeoutStopSec).
  */
-/** How long a stop waits for the service to exit after SIGTERM. */
-const STOP_WAIT_MS = 2000;
-
-/** SIGTERM to the service's group; resolves when it exited, or after STOP_WAIT_MS. */
-function endTree(child: ChildProcess): Promise<void> {
-  const exited = child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise<void>((r) => child.once('exit', () => r()));
-  killTree(child, 'SIGTERM');
-  return Promise.race([exited, new Promise<void>((r) => setTimeout(r, STOP_WAIT_MS).unref())]);
-}
-
 function killTree(child: ChildProcess, signal: NodeJS.Signals): void {
   try {
     if (child.pid !== undefined) process.kill(-child.pid, signal);
