@@ -6,5 +6,5 @@ const { commandWord, loadBundle } = require('./bundle.js');
 const { exports: cli, saveCache } = loadBundle(commandWord(process.argv));
 cli.main(process.argv).then((code) => {
   process.exitCode = code;
-  saveCache();
+  saveCache(code);
 });

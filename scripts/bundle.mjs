@@ -28,11 +28,12 @@ const { BUNDLE: OUT, bundleFile } = require('../bin/bundle.js');
  * (node:child_process, for executable subcommands the agent has none of), cron, and the hashing
  * in the registry and net code (node:crypto), the agent API's client (node:http, unused when no
  * agent runs), the settings (node:net, for isIP on an address setting; node:os, for the default
- * NATS node name). Loading them costs ~10 ms a call (child_process and http pull in net and
- * stream). Each import gets a stand-in whose members load the real module on first use: the same
- * names (read from this Node, the one the bundle is for), the same values.
+ * NATS node name), and what only `agent run` uses (fs/promises and readline: the exit-file and
+ * event watchers; perf_hooks: reaction times). Loading them costs ~12 ms a call (child_process and
+ * http pull in net and stream). Each import gets a stand-in whose members load the real module on
+ * first use: the same names (read from this Node, the one the bundle is for), the same values.
  */
-const LAZY_BUILTINS = ['child_process', 'crypto', 'http', 'net', 'os'];
+const LAZY_BUILTINS = ['child_process', 'crypto', 'fs/promises', 'http', 'net', 'os', 'perf_hooks', 'readline'];
 const lazyBuiltins = {
   name: 'lazy-builtins',
   setup(b) {
@@ -48,6 +49,27 @@ const lazyBuiltins = {
       const members = Object.keys(require(`node:${args.path}`)).map((k) => `get ${JSON.stringify(k)}() { return real()[${JSON.stringify(k)}]; }`);
       return { contents: `let loaded;\nconst real = () => (loaded ??= require(${id}));\nmodule.exports = {\n${members.join(',\n')}\n};`, loader: 'js' };
     });
+  },
+};
+
+/**
+ * execa, initialized on its first call rather than at the bundle's load: its modules' top level
+ * (verbose logging, signal tables, process.stdin opened) was ~15 ms of every CLI call, and only
+ * `exec`, `logs` and the monitors of `agent run` call it (a command run to completion goes through
+ * src/runtime/command.ts). The sources' `import { execa } from 'execa'` gets a stand-in whose
+ * function requires the real execa when called: esbuild then wraps execa's modules in a lazy init.
+ * Only the `execa` function is imported by the sources (the rest are types): esbuild refuses an
+ * import of any other name from the stand-in.
+ */
+const lazyExeca = {
+  name: 'lazy-execa',
+  setup(b) {
+    b.onResolve({ filter: /^execa$/ }, (args) => (args.namespace === 'lazy-execa' ? undefined : { path: 'execa', namespace: 'lazy-execa' }));
+    b.onLoad({ filter: /.*/, namespace: 'lazy-execa' }, () => ({
+      contents: "let loaded;\nexport function execa(...args) { return (loaded ??= require('execa')).execa(...args); }",
+      loader: 'js',
+      resolveDir: ROOT,
+    }));
   },
 };
 
@@ -117,7 +139,7 @@ const bundle = (outfile, plugins) =>
     // Less to read and hash per call; names stay, so a stack trace still reads (the map has the rest).
     minifyWhitespace: true,
     minifySyntax: true,
-    plugins: [lazyBuiltins, trimmedZod, ...plugins],
+    plugins: [lazyBuiltins, lazyExeca, trimmedZod, ...plugins],
     logLevel: 'warning',
   });
 

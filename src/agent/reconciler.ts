@@ -82,7 +82,7 @@ const listEverything = (runtimes: Map<RuntimeKind, Runtime>): ObservationSource 
  * listed side by side, each within its own bound: one that does not answer makes only its own
  * components `unknown`; the others are planned as usual.
  */
-async function observe(registry: Registry, config: AgentConfig, hostNet: HostNet, source: ObservationSource): Promise<Observation> {
+async function observe(registry: Registry, config: AgentConfig, hostNet: HostNet, source: ObservationSource, alongside?: () => void): Promise<Observation> {
   // The listing first: a runtime answers (podman ps: ~100-200 ms) while the registry is read and
   // its specs parsed, instead of after. Marked handled: a read that throws leaves it unawaited.
   const listed = source.listings();
@@ -95,6 +95,8 @@ async function observe(registry: Registry, config: AgentConfig, hostNet: HostNet
   // The plan needs every spec's hash (kept by spec object: identity.ts): made now, while the
   // runtimes list, rather than after they answer.
   for (const c of desired.components) if (c.valid) specHash(c.spec);
+  // The caller's own reads that can be made now (assess: the rest of the registry).
+  alongside?.();
   const [listings, bridge] = await Promise.all([
     listed,
     source.bridge(desired, () => bridgeFact(hostNet, config, desired, registry.meta.agentId())),
@@ -115,12 +117,14 @@ export async function assess(
   source = listEverything(runtimes),
 ): Promise<Assessed> {
   const began = Date.now();
-  const seen = await observe(registry, config, hostNet, source);
+  // A one-shot command reads the rest of the registry while the runtimes list, too.
+  let facts: StandingFacts | undefined;
+  const seen = await observe(registry, config, hostNet, source, () => (facts = standingFacts(registry, config)));
   // A fresh listing: everything it shows was observed when it was asked for.
   const listed: ObservationTimes['runtimes'] = {};
   for (const [kind, l] of Object.entries(seen.listings) as Array<[RuntimeKind, RuntimeListing | undefined]>) if (l?.ok) listed[kind] = began;
   const times: ObservationTimes = { runtimes: listed, workload: (kind) => listed[kind] };
-  const input = planInput(registry, config, seen, now);
+  const input = planInput(seen, facts!, now);
   // Without a running agent, the verdicts its monitor last wrote (for the run they are about).
   const health = storedVerdicts(input.instances);
   return { ...plan({ ...input, health }), ...seen, times, instances: input.instances };
@@ -129,17 +133,24 @@ export async function assess(
 /** The desired state a pass plans with: the registry's rows, with this node's rules for boot files. */
 const readDesired = (registry: Registry, config: AgentConfig): DesiredState => withBootFilesChecked(registry.desired.read(), vmPaths(config).imagesDirs);
 
-const planInput = (registry: Registry, config: AgentConfig, seen: Observation, now: Date, health?: ReadonlyMap<string, HealthVerdict>): PlanInput => ({
-  health,
-  desired: seen.desired,
-  observed: seen.listings,
+/** What a plan takes from the registry and the node besides the observation itself. */
+type StandingFacts = Pick<PlanInput, 'instances' | 'stableAfterMs' | 'admission' | 'drained' | 'stoppedByDrain'>;
+
+const standingFacts = (registry: Registry, config: AgentConfig): StandingFacts => ({
   instances: registry.instances.all(),
-  now,
   stableAfterMs: config.stable_after_seconds * 1000,
-  bridge: seen.bridge,
   admission: hostAdmission(config),
   drained: registry.drain.state() !== undefined,
   stoppedByDrain: registry.drain.stoppedByDrain(),
+});
+
+const planInput = (seen: Observation, facts: StandingFacts, now: Date, health?: ReadonlyMap<string, HealthVerdict>): PlanInput => ({
+  ...facts,
+  health,
+  desired: seen.desired,
+  observed: seen.listings,
+  now,
+  bridge: seen.bridge,
 });
 
 /**
@@ -257,7 +268,7 @@ export class Reconciler {
     const workload = (kind: RuntimeKind, name: string): number | undefined =>
       listed[kind] === undefined ? undefined : (snapshot[kind]?.seenAt.get(name) ?? listed[kind]);
     const seen: Observation = { desired, listings, bridge: this.bridgeSeen?.fact };
-    const input = planInput(registry, config, seen, now, this.o.health?.());
+    const input = planInput(seen, standingFacts(registry, config), now, this.o.health?.());
     return { ...plan(input), ...seen, times: { runtimes: listed, workload }, instances: input.instances };
   }
 
@@ -302,7 +313,7 @@ export class Reconciler {
     // in flux: planned for next pass (the action's end wakes one).
     const busy = this.executor.busySince(mark);
     // Garbage is looked for when a runtime was listed in full (start, resync), not on every event.
-    const input = { ...planInput(registry, config, seen, now, this.o.health?.()), busy, leases: registry.leases.all(), listedInFull: relisted };
+    const input = { ...planInput(seen, standingFacts(registry, config), now, this.o.health?.()), busy, leases: registry.leases.all(), listedInFull: relisted };
     const result = plan(input);
     const { dispatched, isolation } = await this.executor.execute(result, mark, opts.wokeAt);
     if (isolation) this.afterIsolation(seen.bridge, isolation);

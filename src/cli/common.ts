@@ -27,7 +27,7 @@ export function withRegistry<T>(cfg: AgentConfig, fn: (r: Registry) => Promise<T
     .finally(() => registry.close());
 }
 
-export const print = (s: string): void => void process.stdout.write(s.endsWith('\n') ? s : `${s}\n`);
+export { print } from './output.js';
 
 /** `service/component` to the component's runtime and workload name, from the registry. */
 export function target(r: Registry, ref: string): { runtime: 'container' | 'unikernel'; workload: string } {

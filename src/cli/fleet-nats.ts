@@ -13,8 +13,8 @@ import { parseTimeout } from '../fleet/operations.js';
 import { loadDesiredDir, place } from '../fleet/placement.js';
 import { parseStatusKey, STATUS_FILTER } from '../nats/keys.js';
 import { ago, applyCounts, table } from './format.js';
+import { print } from './output.js';
 
-const print = (s: string): void => void process.stdout.write(s.endsWith('\n') ? s : `${s}\n`);
 
 /** How many revisions of each key the bucket keeps when the master creates it. */
 export const BUCKET_HISTORY = 5;

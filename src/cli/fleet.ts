@@ -14,8 +14,8 @@ import { progressText, waitForConvergence, waitLine, type WaitResult } from '../
 import { DEFAULT_BUCKET } from '../nats/keys.js';
 import { LiveLines } from './live-lines.js';
 import { ago, applyCounts, table } from './format.js';
+import { print } from './output.js';
 
-const print = (s: string): void => void process.stdout.write(s.endsWith('\n') ? s : `${s}\n`);
 
 interface CommonOpts {
   inventory: string;

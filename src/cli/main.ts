@@ -11,6 +11,7 @@
 import { Command, CommanderError, Help, Option } from 'commander';
 import { LOG_LEVELS } from '../config/levels.js';
 import { AgentError } from '../errors.js';
+import { quietOnBrokenPipe } from './output.js';
 import { packageVersion } from './version.js';
 
 export interface CommandEntry {
@@ -178,24 +179,6 @@ export async function program(argv: string[], opts: { all?: boolean } = {}): Pro
     p.addCommand(inherit(c, p));
   }
   return p;
-}
-
-/**
- * `agent status --json | head -1`: once the reader is gone our next write fails with EPIPE. git
- * and kubectl die of SIGPIPE there, which a shell reports as 141 (and `set -o pipefail` sees);
- * Node ignores SIGPIPE, so the CLI exits 141 itself, like git's own fallback, and says nothing:
- * the reader had what it wanted, and stderr may be the broken pipe too.
- */
-let brokenPipeHandled = false;
-function quietOnBrokenPipe(): void {
-  if (brokenPipeHandled) return;
-  brokenPipeHandled = true;
-  for (const stream of [process.stdout, process.stderr]) {
-    stream.on('error', (err: NodeJS.ErrnoException) => {
-      if (err.code === 'EPIPE') process.exit(141);
-      throw err;
-    });
-  }
 }
 
 export async function main(argv: string[]): Promise<number> {

@@ -2,10 +2,13 @@
 // bundle (holding that command alone) or, for help and the commands that run others, from the whole
 // one. Run for real: every command's --help from its own bundle, help and completion (which reads
 // every command) from the whole one, and the bundle a call read, seen in /proc of the process.
+// And the run caches (V8's code cache made after a command's first successful call): written
+// then, read after, replaced when V8 refuses them, never written by a failing call or `agent run`.
 import { strict as assert } from 'node:assert';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Script } from 'node:vm';
 import { describe, it } from 'node:test';
 import { execa } from 'execa';
 import { BIN, ROOT } from '../helpers/agent.js';
@@ -60,5 +63,50 @@ describe('CLI bundles', () => {
     const whole = await run(['status', '--help']);
     assert.notEqual(whole.exitCode, 0);
     assert.match(String(whole.stderr), /the whole bundle was read/);
+  });
+
+  it("a command's first call that succeeds writes its run cache, which later calls read; a failing call or `run` writes none", async (t) => {
+    const tmp = mkdtempSync(join(tmpdir(), 'agent-e2e-bundles-'));
+    t.after(() => rmSync(tmp, { recursive: true, force: true }));
+    cpSync(join(ROOT, 'bin'), join(tmp, 'bin'), { recursive: true });
+    mkdirSync(join(tmp, 'dist/bundle'), { recursive: true });
+    for (const f of ['agent.events.cjs', 'agent.events.cjs.cache', 'agent.run.cjs', 'agent.run.cjs.cache', 'agent.cjs']) cpSync(join(DIR, f), join(tmp, 'dist/bundle', f));
+    for (const link of ['node_modules', 'migrations', 'package.json']) symlinkSync(join(ROOT, link), join(tmp, link));
+    const run = (args: string[]) => execa('node', [join(tmp, 'bin/agent.js'), ...args], { reject: false, stdin: 'ignore', timeout: 30_000 });
+    const bundle = join(tmp, 'dist/bundle/agent.events.cjs');
+    const runCache = `${bundle}.cache.run`;
+    /** Whether V8 takes `cache` for the events bundle, as bin/bundle.js compiles it. */
+    const accepted = (cache: Buffer): boolean => {
+      const source = `(function (exports, require, module, __filename, __dirname) {${readFileSync(bundle, 'latin1')}\n})`;
+      return !new Script(source, { filename: bundle, cachedData: cache }).cachedDataRejected;
+    };
+
+    const bad = await run(['events', '--limit', '0']);
+    assert.equal(bad.exitCode, 2, String(bad.stderr));
+    assert.ok(!existsSync(runCache), 'a failing call wrote a run cache');
+
+    const first = await run(['events', '--help']);
+    assert.equal(first.exitCode, 0, String(first.stderr));
+    assert.ok(existsSync(runCache), 'no run cache after a call that succeeded');
+    const written = readFileSync(runCache);
+    assert.ok(accepted(written), 'V8 refuses the run cache');
+    // Made after the call: it holds what the call compiled besides the build's top level.
+    assert.ok(written.length > statSync(`${bundle}.cache`).size, `run cache ${written.length} bytes, build cache ${statSync(`${bundle}.cache`).size}`);
+
+    const before = statSync(runCache).mtimeMs;
+    const again = await run(['events', '--help']);
+    assert.equal(again.exitCode, 0, String(again.stderr));
+    assert.equal(statSync(runCache).mtimeMs, before, 'a call that read the run cache wrote it again');
+
+    // One V8 refuses (another Node, a torn copy): the call runs all the same and replaces it.
+    writeFileSync(runCache, Buffer.alloc(written.length, 7));
+    const refused = await run(['events', '--help']);
+    assert.equal(refused.exitCode, 0, String(refused.stderr));
+    assert.ok(accepted(readFileSync(runCache)), 'a refused run cache was not replaced by a good one');
+
+    // `agent run`'s end is no time for a cache: it writes none, even when it succeeds.
+    const daemon = await run(['run', '--help']);
+    assert.equal(daemon.exitCode, 0, String(daemon.stderr));
+    assert.ok(!existsSync(join(tmp, 'dist/bundle/agent.run.cjs.cache.run')), '`agent run` wrote a run cache');
   });
 });
