@@ -1,5 +1,5 @@
 /**
- * The host side of bridge networking, through `ip` and `nft` (execa, argument arrays). Every step
+ * The host side of bridge networking, through `ip` and `nft` (runBounded, argument arrays). Every step
  * is idempotent (should-do, do, verify). What the agent creates it marks with the link alias
  * `mcp-agent`, so `net down` removes only that, never a bridge an operator made. `hostNet()` is
  * these steps as the `HostNet` port (src/net/types.ts) the agent and the QEMU runtime are given.
@@ -16,7 +16,7 @@ export const AGENT_ALIAS = 'mcp-agent';
 /** `ip` and `nft` answer in milliseconds; one that has not answered in 10 s is killed. */
 const NET_TIMEOUT_MS = 10_000;
 const netBound = (operation: string, read = false): CommandBound => ({ runtime: 'net', operation, timeoutMs: NET_TIMEOUT_MS, read });
-/** A read that may fail: execa's result, with `reject: false`; a command that hangs still throws. */
+/** A read that may fail: the command's result, with `reject: false`; a command that hangs still throws. */
 const look = (tool: string, args: string[], operation: string) => runBounded(tool, args, netBound(operation, true), { reject: false });
 
 const LinkSchema = z.array(z.object({ ifname: z.string(), ifalias: z.string().optional(), flags: z.array(z.string()).optional(), operstate: z.string().optional(), master: z.string().optional(), addr_info: z.array(z.object({ local: z.string(), prefixlen: z.number(), family: z.string(), label: z.string().optional() })).optional() }));

@@ -1,5 +1,6 @@
 /**
- * Containers under podman, through execa with argument arrays (never a shell).
+ * Containers under podman, with argument arrays (never a shell): calls run to completion through
+ * runBounded (command.ts), the streamed `exec` and `logs` through execa.
  * Quirks of this tool on these machines (see HOST-FACTS): crun fails here, so `--runtime runc`;
  * root lacks CAP_SYS_RESOURCE, so lower ulimits; `--init` so `podman stop` does not wait for a
  * PID 1 that ignores SIGTERM; `--network none` so nothing touches the main network namespace;

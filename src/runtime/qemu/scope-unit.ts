@@ -26,7 +26,7 @@ export function hostSystemd(): HostSystemd {
 
 /**
  * Runs QEMU's launch (`binary args`, which daemonizes and returns), in its scope when `scope` is
- * set. Rejects as runBounded does (execa's error: stderr, shortMessage) when the launch fails.
+ * set. Rejects as runBounded does (CommandFailedError: stderr, shortMessage) when the launch fails.
  * A unit of the same name left from an earlier run (a crash, a scope systemd never saw empty) is
  * ended and the launch tried once more: the caller has already made sure no live VM of this
  * workload is in it, so what is left there is a leftover.
