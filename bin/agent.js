@@ -3,7 +3,7 @@
 'use strict';
 const { commandWord, loadBundle } = require('./bundle.js');
 
-const { exports: cli, saveCache } = loadBundle(commandWord(process.argv));
+const { exports: cli, saveCache } = loadBundle(commandWord(process.argv), { argv: process.argv });
 cli.main(process.argv).then((code) => {
   process.exitCode = code;
   saveCache(code);

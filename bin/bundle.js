@@ -13,7 +13,8 @@
 // Chrome caches a script's code after it ran, the first call of a command that succeeds writes a
 // second cache beside the build's, <cache>.run (V8's cache made after the call: with what it
 // compiled), which later calls read instead: `agent events` ~37 -> ~31 ms of JavaScript here.
-// Not for `agent run`: the agent's stop is no time to serialize the code of a whole life.
+// Not for `agent run` (the agent's stop is no time to serialize the code of a whole life), nor for
+// --help or --version (which run none of the command: their cache would be the one kept).
 // CommonJS (bin/package.json): a CommonJS entry point spares Node its ES module loader.
 'use strict';
 const { existsSync, readFileSync, renameSync, writeFileSync } = require('node:fs');
@@ -52,11 +53,15 @@ function read(file, encoding) {
 /** Commands whose end is no time for a code cache (see the header). */
 const NO_RUN_CACHE = new Set(['run']);
 
+/** Whether `argv` only asks for help or the version (commander's flags, and `agent help ...`). */
+const onlyHelp = (argv) => argv.slice(2).some((a) => a === '--help' || a === '-h' || a === '--version' || a === '-V') || commandWord(argv) === 'help';
+
 /**
  * The bundle's exports, and `saveCache(exitCode)`, called when the command is done: writes the
  * run cache after a call that succeeded and did not read one (or whose cache V8 refused).
  * `command` picks the cache: the command's own when the build made one, else the default
  * (`exact`: the command's own even if missing, and the build's cache alone, for the build to make it).
+ * `argv`: the call's, to tell a call for help (no run cache) from one that runs the command.
  */
 function loadBundle(command, opts = {}) {
   let bundle = BUNDLE;
@@ -90,7 +95,7 @@ function loadBundle(command, opts = {}) {
   const saveCache = (exitCode = 0) => {
     const refused = cachedData === undefined || script.cachedDataRejected;
     if (runCache) {
-      if (exitCode === 0 && (!fromRun || refused)) write(runFile);
+      if (exitCode === 0 && (!fromRun || refused) && !onlyHelp(opts.argv ?? [])) write(runFile);
     } else if (refused) {
       write(file);
     }
