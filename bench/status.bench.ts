@@ -2,7 +2,8 @@
  * Benchmark (not a test): how fast the CLI answers, as ratios against baselines timed in the same
  * run, with 200 real containers.
  *
- *   npm run bench:status        (env: BENCH_STATUS_ROUNDS, default 10)
+ *   npm run bench:status        (env: BENCH_STATUS_ROUNDS, default 20: single commands on this
+ *                               noisy machine vary by ±30%, and a median of 10 moved the ratios by ±0.1)
  *
  * Setup: a temp dir and registry, two services bench<random>a and bench<random>b of 100
  * components each (a service holds at most 100) running `sleep 2147483647` on
@@ -38,7 +39,7 @@ const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const BIN = join(ROOT, 'bin/agent.js');
 const IMAGE = 'localhost/agent-busybox:latest';
 const LABEL_AGENT = 'io.mcp-agent.agent';
-const ROUNDS = Number(process.env.BENCH_STATUS_ROUNDS ?? 10);
+const ROUNDS = Number(process.env.BENCH_STATUS_ROUNDS ?? 20);
 const WARMUP_ROUNDS = 2;
 const PER_SERVICE = 100;
 const SERVICES = 2;

@@ -115,11 +115,16 @@ export async function assess(
   hostNet: HostNet,
   now = new Date(),
   source = listEverything(runtimes),
+  alongside?: () => void,
 ): Promise<Assessed> {
   const began = Date.now();
-  // A one-shot command reads the rest of the registry while the runtimes list, too.
+  // A one-shot command reads the rest of the registry while the runtimes list, too (and the
+  // caller's own reads, `alongside`).
   let facts: StandingFacts | undefined;
-  const seen = await observe(registry, config, hostNet, source, () => (facts = standingFacts(registry, config)));
+  const seen = await observe(registry, config, hostNet, source, () => {
+    facts = standingFacts(registry, config);
+    alongside?.();
+  });
   // A fresh listing: everything it shows was observed when it was asked for.
   const listed: ObservationTimes['runtimes'] = {};
   for (const [kind, l] of Object.entries(seen.listings) as Array<[RuntimeKind, RuntimeListing | undefined]>) if (l?.ok) listed[kind] = began;

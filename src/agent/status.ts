@@ -8,7 +8,7 @@ import type { AgentConfig } from '../config/config.js';
 import { keyString } from '../errors.js';
 import type { RuntimeKind } from '../manifest/schema.js';
 import { identityLive } from './process-identity.js';
-import { registryWritability, type Registry, type RegistryWritability, type SourceState } from '../registry/index.js';
+import { registryWritability, type AgentEvent, type Registry, type RegistryWritability, type SourceState } from '../registry/index.js';
 import type { Runtime } from '../runtime/types.js';
 import type { HostNet } from '../net/types.js';
 import type { NodeResources } from './admission.js';
@@ -107,9 +107,31 @@ function nodeState(registry: Registry): NodeState {
   return { drained: d !== undefined, drained_since: d?.since || null };
 }
 
-/** Status computed live: fresh listings of every runtime and a look at the bridge (no agent needed). */
+/** What the status document takes from the registry and the host besides the assessment. */
+interface RegistryFacts {
+  lastEvents: Map<string, AgentEvent>;
+  registry: StatusReport['registry'];
+  agent: AgentLiveness;
+  node: NodeState;
+  source: SourceState | null;
+}
+
+const registryFacts = (registry: Registry): RegistryFacts => ({
+  lastEvents: registry.events.latestPerComponent(),
+  registry: { path: registry.path, ...registryWritability(registry.path) },
+  agent: agentLiveness(registry),
+  node: nodeState(registry),
+  source: registry.source.state() ?? null,
+});
+
+/**
+ * Status computed live: fresh listings of every runtime and a look at the bridge (no agent needed).
+ * What the document reads from the registry is read while the runtimes list.
+ */
 export async function buildStatus(registry: Registry, runtimes: Map<RuntimeKind, Runtime>, config: AgentConfig, hostNet: HostNet): Promise<StatusReport> {
-  return statusReport(registry, await assess(registry, runtimes, config, hostNet));
+  let facts: RegistryFacts | undefined;
+  const assessed = await assess(registry, runtimes, config, hostNet, new Date(), undefined, () => (facts = registryFacts(registry)));
+  return statusReport(registry, assessed, Date.now(), facts);
 }
 
 const iso = (ms: number | undefined): string | null => (ms === undefined ? null : new Date(ms).toISOString());
@@ -117,9 +139,9 @@ const iso = (ms: number | undefined): string | null => (ms === undefined ? null 
 const age = (ms: number | undefined, now: number): number | null => (ms === undefined ? null : Math.max(0, Math.round((now - ms) / 100) / 10));
 
 /** The status document from an assessment (live or the agent's), with each observation's time and age at `now`. */
-export function statusReport(registry: Registry, result: Assessed, now = Date.now()): StatusReport {
+export function statusReport(registry: Registry, result: Assessed, now = Date.now(), facts = registryFacts(registry)): StatusReport {
   const instances = new Map(result.instances.map((i) => [i.workload, i]));
-  const lastEvents = registry.events.latestPerComponent();
+  const { lastEvents } = facts;
 
   const runtimeHealth: StatusReport['runtimes'] = {};
   const listings = result.listings;
@@ -159,11 +181,11 @@ export function statusReport(registry: Registry, result: Assessed, now = Date.no
   const summary: Record<string, number> = {};
   for (const c of components) summary[c.drift] = (summary[c.drift] ?? 0) + 1;
   return {
-    registry: { path: registry.path, ...registryWritability(registry.path) },
-    agent: agentLiveness(registry),
-    node: nodeState(registry),
+    registry: facts.registry,
+    agent: facts.agent,
+    node: facts.node,
     runtimes: runtimeHealth,
-    source: registry.source.state() ?? null,
+    source: facts.source,
     resources: result.resources ?? null,
     summary,
     components,

@@ -9,12 +9,6 @@ import { z } from 'zod';
 export const HEALTH_KINDS = ['tcp', 'http', 'exec'] as const;
 export type HealthKind = (typeof HEALTH_KINDS)[number];
 
-const port = z
-  .number({ error: 'must be a number' })
-  .int('must be an integer')
-  .min(1, 'must be between 1 and 65535')
-  .max(65535, 'must be between 1 and 65535');
-
 const seconds = (min: number, max: number, what: string) =>
   z
     .number({ error: 'must be a number of seconds' })
@@ -23,14 +17,18 @@ const seconds = (min: number, max: number, what: string) =>
 
 const count = (max: number) => z.number({ error: 'must be a number' }).int('must be a whole number').min(1, 'must be at least 1').max(max, `must be at most ${max}`);
 
-const status = z.number({ error: 'must be a number' }).int('must be an integer').min(100, 'must be an HTTP status (100-599)').max(599, 'must be an HTTP status (100-599)');
-
 let built: ReturnType<typeof buildHealthSchema> | undefined;
 
 /** Built on first use, as the manifest schemas are (schema.ts): commands that never read a manifest do not pay for it. */
 export const HealthSchema = (): ReturnType<typeof buildHealthSchema> => (built ??= buildHealthSchema());
 
 function buildHealthSchema() {
+  const port = z
+    .number({ error: 'must be a number' })
+    .int('must be an integer')
+    .min(1, 'must be between 1 and 65535')
+    .max(65535, 'must be between 1 and 65535');
+  const status = z.number({ error: 'must be a number' }).int('must be an integer').min(100, 'must be an HTTP status (100-599)').max(599, 'must be an HTTP status (100-599)');
   return z
   .strictObject({
     kind: z.enum(HEALTH_KINDS, { error: `must be one of ${HEALTH_KINDS.join(', ')}` }),
