@@ -49,9 +49,14 @@ export function quietOnBrokenPipe(): void {
   }
 }
 
+/** Once the stream has taken over (see print), it writes everything after: nothing overtakes what it holds. */
+let throughStream = false;
+
 /** `s` and a newline (unless it ends with one) on standard output. */
 export function print(s: string): void {
-  const bytes = Buffer.from(s.endsWith('\n') ? s : `${s}\n`, 'utf8');
+  const text = s.endsWith('\n') ? s : `${s}\n`;
+  if (throughStream) return void process.stdout.write(text);
+  const bytes = Buffer.from(text, 'utf8');
   let written = 0;
   while (written < bytes.length) {
     try {
@@ -60,6 +65,7 @@ export function print(s: string): void {
       const e = err as NodeJS.ErrnoException;
       // A non-blocking fd 1 (set so by whoever gave it to us): the stream knows how to wait.
       if (e.code === 'EAGAIN') {
+        throughStream = true;
         process.stdout.write(bytes.subarray(written));
         return;
       }

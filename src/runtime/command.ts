@@ -66,7 +66,7 @@ function killGroup(pid: number): void {
 
 /**
  * A command runs in its own process group, so a signal to the agent's group (Ctrl-C on `agent
- * status`) does not reach it, and nothing kills such a child when its parent ends: the agent kills them
+ * status`) does not reach it, and nothing ends such a child with its parent: the agent kills them
  * when it exits, and on a signal nobody else handles (then the signal is raised again, as if
  * unhandled). A process that handles its signals (`agent run`) stops its commands itself.
  */

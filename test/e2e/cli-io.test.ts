@@ -1,6 +1,7 @@
 // The CLI's I/O conventions on the real CLI, real podman and real QEMU: --version, completion in a
 // real bash (and zsh when installed), logs --tail/--since, exec -i with stdin and EOF, exec's own
-// failures as exit 125, the command's own exit code, a broken pipe ending quietly, VM boot
+// failures as exit 125, the command's own exit code, a broken pipe ending quietly, a non-blocking
+// stdout that fills (the whole output still arrives), VM boot
 // progress during run --once (plain lines, and redrawn on a pty through `script`), apply --wait.
 import { strict as assert } from 'node:assert';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -8,6 +9,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { execa } from 'execa';
 import { BIN, ROOT, TestNode, VM_KERNEL, containerService, row, waitFor } from '../helpers/agent.js';
+import { Registry } from '../../src/registry/index.js';
 
 /** Numbered lines, then sleep: a container whose logs are known. */
 const NUMBERED = ['sh', '-c', 'i=1; while [ $i -le 20 ]; do echo line$i; i=$((i+1)); done; exec sleep 2147483647'];
@@ -152,6 +154,26 @@ source ${script}; words=(${words.map((w) => `'${w}'`).join(' ')}); CURRENT=${wor
       assert.equal(r.stdout.trim(), '141', cmd);
       assert.equal(readFileSync(err, 'utf8'), '', `${cmd}: nothing on stderr`);
     }
+  });
+
+  it('a non-blocking stdout that fills up: the whole document arrives, in order (EAGAIN is waited out)', async (t) => {
+    const node = new TestNode();
+    t.after(() => node.cleanup());
+    const r = Registry.open(node.db, { create: true });
+    for (let i = 0; i < 1000; i++) r.events.append({ service: 'web', component: 'api', workload: 'web-api', action: 'restart', reason: `r${i}`, outcome: 'ok', message: `${i} ${'x'.repeat(300)}` });
+    r.close();
+    const out = join(node.dir, 'out.json');
+    // perl (perl-base: always on Debian) sets O_NONBLOCK on the pipe before exec'ing the CLI, and
+    // the reader starts a second late: the 64 KiB pipe fills, and the next write meets EAGAIN.
+    const nonblocking = `perl -MFcntl -e 'my $f = fcntl(STDOUT, F_GETFL, 0); fcntl(STDOUT, F_SETFL, $f | O_NONBLOCK) or die "fcntl: $!"; exec @ARGV or die "exec: $!"'`;
+    const cmd = `set -o pipefail; ${nonblocking} node ${BIN} --db ${node.db} events -n 100000 --json | (sleep 1; cat > ${out})`;
+    const run = await execa('bash', ['-c', cmd], { reject: false, env: { AGENT_LOG_LEVEL: 'warn' }, timeout: 30_000 });
+    assert.equal(run.exitCode, 0, String(run.stderr));
+    const events = JSON.parse(readFileSync(out, 'utf8')) as Array<{ reason: string }>;
+    assert.ok(readFileSync(out).length > 256 * 1024, 'the document is larger than the pipe');
+    assert.equal(events.length, 1000);
+    // Newest first: every event, none twice, none out of place.
+    assert.deepEqual(events.map((e) => e.reason), Array.from({ length: 1000 }, (_, i) => `r${999 - i}`));
   });
 
   it('VMs: run --once tells the boot; exec -i and EOF; logs --tail, --since refused; exec on a dead VM is 125', async (t) => {
