@@ -17,7 +17,7 @@
 // --help or --version (which run none of the command: their cache would be the one kept).
 // CommonJS (bin/package.json): a CommonJS entry point spares Node its ES module loader.
 'use strict';
-const { existsSync, readFileSync, renameSync, writeFileSync } = require('node:fs');
+const { existsSync, readFileSync, renameSync, rmSync, writeFileSync } = require('node:fs');
 const { createRequire } = require('node:module');
 const { dirname, join } = require('node:path');
 const { Script } = require('node:vm');
@@ -85,11 +85,18 @@ function loadBundle(command, opts = {}) {
   const module = { exports: {} };
   script.runInThisContext()(module.exports, createRequire(bundle), module, bundle, dirname(bundle));
   const write = (target) => {
+    const tmp = `${target}.${process.pid}`;
     try {
-      writeFileSync(`${target}.${process.pid}`, script.createCachedData());
-      renameSync(`${target}.${process.pid}`, target);
+      writeFileSync(tmp, script.createCachedData());
+      renameSync(tmp, target);
     } catch {
-      // A read-only install: each call compiles what the cache lacks; nothing else changes.
+      // A read-only install: each call compiles what the cache lacks; nothing else changes. A
+      // full disk may have left part of the file: it goes.
+      try {
+        rmSync(tmp, { force: true });
+      } catch {
+        /* not ours to remove (read-only) */
+      }
     }
   };
   const saveCache = (exitCode = 0) => {
