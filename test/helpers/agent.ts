@@ -207,21 +207,16 @@ export class TestNode {
     } catch {
       agentId = undefined;
     }
+    // The helpers of agents killed with SIGKILL (`podman events` filtered on this node's agent id,
+    // the nft/ip monitors and the podman API service, which carry it in their environment) end
+    // before the containers are removed. The API service is told to stop by its agent's death
+    // (SIGTERM) and finishes the requests under way: a `podman rm -f` racing a container start
+    // it is finishing removes podman's record of a container whose process then runs on, untracked
+    // (the conmon + `sleep` of a t<hex>-api container, seen left after a test run).
+    if (agentId) await endHelpers(agentHelperProcesses(agentId));
     if (agentId) {
       const ids = (await execa('podman', ['ps', '-a', '-q', '--filter', `label=io.mcp-agent.agent=${agentId}`])).stdout.split('\n').filter(Boolean);
       if (ids.length > 0) await execa('podman', ['rm', '--force', '--time', '0', ...ids], { reject: false });
-    }
-    // The monitors of agents killed with SIGKILL would end by themselves within a minute; end
-    // them now: `podman events` filtered on this node's agent id, and the nft/ip monitors that
-    // carry it in their environment.
-    if (agentId) {
-      for (const pid of agentHelperProcesses(agentId)) {
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {
-          /* already gone */
-        }
-      }
     }
     // VMs: SIGKILL every QEMU whose command line points into this node's directory.
     for (const pid of this.qemuProcesses()) {
@@ -295,7 +290,29 @@ export class PodmanSwitch {
   }
 }
 
-/** Processes an agent with this id started to watch the host: its podman events and monitors. */
+/** SIGTERM to each, then SIGKILL to what has not exited within `graceMs` (zombies count as exited). */
+export async function endHelpers(pids: number[], graceMs = 10_000): Promise<void> {
+  const alive = (pid: number): boolean => {
+    try {
+      return !/^\d+ \(.*\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+    } catch {
+      return false;
+    }
+  };
+  const signal = (pid: number, sig: NodeJS.Signals): void => {
+    try {
+      process.kill(pid, sig);
+    } catch {
+      /* already gone */
+    }
+  };
+  pids.forEach((pid) => signal(pid, 'SIGTERM'));
+  const deadline = Date.now() + graceMs;
+  while (pids.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  pids.filter(alive).forEach((pid) => signal(pid, 'SIGKILL'));
+}
+
+/** Processes an agent with this id started to watch the host: its podman events, monitors and podman API service. */
 export function agentHelperProcesses(agentId: string): number[] {
   const pids: number[] = [];
   for (const p of readdirSync('/proc')) {
