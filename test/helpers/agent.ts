@@ -209,10 +209,10 @@ export class TestNode {
     }
     // The helpers of agents killed with SIGKILL (`podman events` filtered on this node's agent id,
     // the nft/ip monitors and the podman API service, which carry it in their environment) end
-    // before the containers are removed. The API service is told to stop by its agent's death
-    // (SIGTERM) and finishes the requests under way: a `podman rm -f` racing a container start
-    // it is finishing removes podman's record of a container whose process then runs on, untracked
-    // (the conmon + `sleep` of a t<hex>-api container, seen left after a test run).
+    // before the containers are removed: the API service, told to stop by its agent's death
+    // (SIGTERM), finishes the requests under way, and none of them should act on a container
+    // while it is removed. (This did not end the untracked t<hex>-api containers some runs
+    // leave: those come from a test's own `podman rm -f` racing the live agent's restart.)
     if (agentId) await endHelpers(agentHelperProcesses(agentId));
     if (agentId) {
       const ids = (await execa('podman', ['ps', '-a', '-q', '--filter', `label=io.mcp-agent.agent=${agentId}`])).stdout.split('\n').filter(Boolean);
