@@ -12,7 +12,7 @@
  */
 import { writeSync } from 'node:fs';
 
-export const BROKEN_PIPE_EXIT = 141;
+const BROKEN_PIPE_EXIT = 141;
 
 const brokenPipe = (err: NodeJS.ErrnoException): void => {
   if (err.code === 'EPIPE') process.exit(BROKEN_PIPE_EXIT);

@@ -6,7 +6,7 @@
  */
 import { z } from 'zod';
 import { RuntimeError } from '../errors.js';
-import { runBounded, type CommandBound } from '../runtime/command.js';
+import { CommandFailedError, failureLine, runBounded, type CommandBound } from '../runtime/command.js';
 import { isolationRuleset, removalRuleset, rulesetMatches } from './plan.js';
 import type { BridgeSettings, HostNet, NetStatus, RulesCheck } from './types.js';
 import { byCodeUnits } from '../identity.js';
@@ -24,11 +24,10 @@ type Link = z.infer<typeof LinkSchema>[number];
 
 async function run(tool: string, args: string[], op: string, input?: string): Promise<string> {
   try {
-    return String((await runBounded(tool, args, netBound(op), { input })).stdout);
+    return (await runBounded(tool, args, netBound(op), { input })).stdout;
   } catch (err) {
     if (err instanceof RuntimeError) throw err;
-    const e = err as { code?: string; stderr?: string; shortMessage?: string };
-    const msg = e.code === 'ENOENT' ? `${tool} is not installed` : (e.stderr ?? '').trim().split('\n').pop() || e.shortMessage || String(err);
+    const msg = !(err instanceof CommandFailedError) ? String(err) : err.code === 'ENOENT' ? `${tool} is not installed` : failureLine(err);
     throw new RuntimeError('net', op, undefined, msg, { cause: err });
   }
 }
@@ -63,8 +62,8 @@ export async function bridgeExists(name: string): Promise<boolean> {
 export async function bridgePresence(name: string): Promise<boolean | undefined> {
   const r = await look('ip', ['-j', 'link', 'show', 'dev', name, 'type', 'bridge'], 'bridge').catch(() => undefined);
   if (!r) return undefined; // `ip` did not answer within its bound
-  if (r.exitCode === 0) return String(r.stdout).includes(`"ifname":"${name}"`);
-  return /does not exist/.test(String(r.stderr ?? '')) ? false : undefined;
+  if (r.exitCode === 0) return r.stdout.includes(`"ifname":"${name}"`);
+  return /does not exist/.test(r.stderr) ? false : undefined;
 }
 
 /**
@@ -179,7 +178,7 @@ export async function tapUp(tap: string, bridge: string, owner: string): Promise
   for (let attempt = 1; ; attempt++) {
     const r = await runBounded('ip', ['-batch', '-'], netBound('tap'), { input: batch, reject: false });
     if (r.exitCode === 0) return;
-    const stderr = String(r.stderr ?? '').trim();
+    const stderr = r.stderr.trim();
     if (/TUNSETIFF\): Device or resource busy|File exists/.test(stderr)) {
       // The name is taken: ours from an earlier launch, or someone else's.
       const existing = (await link(tap))?.ifalias;
@@ -192,7 +191,7 @@ export async function tapUp(tap: string, bridge: string, owner: string): Promise
     // line): a TAP with our mark is this half-made one. Remove it.
     await tapDown(tap, owner).catch(() => undefined);
     // `ip -batch` may end its stderr with "Command failed -:N"; the cause is on the line before.
-    const msg = (r as { code?: string }).code === 'ENOENT' ? 'ip is not installed' : stderr.replace(/\n?Command failed -:\d+$/, '').split('\n').pop() || r.shortMessage;
+    const msg = r.code === 'ENOENT' ? 'ip is not installed' : stderr.replace(/\n?Command failed -:\d+$/, '').split('\n').pop() || r.shortMessage;
     throw new RuntimeError('net', 'tap', undefined, `${tap} on ${bridge}: ${msg}`);
   }
 }

@@ -136,6 +136,9 @@ export class CommandFailedError extends Error implements CommandResult {
   }
 }
 
+/** What a failed command said: the last line of its stderr (tools end with their error), else how it failed. */
+export const failureLine = (r: Pick<CommandResult, 'stderr' | 'shortMessage'>): string => r.stderr.trim().split('\n').filter(Boolean).pop() ?? r.shortMessage;
+
 /** More output than any listing of ours gives: a command that floods is killed, not buffered. */
 const MAX_OUTPUT_BYTES = 100 * 1024 * 1024;
 
@@ -193,23 +196,23 @@ export async function runBounded(file: string, args: readonly string[], bound: C
       child.once('close', (exitCode, signal) => resolve({ exitCode, signal }));
     });
     if (killedFor) throw new CommandTimeoutError(bound, command, killedFor.why, killedFor.reason);
+    const { exitCode, signal, spawnError } = ended;
     const r: CommandResult = {
       command: commandLine,
       stdout: stripFinalNewline(Buffer.concat(out).toString('utf8')),
       stderr: stripFinalNewline(Buffer.concat(err).toString('utf8')),
-      exitCode: ended.exitCode ?? undefined,
-      signal: ended.signal ?? undefined,
-      failed: ended.spawnError !== undefined || ended.exitCode !== 0 || flooded,
-      code: ended.spawnError?.code,
-      shortMessage: '',
+      exitCode: exitCode ?? undefined,
+      signal: signal ?? undefined,
+      failed: spawnError !== undefined || exitCode !== 0 || flooded,
+      code: spawnError?.code,
+      shortMessage: spawnError
+        ? `Command failed with ${spawnError.code ?? 'an error'}: ${commandLine}\n${spawnError.message}`
+        : flooded
+          ? `Command printed more than ${MAX_OUTPUT_BYTES} bytes (killed): ${commandLine}`
+          : signal
+            ? `Command was killed with ${signal}: ${commandLine}`
+            : `Command failed with exit code ${exitCode}: ${commandLine}`,
     };
-    r.shortMessage = ended.spawnError
-      ? `Command failed with ${ended.spawnError.code ?? 'an error'}: ${commandLine}\n${ended.spawnError.message}`
-      : flooded
-        ? `Command printed more than ${MAX_OUTPUT_BYTES} bytes (killed): ${commandLine}`
-        : r.signal
-          ? `Command was killed with ${r.signal}: ${commandLine}`
-          : `Command failed with exit code ${r.exitCode}: ${commandLine}`;
     if (r.failed && (opts.reject ?? true)) throw new CommandFailedError(r);
     return r;
   } finally {

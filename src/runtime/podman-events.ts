@@ -115,7 +115,7 @@ export function watchPodmanEvents(o: PodmanEventsOptions): () => Promise<void> {
 /** podman's `events_logger` (file, journald, none), from `podman info`. */
 async function eventLogger(o: PodmanEventsOptions): Promise<string> {
   const r = await runBounded(o.binary, ['info', '--format', '{{.Host.EventLogger}}'], { runtime: 'podman', operation: 'probe', timeoutMs: 10_000, read: true }, { env: o.env });
-  return String(r.stdout).trim();
+  return r.stdout.trim();
 }
 
 /** The `podman events` process, in contiguous windows (see the file's header). */

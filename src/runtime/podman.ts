@@ -77,7 +77,7 @@ export class PodmanRuntime implements Runtime {
     const read = operation === 'list' || operation === 'probe';
     try {
       const r = await runBounded(this.opts.binary, args, { runtime: 'podman', operation, workload, timeoutMs, read }, { env: this.opts.env });
-      return String(r.stdout);
+      return r.stdout;
     } catch (err) {
       if (err instanceof RuntimeError) throw err;
       throw new RuntimeError('podman', operation, workload, podmanMessage(err), { cause: err });

@@ -3,7 +3,7 @@
 // false), a tool that is not there as ENOENT, input on stdin, settings added to the environment.
 import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
-import { CommandFailedError, runBounded, type CommandBound } from '../../src/runtime/command.js';
+import { CommandFailedError, failureLine, runBounded, type CommandBound } from '../../src/runtime/command.js';
 
 const bound: CommandBound = { runtime: 'test', operation: 'run', timeoutMs: 10_000 };
 
@@ -28,12 +28,15 @@ describe('runBounded results', () => {
     assert.equal(err.stderr, 'Error: no such container');
     assert.equal(err.shortMessage, 'Command failed with exit code 125: sh -c echo partial; echo "Error: no such container" >&2; exit 125');
     assert.match(err.message, /exit code 125[\s\S]*Error: no such container$/);
+    assert.equal(failureLine(err), 'Error: no such container');
   });
 
   it('with reject: false a failure resolves, failed and with its exit code', async () => {
     const r = await runBounded('sh', ['-c', 'exit 3'], bound, { reject: false });
     assert.equal(r.failed, true);
     assert.equal(r.exitCode, 3);
+    // Nothing on stderr: how it failed is the line.
+    assert.equal(failureLine(r), 'Command failed with exit code 3: sh -c exit 3');
   });
 
   it('a command killed by a signal reports it, with no exit code', async () => {

@@ -8,7 +8,7 @@ import type { AgentConfig, VmPaths } from '../../config/config.js';
 import type { HostNet } from '../../net/types.js';
 import { Registry } from '../../registry/index.js';
 import type { DesiredState } from '../../registry/desired.js';
-import { runBounded } from '../../runtime/command.js';
+import { failureLine, runBounded } from '../../runtime/command.js';
 import type { Runtime } from '../../runtime/types.js';
 
 export interface DoctorContext {
@@ -59,12 +59,9 @@ export type ToolAnswer = { ok: true; version: string } | { ok: false; why: strin
 export async function toolVersion(binary: string, args: string[] = ['--version']): Promise<ToolAnswer> {
   try {
     const r = await runBounded(binary, args, { runtime: 'doctor', operation: 'version', timeoutMs: TOOL_TIMEOUT_MS, read: true }, { reject: false });
-    if ((r as { code?: string }).code === 'ENOENT') return { ok: false, why: `${binary} is not installed (or not at that path)` };
-    if (r.failed) {
-      const err = `${String(r.stderr ?? '')}`.trim().split('\n').pop() || r.shortMessage || `exit ${r.exitCode}`;
-      return { ok: false, why: `${binary} ${args.join(' ')} failed: ${err}` };
-    }
-    const first = `${String(r.stdout ?? '')}${String(r.stderr ?? '')}`.trim().split('\n')[0] ?? '';
+    if (r.code === 'ENOENT') return { ok: false, why: `${binary} is not installed (or not at that path)` };
+    if (r.failed) return { ok: false, why: `${binary} ${args.join(' ')} failed: ${failureLine(r)}` };
+    const first = `${r.stdout}${r.stderr}`.trim().split('\n')[0] ?? '';
     return { ok: true, version: first.trim() };
   } catch (err) {
     return { ok: false, why: (err as Error).message };

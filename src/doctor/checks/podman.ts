@@ -7,7 +7,7 @@
 import { performance } from 'node:perf_hooks';
 import { labelsFor } from '../../identity.js';
 import { manifestSchemas } from '../../manifest/schema.js';
-import { runBounded } from '../../runtime/command.js';
+import { failureLine, runBounded } from '../../runtime/command.js';
 import type { CheckResult } from '../report.js';
 import type { DoctorContext } from './context.js';
 
@@ -21,7 +21,7 @@ async function imageExists(ctx: DoctorContext): Promise<boolean | string> {
     const r = await runBounded(ctx.cfg.podman.binary, ['image', 'exists', ctx.probeImage], bound, { env, reject: false });
     if (r.exitCode === 0) return true;
     if (r.exitCode === 1) return false;
-    return `podman image exists failed: ${String(r.stderr).trim().split('\n').pop() || r.shortMessage}`;
+    return `podman image exists failed: ${failureLine(r)}`;
   } catch (err) {
     return (err as Error).message;
   }

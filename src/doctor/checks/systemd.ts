@@ -4,7 +4,7 @@
  * `systemctl show mcp-agent.service`; src/doctor/systemd-unit.ts judges what it finds.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { runBounded } from '../../runtime/command.js';
+import { failureLine, runBounded } from '../../runtime/command.js';
 import type { CheckResult } from '../report.js';
 import { judgeSystemd, parseShow, UNIT, UNIT_PROPS, type SystemdSeen } from '../systemd-unit.js';
 import { TOOL_TIMEOUT_MS } from './context.js';
@@ -22,8 +22,8 @@ async function see(): Promise<SystemdSeen> {
   const args = ['show', UNIT, ...UNIT_PROPS.flatMap((p) => ['-p', p])];
   try {
     const r = await runBounded('systemctl', args, { runtime: 'doctor', operation: 'systemctl show', timeoutMs: TOOL_TIMEOUT_MS, read: true }, { reject: false });
-    if (r.failed) return { booted: true, error: String(r.stderr ?? '').trim().split('\n').pop() || r.shortMessage || `exit ${r.exitCode}` };
-    return { booted: true, shown: parseShow(String(r.stdout ?? '')) };
+    if (r.failed) return { booted: true, error: failureLine(r) };
+    return { booted: true, shown: parseShow(r.stdout) };
   } catch (err) {
     return { booted: true, error: (err as Error).message };
   }

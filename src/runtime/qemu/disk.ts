@@ -48,7 +48,7 @@ export async function ensureOverlay(imgBinary: string, w: WorkloadSpec, dir: str
     if (err instanceof RuntimeError) throw err;
     throw new RuntimeError('qemu', 'start', w.name, `qemu-img cannot read ${image}: ${err.stderr ?? String(err)}`);
   });
-  const format = (JSON.parse(String(info.stdout)) as { format?: string }).format ?? 'raw';
+  const format = (JSON.parse(info.stdout) as { format?: string }).format ?? 'raw';
   await runBounded(imgBinary, ['create', '-q', '-f', 'qcow2', '-F', format, '-b', image, disk], img);
   return disk;
 }

@@ -77,7 +77,7 @@ export class QemuRuntime implements Runtime {
     try {
       const r = await runBounded(this.o.binary, ['--version'], { runtime: 'qemu', operation: 'probe', timeoutMs: PROBE_TIMEOUT_MS, read: true });
       const accel = chooseAccel(this.o.accel, probeHostVirt());
-      return { available: true, detail: `${String(r.stdout).split('\n')[0]}, accel ${accel}` };
+      return { available: true, detail: `${r.stdout.split('\n')[0]}, accel ${accel}` };
     } catch (err) {
       const e = err as { code?: string; shortMessage?: string };
       if (err instanceof RuntimeError) return { available: false, detail: err.message };
